@@ -1,0 +1,129 @@
+"""`ssl-zoo <command> [key=value ...]`: one Hydra app per command (train, probe), plus `compare`.
+
+`python -m ssl_zoo ...` is the same. Config group choices are checked before Hydra starts, so that
+a typo gets one line listing the valid names.
+"""
+
+import sys
+from pathlib import Path
+
+from ssl_zoo import config_dir
+from ssl_zoo.errors import UserError, one_line
+
+USAGE = """usage: ssl-zoo <command> [key=value ...] [-m]
+
+commands:
+  train     pretrain a method, then probe it:  ssl-zoo train method=simclr data=shapes
+  probe     re-probe a saved run:              ssl-zoo probe checkpoint=outputs/.../checkpoints/last.ckpt
+  compare   table of results.json files:       ssl-zoo compare outputs/
+
+Every key of the config can be set on the command line (see conf/); -m sweeps comma-separated values.
+"""
+GROUPS = ("method", "data", "model", "trainer", "probe", "experiment")
+
+
+def fail(error: BaseException) -> None:
+    print(f"ssl-zoo: error: {one_line(error)}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_group_choices(overrides: list[str]) -> None:
+    """Refuse `method=nope` (and the like) with the list of valid names."""
+    for override in overrides:
+        key, sep, value = override.partition("=")
+        key = key.lstrip("+~")
+        if not sep or key not in GROUPS or any(c in value for c in "()[]${}"):
+            continue
+        available = sorted(p.stem for p in (config_dir() / key).glob("*.yaml"))
+        for choice in value.split(","):
+            if choice not in available and choice != "null":
+                raise UserError(f"unknown {key} '{choice}'; choose one of: {', '.join(available)}")
+
+
+def run_hydra_app(config_name: str, task, overrides: list[str]) -> None:
+    import hydra
+
+    def guarded(cfg):
+        try:
+            return task(cfg)
+        except UserError as e:
+            fail(e)
+
+    sys.argv = [sys.argv[0], *overrides]  # Hydra parses sys.argv
+    hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)()
+
+
+def train_task(original_argv: list[str]):
+    def task(cfg):
+        from hydra.core.hydra_config import HydraConfig
+
+        from ssl_zoo.train import train
+
+        # Lightning's DDP launcher starts the other ranks by re-running this command line.
+        sys.argv = original_argv
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        results = train(cfg, run_dir)
+        if results is not None:
+            print_summary(results, run_dir)
+        return results
+
+    return task
+
+
+def probe_task(cfg):
+    from ssl_zoo.train import probe
+
+    results = probe(cfg)
+    print_summary(results, Path(results["path"]).parent)
+    return results
+
+
+def print_summary(results: dict, run_dir: Path) -> None:
+    t, p = results["train"], results["probe"] or {}
+    pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+    print(f"\n{results['method']} on {results['data']} ({results['model']}, {results['params'] / 1e6:.2f}M params)")
+    if t.get("steps") is not None:
+        print(f"  trained {t['steps']} steps in {t['seconds']:.0f}s, final loss {t['final_loss']:.4f}")
+    if p:
+        print(
+            f"  probe '{p['task']}' ({p['num_classes']} classes): linear {pct(p['linear_acc'])}, "
+            f"kNN {pct(p['knn_acc'])}, random-init linear {pct(p['random_init_linear_acc'])}"
+        )
+    print(f"  run dir: {run_dir}")
+
+
+def compare(args: list[str]) -> None:
+    import argparse
+
+    from ssl_zoo.results import find_results, leaderboard
+
+    parser = argparse.ArgumentParser(prog="ssl-zoo compare", description="Leaderboard of results.json files.")
+    parser.add_argument("paths", nargs="+", help="folders (searched recursively) or results.json files")
+    opts = parser.parse_args(args)
+    rows, problems = find_results(opts.paths)
+    for problem in problems:
+        print(f"ssl-zoo compare: {problem}", file=sys.stderr)
+    if not rows:
+        raise UserError(f"no results.json found under {', '.join(opts.paths)}; run `ssl-zoo train` first")
+    print(leaderboard(rows))
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "train":
+            check_group_choices(rest)
+            run_hydra_app("train", train_task([sys.argv[0], *argv]), rest)
+        elif command == "probe":
+            check_group_choices(rest)
+            run_hydra_app("probe", probe_task, rest)
+        elif command == "compare":
+            compare(rest)
+        else:
+            raise UserError(f"unknown command '{command}'; choose one of: train, probe, compare (ssl-zoo --help)")
+    except UserError as e:
+        fail(e)

@@ -1,0 +1,120 @@
+"""The data contract shared by every modality.
+
+A datamodule has a `modality`, a pretraining `train_dataloader()` of (inputs, labels) batches (labels
+are -1 where unknown) and `probe_splits()`: labelled train and test sets in the same input form.
+"""
+
+from typing import NamedTuple
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from ssl_zoo.errors import UserError
+
+
+class ProbeSplits(NamedTuple):
+    train: Dataset
+    test: Dataset
+    num_classes: int
+    task: str
+
+
+class BatchedTensors(Dataset):
+    """In-memory tensors indexed a whole batch at a time (DataLoader calls __getitems__ with a list of
+    indices), so that a batch is one gather instead of B single-item reads and a stack."""
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor):
+        if len(inputs) == 0:
+            raise UserError("the dataset is empty; check the data settings (data.*)")
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, i: int):
+        return self.inputs[i], self.labels[i]
+
+    def __getitems__(self, indices: list[int]):
+        idx = torch.as_tensor(indices)
+        return self.inputs[idx], self.labels[idx]
+
+
+class ResumableSampler(DistributedSampler):
+    """Shuffles by (seed, epoch) only, on one device or many (Lightning calls set_epoch), so that a
+    resumed run sees the order the uninterrupted run would have seen. Its first pass starts `skip`
+    indices in, to resume mid-epoch; the length stays that of a whole epoch."""
+
+    skip = 0
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        skip, self.skip = self.skip, 0
+        return iter(indices[skip:])
+
+
+def collate(batch):
+    """Batches from BatchedTensors are already stacked; lists of samples are stacked here."""
+    if isinstance(batch, tuple):
+        return batch
+    return torch.utils.data.default_collate(batch)
+
+
+class SSLDataModule(pl.LightningDataModule):
+    modality: str = "?"
+
+    def __init__(self, batch_size: int = 256, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
+        self.num_classes = 0  # of the probe task, known after setup()
+        self._ready = False
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self._ready:
+            self.prepare()
+            self._ready = True
+
+    # --- what a dataset defines ----------------------------------------------------------------
+    def prepare(self) -> None:
+        """Load or build the data; set self.num_classes."""
+        raise NotImplementedError
+
+    def pretrain_dataset(self) -> Dataset:
+        raise NotImplementedError
+
+    def probe_splits(self) -> ProbeSplits:
+        raise NotImplementedError
+
+    # --- loaders -------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        dataset = self.pretrain_dataset()
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        if len(dataset) < self.batch_size * world:
+            raise UserError(
+                f"the pretraining set has {len(dataset)} items, fewer than one batch of "
+                f"{self.batch_size * world}; lower data.batch_size or add data"
+            )
+        sampler = ResumableSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True)
+        sampler.skip = self.batch_size * self._batches_done_in_interrupted_epoch(len(sampler) // self.batch_size)
+        return self.loader(dataset, sampler=sampler, drop_last=True)
+
+    def _batches_done_in_interrupted_epoch(self, batches_per_epoch: int) -> int:
+        """On a resume from a mid-epoch checkpoint: how many batches of that epoch were trained on.
+        Lightning has restored its loop counters by the time it asks for the train loader."""
+        fit_loop = self.trainer.fit_loop if self.trainer is not None else None
+        if fit_loop is None or not fit_loop.restarting:
+            return 0
+        done = fit_loop.epoch_loop.batch_progress.current.processed
+        return done if 0 < done < batches_per_epoch else 0
+
+    def loader(self, dataset: Dataset, **kwargs) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=kwargs.pop("batch_size", self.batch_size),
+            num_workers=self.num_workers,
+            collate_fn=collate,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )

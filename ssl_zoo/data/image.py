@@ -1,0 +1,243 @@
+"""Image data: the embedded `shapes`, CIFAR-10/100 and STL-10 in their on-disk formats, and any folder.
+
+Pretraining batches are uint8 images (B, 3, H, W) with int64 labels (-1 where unknown); the methods
+draw their random views from them on the device (see image_views.py).
+"""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset, Subset
+
+from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule
+from ssl_zoo.data.shapes import SHAPES, make_shapes
+from ssl_zoo.errors import UserError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
+
+
+class ImageDataModule(SSLDataModule):
+    modality = "image"
+
+    def __init__(self, image_size: int, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), **kwargs):
+        super().__init__(**kwargs)
+        self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
+
+
+class Shapes(ImageDataModule):
+    """Embedded: ten procedurally drawn shape classes (see shapes.py); pretraining and probe in one."""
+
+    def __init__(self, num_train: int = 20_000, num_test: int = 2_000, image_size: int = 32, **kwargs):
+        super().__init__(image_size=image_size, **kwargs)
+        self.num_train, self.num_test = num_train, num_test
+
+    def prepare(self) -> None:
+        if self.num_train <= 0 or self.num_test <= 0:
+            raise UserError("data.num_train and data.num_test must be positive")
+        self.train_set = BatchedTensors(*make_shapes(self.num_train, self.image_size, seed=self.seed))
+        # The test images come from another seed: none of them is a pretraining image.
+        self.test_set = BatchedTensors(*make_shapes(self.num_test, self.image_size, seed=self.seed + 1_000_003))
+        self.num_classes = len(SHAPES)
+
+    def pretrain_dataset(self) -> Dataset:
+        return self.train_set
+
+    def probe_splits(self) -> ProbeSplits:
+        self.setup()
+        return ProbeSplits(self.train_set, self.test_set, self.num_classes, "shape")
+
+
+# --- CIFAR --------------------------------------------------------------------------------------
+CIFAR_LAYOUT = {  # folder, train files, test files, label key, torchvision class for downloading
+    10: ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels", "CIFAR10"),
+    100: ("cifar-100-python", ["train"], ["test"], b"fine_labels", "CIFAR100"),
+}
+
+
+def read_cifar(root: Path, classes: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pickled batches of the python version of CIFAR: uint8 (N, 3, 32, 32), int64 (N,)."""
+    folder, train_files, test_files, label_key, _ = CIFAR_LAYOUT[classes]
+    images, labels = [], []
+    for name in train_files if train else test_files:
+        path = root / folder / name
+        try:
+            with open(path, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.extend(batch[label_key])
+        except Exception as e:
+            raise UserError(f"cannot read the CIFAR-{classes} batch file {path} ({e}); delete it and download again") from None
+    return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+class CIFAR(ImageDataModule):
+    """CIFAR-10 or CIFAR-100 (python version, pickled batches) under `root`."""
+
+    def __init__(self, root: str = "data", classes: int = 10, download: bool = False, image_size: int = 32, **kwargs):
+        super().__init__(image_size=image_size, **kwargs)
+        if classes not in CIFAR_LAYOUT:
+            raise UserError(f"data.classes must be 10 or 100, got {classes}")
+        self.root, self.classes, self.download = Path(root).expanduser(), classes, download
+
+    def prepare(self) -> None:
+        folder, *_, torchvision_name = CIFAR_LAYOUT[self.classes]
+        if not (self.root / folder).is_dir():
+            if not self.download:
+                raise UserError(
+                    f"CIFAR-{self.classes} is not in {self.root / folder}; set data.root to the folder that "
+                    "holds it, or data.download=true to download it (needs internet)"
+                )
+            import torchvision
+
+            getattr(torchvision.datasets, torchvision_name)(str(self.root), train=True, download=True)
+        self.train_set = BatchedTensors(*read_cifar(self.root, self.classes, train=True))
+        self.test_set = BatchedTensors(*read_cifar(self.root, self.classes, train=False))
+        self.num_classes = self.classes
+
+    def pretrain_dataset(self) -> Dataset:
+        return self.train_set
+
+    def probe_splits(self) -> ProbeSplits:
+        self.setup()
+        return ProbeSplits(self.train_set, self.test_set, self.num_classes, f"cifar{self.classes}")
+
+
+# --- STL-10 -------------------------------------------------------------------------------------
+def read_stl10(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """STL-10's binary files, memory-mapped: uint8 (N, 3, 96, 96) and labels 0..9 (-1 if unlabelled)."""
+    x_path = folder / f"{split}_X.bin"
+    if not x_path.is_file():
+        raise UserError(f"STL-10 file {x_path} is missing; set data.root or data.download=true (needs internet)")
+    raw = np.memmap(x_path, dtype=np.uint8, mode="c")  # copy-on-write: a writable view, read lazily
+    if raw.size % (3 * 96 * 96):
+        raise UserError(f"STL-10 file {x_path} is truncated ({raw.size} bytes); delete it and download again")
+    images = torch.from_numpy(raw.reshape(-1, 3, 96, 96)).transpose(2, 3)  # stored column-major
+    y_path = folder / f"{split}_y.bin"
+    labels = torch.from_numpy(np.fromfile(y_path, dtype=np.uint8).astype(np.int64) - 1) if y_path.is_file() else None
+    return images, labels if labels is not None else torch.full((len(images),), -1)
+
+
+class STL10(ImageDataModule):
+    """STL-10: pretraining on train (+ the 100k unlabelled images), probe on the labelled train/test."""
+
+    def __init__(self, root: str = "data", download: bool = False, unlabeled: bool = True, image_size: int = 96, **kwargs):
+        super().__init__(image_size=image_size, **kwargs)
+        self.root, self.download, self.unlabeled = Path(root).expanduser(), download, unlabeled
+
+    def prepare(self) -> None:
+        folder = self.root / "stl10_binary"
+        if not folder.is_dir() and self.download:
+            import torchvision
+
+            torchvision.datasets.STL10(str(self.root), split="train", download=True)
+        if not folder.is_dir():
+            raise UserError(
+                f"STL-10 is not in {folder}; set data.root to the folder that holds stl10_binary/, "
+                "or data.download=true to download it (needs internet)"
+            )
+        self.train_set = BatchedTensors(*read_stl10(folder, "train"))
+        self.test_set = BatchedTensors(*read_stl10(folder, "test"))
+        self.unlabeled_set = BatchedTensors(*read_stl10(folder, "unlabeled")) if self.unlabeled else None
+        self.num_classes = 10
+
+    def pretrain_dataset(self) -> Dataset:
+        if self.unlabeled_set is None:
+            return self.train_set
+        return BatchedTensors(
+            torch.cat([self.train_set.inputs, self.unlabeled_set.inputs]),
+            torch.cat([self.train_set.labels, self.unlabeled_set.labels]),
+        )
+
+    def probe_splits(self) -> ProbeSplits:
+        self.setup()
+        return ProbeSplits(self.train_set, self.test_set, self.num_classes, "stl10")
+
+
+# --- any folder of images -----------------------------------------------------------------------
+class ImageFiles(Dataset):
+    """Image files decoded on access, resized (shorter side) and centre-cropped to size x size."""
+
+    def __init__(self, files: list[Path], labels: list[int], size: int):
+        self.files, self.labels, self.size = files, labels, size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int):
+        from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms.v2 import functional as TF
+
+        try:
+            image = decode_image(str(self.files[i]), mode=ImageReadMode.RGB)
+        except Exception as e:
+            raise UserError(f"corrupt image file {self.files[i]} ({e}); remove or replace it") from None
+        image = TF.center_crop(TF.resize(image, self.size, antialias=True), [self.size, self.size])
+        return image, self.labels[i]
+
+
+def check_image(path: Path) -> None:
+    """Refuse a file whose image data cannot be decoded, naming it."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except Exception as e:
+        raise UserError(f"corrupt image file {path} ({type(e).__name__}); remove or replace it") from None
+
+
+class ImageFolder(ImageDataModule):
+    """Any folder of images. Sub-folders name the classes (path/<class>/*.png); a folder with no
+    sub-folders is unlabelled and serves pretraining only. The probe splits the labelled images
+    into train and test by a seeded shuffle."""
+
+    def __init__(
+        self,
+        path: str,
+        image_size: int = 64,
+        test_fraction: float = 0.2,
+        verify: bool = True,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        **kwargs,
+    ):
+        super().__init__(image_size=image_size, mean=mean, std=std, **kwargs)
+        self.path, self.test_fraction, self.verify = Path(path).expanduser(), test_fraction, verify
+
+    def prepare(self) -> None:
+        if not self.path.is_dir():
+            raise UserError(f"image folder {self.path} does not exist; set data.path to a folder of images")
+        files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise UserError(
+                f"image folder {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "set data.path to a folder of images"
+            )
+        if self.verify:
+            for f in files:
+                check_image(f)
+        class_of = lambda f: f.relative_to(self.path).parts[0] if len(f.relative_to(self.path).parts) > 1 else None  # noqa: E731
+        classes = sorted({c for f in files if (c := class_of(f)) is not None})
+        index = {c: i for i, c in enumerate(classes)}
+        labels = [index.get(class_of(f), -1) for f in files]
+        self.classes = classes
+        self.num_classes = len(classes)
+        self.all_images = ImageFiles(files, labels, self.image_size)
+
+    def pretrain_dataset(self) -> Dataset:
+        return self.all_images
+
+    def probe_splits(self) -> ProbeSplits:
+        self.setup()
+        labelled = [i for i, y in enumerate(self.all_images.labels) if y >= 0]
+        if self.num_classes < 2:
+            raise UserError(
+                f"image folder {self.path} has {self.num_classes} class sub-folders; the probe needs at "
+                "least 2 (path/<class>/<image>), or run with probe.enabled=false"
+            )
+        order = torch.randperm(len(labelled), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        n_test = max(1, round(self.test_fraction * len(labelled)))
+        test = [labelled[i] for i in order[:n_test]]
+        train = [labelled[i] for i in order[n_test:]]
+        return ProbeSplits(Subset(self.all_images, train), Subset(self.all_images, test), self.num_classes, "folder_class")

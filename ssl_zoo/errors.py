@@ -1,0 +1,14 @@
+"""Bad input is answered with one line that names the problem and the fix, never a traceback."""
+
+
+class UserError(Exception):
+    """A problem with what the user asked for (config, file, checkpoint) that the user can fix."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of a UserError, also when a DataLoader worker re-raised it with its traceback."""
+    text = str(error)
+    marker = "UserError: "
+    if "Original Traceback" in text and marker in text:
+        text = text.rsplit(marker, 1)[1]
+    return " ".join(text.split())

@@ -1,0 +1,143 @@
+"""The common linear-probe evaluator, written once for every method and modality.
+
+Features are extracted once with the encoder frozen and in eval mode, then standardised with the
+train statistics. A linear classifier is trained for each (learning rate, weight decay) of a small
+sweep, the best is chosen on a validation split carved from train, refit on all of train and scored
+on test (top-1). Weighted kNN (cosine similarity, k = 20, weights exp(s / 0.07)) is scored on the same
+features. `probe_method` does all of it, also for a randomly initialised copy of the encoder: the
+baseline a pretrained encoder has to beat.
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from ssl_zoo.data.base import ProbeSplits, collate
+
+
+@dataclass
+class ProbeConfig:
+    enabled: bool = True
+    batch_size: int = 256  # for feature extraction
+    max_train: int | None = 10_000  # probe-train examples used (a seeded random subset), None = all
+    val_fraction: float = 0.2  # of probe-train, to choose the hyper-parameters
+    lrs: list[float] = field(default_factory=lambda: [0.1, 0.01])
+    weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4, 1e-3, 1e-2])
+    steps: int = 300  # full-batch AdamW steps per fit (the problem is convex and small)
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    random_init_baseline: bool = True
+    seed: int = 0
+
+
+@torch.no_grad()
+def extract_features(embed, dataset: Dataset, batch_size: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run `embed` over a labelled dataset: features (N, D) float32 on the CPU, labels (N,)."""
+    features, labels = [], []
+    for inputs, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
+        inputs = inputs.to(device) if torch.is_tensor(inputs) else inputs
+        features.append(embed(inputs).float().cpu())
+        labels.append(torch.as_tensor(y))
+    return torch.cat(features), torch.cat(labels).long()
+
+
+def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
+    return [(x - mean) / std for x in (train, *others)]
+
+
+def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, lr: float, weight_decay: float, steps: int, seed: int):
+    """Multinomial logistic regression by full-batch AdamW with a cosine schedule: (D,) -> classes."""
+    torch.manual_seed(seed)
+    layer = torch.nn.Linear(x.shape[1], num_classes)
+    opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(layer(x), y).backward()
+        opt.step()
+        sched.step()
+    return layer
+
+
+@torch.no_grad()
+def accuracy(layer, x, y) -> float:
+    return (layer(x).argmax(1) == y).float().mean().item()
+
+
+def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeConfig) -> tuple[float, dict]:
+    """Test top-1 of the linear classifier whose (lr, wd) scored best on a validation split."""
+    x_train, x_test = standardise(x_train, x_test)
+    order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed))
+    n_val = max(1, int(cfg.val_fraction * len(x_train)))
+    val, fit = order[:n_val], order[n_val:]
+    scores = {}
+    for lr in cfg.lrs:
+        for wd in cfg.weight_decays:
+            layer = fit_linear(x_train[fit], y_train[fit], num_classes, lr, wd, cfg.steps, cfg.seed)
+            scores[(lr, wd)] = accuracy(layer, x_train[val], y_train[val])
+    (lr, wd), val_acc = max(scores.items(), key=lambda kv: kv[1])
+    layer = fit_linear(x_train, y_train, num_classes, lr, wd, cfg.steps, cfg.seed)
+    return accuracy(layer, x_test, y_test), {"lr": lr, "weight_decay": wd, "val_acc": val_acc}
+
+
+@torch.no_grad()
+def knn_accuracy(x_train, y_train, x_test, y_test, num_classes: int, k: int = 20, temperature: float = 0.07) -> float:
+    """Weighted kNN on cosine similarity: each of the k nearest votes exp(similarity / T) for its label."""
+    x_train, x_test = F.normalize(x_train, dim=1), F.normalize(x_test, dim=1)
+    k = min(k, len(x_train))
+    correct = 0
+    for start in range(0, len(x_test), 1024):  # (chunk, N_train) similarities at a time
+        sim, idx = (x_test[start : start + 1024] @ x_train.T).topk(k, dim=1)
+        votes = torch.zeros(len(sim), num_classes).scatter_add_(1, y_train[idx], (sim / temperature).exp())
+        correct += (votes.argmax(1) == y_test[start : start + 1024]).sum().item()
+    return correct / len(x_test)
+
+
+def subsample(dataset: Dataset, max_items: int | None, seed: int) -> Dataset:
+    if max_items is None or len(dataset) <= max_items:
+        return dataset
+    keep = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:max_items]
+    return Subset(dataset, keep.sort().values.tolist())
+
+
+def evaluate_encoder(embed, splits: ProbeSplits, cfg: ProbeConfig, device) -> dict:
+    """Linear and kNN test accuracy of the features that `embed` gives."""
+    train = subsample(splits.train, cfg.max_train, cfg.seed)
+    x_train, y_train = extract_features(embed, train, cfg.batch_size, device)
+    x_test, y_test = extract_features(embed, splits.test, cfg.batch_size, device)
+    linear_acc, chosen = linear_probe(x_train, y_train, x_test, y_test, splits.num_classes, cfg)
+    knn_acc = knn_accuracy(x_train, y_train, x_test, y_test, splits.num_classes, cfg.knn_k, cfg.knn_temperature)
+    return {"linear_acc": linear_acc, "knn_acc": knn_acc, "chosen": chosen, "feature_dim": x_train.shape[1],
+            "num_train": len(x_train), "num_test": len(x_test)}
+
+
+def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None) -> dict:
+    """The `probe` block of results.json for a method, with its random-init baseline if given."""
+    device = method.device
+    was_training = method.training
+    method.eval()
+    try:
+        scores = evaluate_encoder(method.embed, splits, cfg, device)
+    finally:
+        method.train(was_training)
+    result = {
+        "task": splits.task,
+        "num_classes": splits.num_classes,
+        "linear_acc": scores["linear_acc"],
+        "knn_acc": scores["knn_acc"],
+        "random_init_linear_acc": None,
+        "random_init_knn_acc": None,
+        "chosen": scores["chosen"],
+        "feature_dim": scores["feature_dim"],
+        "num_train": scores["num_train"],
+        "num_test": scores["num_test"],
+    }
+    if random_init is not None:
+        random_init.to(device).eval()
+        baseline = evaluate_encoder(random_init.embed, splits, cfg, device)
+        result["random_init_linear_acc"] = baseline["linear_acc"]
+        result["random_init_knn_acc"] = baseline["knn_acc"]
+    return result

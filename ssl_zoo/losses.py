@@ -1,0 +1,24 @@
+"""Loss functions of the methods, as pure functions of tensors."""
+
+import torch
+import torch.nn.functional as F
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SimCLR's InfoNCE (NT-Xent), written as a cross-entropy over similarities.
+
+    z1, z2: (N, D) projections of two views of the same N images. Each of the 2N embeddings has one
+    positive (the other view of its image) and 2N - 2 negatives; the mean over all 2N is returned.
+    """
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2N, D)
+    logits = z @ z.T / temperature  # (2N, 2N) cosine similarities / T
+    self_pairs = torch.eye(2 * n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_pairs, float("-inf"))  # an embedding is not its own negative
+    positives = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(0, n, device=z.device)])
+    return F.cross_entropy(logits, positives)
+
+
+def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BYOL's regression loss: 2 - 2 cos(p, z'), averaged over the batch. (N, D), (N, D) -> ()."""
+    return (2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=-1)).mean()

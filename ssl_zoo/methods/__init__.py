@@ -1,0 +1,1 @@
+"""One LightningModule per method; each reads like its paper's pseudo-code."""

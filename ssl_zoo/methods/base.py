@@ -1,0 +1,86 @@
+"""SSLMethod: what every method shares, and nothing more.
+
+A method implements `ssl_step(inputs) -> (loss, features)` for pretraining and `embed(inputs) -> (B, D)`
+for the probe. The base owns the optimizer and its warmup-cosine schedule, per-step randomness that
+survives a resume, the NaN guard and the optional online linear probe.
+"""
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from ssl_zoo.errors import UserError
+from ssl_zoo.optim import OptimConfig, build_optimizer, param_groups, warmup_cosine_scheduler
+
+
+class SSLMethod(pl.LightningModule):
+    name: str = "?"
+    modality: str = "?"  # text | image | speech
+
+    def __init__(self, optim: dict | None = None, online_probe: bool = True, seed: int = 0):
+        super().__init__()
+        self.optim = OptimConfig(**(optim or {}))
+        self.use_online_probe = online_probe
+        self.seed = seed
+        self.embed_dim = 0  # set by the subclass: width of embed()'s features
+        self.online_head: nn.Linear | None = None
+
+    # --- the two things a method defines -------------------------------------------------------
+    def ssl_step(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pretraining loss of a batch and the (B, D) features of its first view (for the online probe)."""
+        raise NotImplementedError
+
+    def embed(self, inputs) -> torch.Tensor:
+        """Frozen features for the probe: (B, D)."""
+        raise NotImplementedError
+
+    # --- shared machinery ----------------------------------------------------------------------
+    def step_generator(self) -> torch.Generator:
+        """Random numbers for this step's views or masks, a function of (seed, step, rank) only,
+        so that a resumed run draws exactly what the uninterrupted run would have drawn."""
+        seed = hash((self.seed, self.global_step, self.global_rank)) & 0xFFFF_FFFF_FFFF
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def setup(self, stage: str) -> None:
+        num_classes = getattr(self.trainer.datamodule, "num_classes", 0) if self.trainer else 0
+        if self.use_online_probe and self.online_head is None and num_classes:
+            self.attach_online_probe(num_classes)
+
+    def attach_online_probe(self, num_classes: int) -> None:
+        self.online_head = nn.Linear(self.embed_dim, num_classes)
+        self.online_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
+
+    def training_step(self, batch, batch_idx):
+        inputs, labels = batch
+        loss, features = self.ssl_step(inputs)
+        if not torch.isfinite(loss):
+            raise UserError(
+                f"the training loss became {loss.item()} at step {self.global_step}: training stopped, "
+                "the last good checkpoint is kept; lower the learning rate (method.optim.lr=...)"
+            )
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        if self.online_head is not None and (labels >= 0).any():
+            # Detached features: the probe watches the encoder without steering it.
+            logits = self.online_head(features.detach())
+            loss = loss + F.cross_entropy(logits, labels, ignore_index=-1)
+            self.online_acc(logits, labels)
+            self.log("train/online_probe_acc", self.online_acc, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        cfg = self.optim
+        lr = cfg.lr
+        if cfg.scale_lr:
+            global_batch = cfg.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
+            lr = cfg.lr * global_batch / 256
+        head = self.online_head
+        encoder = nn.ModuleList([m for n, m in self.named_children() if n != "online_head"])
+        groups = param_groups(encoder, cfg.weight_decay, cfg.exclude_bias_and_norm)
+        if head is not None:  # the probe is a plain linear classifier: no decay, no LARS adaptation
+            groups.append({"params": list(head.parameters()), "weight_decay": 0.0, "lars_adapt": False})
+        optimizer = build_optimizer(cfg, groups, lr)
+        scheduler = warmup_cosine_scheduler(optimizer, cfg, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

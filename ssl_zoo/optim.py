@@ -1,0 +1,97 @@
+"""Optimizers and the learning-rate schedule shared by every method."""
+
+import math
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from ssl_zoo.errors import UserError
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | sgd | lars
+    lr: float = 1e-3  # peak learning rate (for a global batch of 256 when scale_lr)
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # sgd, lars
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    warmup: float = 0.05  # warmup length: a fraction of all steps if < 1, else a number of steps
+    min_lr_ratio: float = 0.0  # cosine decays from lr to lr * min_lr_ratio
+    batch_size: int = 256  # per-device batch size, for the scaling rule
+    scale_lr: bool = False  # linear scaling rule: lr * global_batch / 256 (SimCLR, BYOL)
+    exclude_bias_and_norm: bool = True  # biases and norm weights: no weight decay, no LARS adaptation
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum whose update of each tensor is scaled by trust * |w| / |g + wd w| (You et al. 2017).
+
+    Param groups with `lars_adapt=False` (biases, norms) take plain SGD with momentum, as in SimCLR.
+    """
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, trust: float = 1e-3):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, trust=trust, lars_adapt=True))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                update = p.grad.add(p, alpha=group["weight_decay"])
+                if group["lars_adapt"]:
+                    w_norm, u_norm = p.norm(), update.norm()
+                    ok = (w_norm > 0) & (u_norm > 0)
+                    update = update * torch.where(ok, group["trust"] * w_norm / u_norm, torch.ones_like(w_norm))
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = update.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(update)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: bool) -> list[dict]:
+    """Two groups: matrices and conv kernels take weight decay; biases and norm weights (1-D) do not."""
+    decay, no_decay = [], []
+    for p in module.parameters():
+        if p.requires_grad:
+            (no_decay if exclude_bias_and_norm and p.ndim <= 1 else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "lars_adapt": False},
+    ]
+
+
+def build_optimizer(cfg: OptimConfig, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+    if cfg.name == "adamw":
+        for g in groups:
+            g.pop("lars_adapt", None)
+        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
+    if cfg.name == "sgd":
+        for g in groups:
+            g.pop("lars_adapt", None)
+        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
+    if cfg.name == "lars":
+        return LARS(groups, lr=lr, momentum=cfg.momentum)
+    raise UserError(f"unknown optimizer '{cfg.name}'; set method.optim.name to one of: adamw, lars, sgd")
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """Multiplier of the peak lr at `step`: linear warmup, then cosine decay to min_ratio."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def warmup_cosine_scheduler(optimizer, cfg: OptimConfig, total_steps: int):
+    warmup = int(cfg.warmup) if cfg.warmup >= 1 else round(cfg.warmup * total_steps)
+    schedule = partial(warmup_cosine, warmup_steps=warmup, total_steps=total_steps, min_ratio=cfg.min_lr_ratio)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)

@@ -1,0 +1,242 @@
+"""Pretrain a method on a dataset with the Lightning Trainer, then probe it: the `train` and `probe`
+commands as Python functions (the CLI and the notebooks call these)."""
+
+import time
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from ssl_zoo.errors import UserError
+from ssl_zoo.eval.probe import ProbeConfig, probe_method
+from ssl_zoo.results import RESULTS_FILE, write_json_atomic
+
+CONFIG_KEY = "ssl_zoo_config"  # where a checkpoint keeps the resolved run config
+
+# Lightning advice that does not apply here: in-memory datasets are batched without workers, and
+# Hydra has written its .hydra/ folder into the run dir before the CSV logger looks at it.
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+def _build(node: DictConfig, **kwargs):
+    """Instantiate a config group node; its `name` is a label for results, not an argument."""
+    spec = OmegaConf.to_container(node, resolve=True)
+    spec.pop("name", None)
+    return instantiate(spec, _convert_="all", **kwargs)
+
+
+def check_modalities(cfg: DictConfig) -> None:
+    method, data = get_class(cfg.method._target_), get_class(cfg.data._target_)
+    if method.modality != data.modality:
+        raise UserError(
+            f"method '{cfg.method.name}' is for {method.modality} but data '{cfg.data.name}' is {data.modality}; "
+            f"pick a {method.modality} dataset (data=...) or another method"
+        )
+
+
+def build_datamodule(cfg: DictConfig):
+    return _build(cfg.data)
+
+
+def build_method(cfg: DictConfig):
+    """The method with a freshly initialised encoder (`model`), as the config describes it."""
+    return _build(cfg.method, backbone=_build(cfg.model))
+
+
+def count_parameters(method) -> int:
+    encoder = getattr(method, "backbone", method)
+    return sum(p.numel() for p in encoder.parameters())
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write the checkpoint next to its destination, then rename: never a half-written last.ckpt."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(checkpoint, tmp)
+        tmp.replace(path)
+
+
+class RunRecord(Callback):
+    """Keeps the resolved config in every checkpoint and adds up training time across resumes."""
+
+    def __init__(self, config: dict):
+        self.config, self.seconds, self._start = config, 0.0, None
+
+    def on_train_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.seconds + (time.perf_counter() - self._start if self._start else 0.0)
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds, self._start = self.elapsed(), None
+
+    def state_dict(self):
+        return {"seconds": self.elapsed()}
+
+    def load_state_dict(self, state):
+        self.seconds = state["seconds"]
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint[CONFIG_KEY] = self.config
+
+
+def checkpoint_path_for_resume(cfg: DictConfig, run_dir: Path) -> str | None:
+    if cfg.resume in (None, False):
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if cfg.resume == "auto" else Path(cfg.resume)
+    if cfg.resume == "auto" and not path.exists():
+        print(f"resume=auto: no checkpoint at {path} yet, starting a new run")
+        return None
+    read_checkpoint(path)  # refuse a missing or foreign file with one line, before training starts
+    return str(path)
+
+
+def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
+    """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
+    run_dir = Path(run_dir)
+    check_modalities(cfg)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    method = build_method(cfg)
+    if cfg.get("compile"):
+        method.backbone.compile()  # in place: checkpoint keys stay the same
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    record = RunRecord(resolved)
+    checkpointing = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=cfg.checkpoint_every_n_steps,
+        enable_version_counter=False,
+    )
+    trainer = pl.Trainer(
+        **OmegaConf.to_container(cfg.trainer, resolve=True),
+        default_root_dir=run_dir,
+        logger=CSVLogger(run_dir, name="", version=""),
+        callbacks=[checkpointing, record, *callbacks],
+        plugins=[AtomicCheckpointIO()],
+        use_distributed_sampler=False,  # the datamodule shards by rank itself
+    )
+    ckpt_path = checkpoint_path_for_resume(cfg, run_dir)
+    if trainer.is_global_zero:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # full: resumable
+    if not trainer.is_global_zero:
+        return None
+
+    loss = trainer.callback_metrics.get("train/loss")
+    results = {
+        "method": cfg.method.name,
+        "modality": method.modality,
+        "data": cfg.data.name,
+        "model": cfg.model.name,
+        "params": count_parameters(method),
+        "seed": cfg.seed,
+        "train": {
+            "steps": trainer.global_step,
+            "seconds": round(record.elapsed(), 1),
+            "final_loss": None if loss is None else float(loss),
+        },
+        "probe": None,
+        "extra": {},
+    }
+    results["extra"]["world_size"] = trainer.world_size
+    results["extra"]["final_metrics"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.probe.enabled:
+        results["probe"] = run_probe_block(method, datamodule, cfg)
+    write_json_atomic(run_dir / RESULTS_FILE, results)
+    return results
+
+
+def run_probe_block(method, datamodule, cfg: DictConfig) -> dict:
+    probe_cfg = ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True))
+    datamodule.setup()
+    splits = datamodule.probe_splits()
+    random_init = None
+    if probe_cfg.random_init_baseline:
+        torch.manual_seed(cfg.seed)  # the very initialisation the pretrained encoder started from
+        random_init = build_method(cfg)
+    print(f"probing on '{splits.task}' ({splits.num_classes} classes) ...")
+    return probe_method(method, splits, probe_cfg, random_init=random_init)
+
+
+# --- checkpoints --------------------------------------------------------------------------------
+def read_checkpoint(path: str | Path) -> dict:
+    """Load an ssl-zoo checkpoint (weights_only: no code runs from the file); one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; pass checkpoint=<run dir>/checkpoints/last.ckpt")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({reason[:120]}); pass a last.ckpt written by ssl-zoo train") from None
+    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not an ssl-zoo checkpoint (no run config inside); pass a last.ckpt written by ssl-zoo train")
+    return ckpt
+
+
+def load_method(path: str | Path):
+    """(method with the checkpoint's weights, the run config it was trained with)."""
+    ckpt = read_checkpoint(path)
+    cfg = OmegaConf.create(ckpt[CONFIG_KEY])
+    method = build_method(cfg)
+    state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith(("online_head.", "online_acc."))}
+    method.load_state_dict(state)
+    return method, cfg
+
+
+def probe(cfg: DictConfig) -> dict:
+    """Re-probe a saved run: results go to <run dir>/results.json (or results_<data>.json for other data)."""
+    method, train_cfg = load_method(cfg.checkpoint)
+    run_cfg = train_cfg.copy()
+    if cfg.get("data") is not None:
+        run_cfg.data = cfg.data
+    run_cfg.probe = cfg.probe
+    check_modalities(run_cfg)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    method.to(device)
+    datamodule = build_datamodule(run_cfg)
+    block = run_probe_block(method, datamodule, run_cfg)
+
+    ckpt = Path(cfg.checkpoint)
+    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    same_data = run_cfg.data.name == train_cfg.data.name
+    target = run_dir / (RESULTS_FILE if same_data else f"results_{run_cfg.data.name}.json")
+    existing = {}
+    if target.is_file():
+        import json
+
+        try:
+            existing = json.loads(target.read_text())
+        except ValueError:
+            existing = {}
+    results = {
+        "method": train_cfg.method.name,
+        "modality": method.modality,
+        "data": run_cfg.data.name,
+        "model": train_cfg.model.name,
+        "params": count_parameters(method),
+        "seed": train_cfg.seed,
+        "train": existing.get("train", {"steps": None, "seconds": None, "final_loss": None}),
+        "probe": block,
+        "extra": {**existing.get("extra", {}), "checkpoint": str(ckpt)},
+    }
+    write_json_atomic(target, results)
+    results["path"] = str(target)
+    return results

@@ -1,0 +1,71 @@
+"""The command line as a user types it: train -> probe round trip, and bad input answered in one line."""
+
+import json
+
+import pytest
+import torch
+
+from conftest import TINY, run_cli
+
+
+def one_error_line(result):
+    lines = [l for l in result.stderr.strip().splitlines() if l.strip()]
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[-1]
+
+
+def test_train_then_probe_round_trip(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "method=byol", *TINY, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "probe 'shape'" in result.stdout
+    for name in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "results.json"):
+        assert (run_dir / name).is_file(), name
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["method"] == "byol" and results["modality"] == "image" and results["data"] == "shapes"
+    assert results["model"] == "small_cnn" and results["params"] > 0 and results["seed"] == 0
+    assert results["train"]["steps"] == 4 and results["train"]["final_loss"] is not None
+    probe = results["probe"]
+    assert probe["task"] == "shape" and probe["num_classes"] == 10
+    for key in ("linear_acc", "knn_acc", "random_init_linear_acc"):
+        assert 0.0 <= probe[key] <= 1.0
+
+    (run_dir / "results.json").unlink()
+    result = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "probe.max_train=200",
+                     "probe.steps=50", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    again = json.loads((run_dir / "results.json").read_text())
+    assert again["method"] == "byol" and again["probe"]["num_classes"] == 10
+    # Same checkpoint, same data, same probe settings: the same features and the same accuracy.
+    assert again["probe"]["knn_acc"] == pytest.approx(probe["knn_acc"])
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "method=nope"], "unknown method 'nope'; choose one of: byol, simclr"),
+        (["train", "data=imagenet"], "unknown data 'imagenet'; choose one of:"),
+        (["probe", "checkpoint=/no/such/last.ckpt"], "checkpoint /no/such/last.ckpt does not exist"),
+        (["frobnicate"], "unknown command 'frobnicate'"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(args, expected):
+    assert expected in one_error_line(run_cli(*args))
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path):
+    fake = tmp_path / "last.ckpt"
+    fake.write_bytes(b"this is not a checkpoint")
+    assert "is not a readable checkpoint" in one_error_line(run_cli("probe", f"checkpoint={fake}"))
+    torch.save({"weights": torch.zeros(2)}, fake)
+    assert "is not an ssl-zoo checkpoint" in one_error_line(run_cli("probe", f"checkpoint={fake}"))
+
+
+def test_image_folder_errors_leave_nothing_behind(tmp_path):
+    run_dir = tmp_path / "run"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    line = one_error_line(run_cli("train", "data=image_folder", f"data.path={empty}", "trainer=debug", f"hydra.run.dir={run_dir}"))
+    assert "holds no images" in line and str(empty) in line
+    assert not (run_dir / "results.json").exists() and not (run_dir / "checkpoints").exists()

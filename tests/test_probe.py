@@ -1,0 +1,49 @@
+import torch
+
+from ssl_zoo.data.base import BatchedTensors, ProbeSplits
+from ssl_zoo.eval.probe import ProbeConfig, evaluate_encoder, knn_accuracy, linear_probe
+
+CFG = ProbeConfig(lrs=[0.1, 0.01], weight_decays=[0.0, 1e-3], steps=200)
+
+
+def separable(n, d=16, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    centres = 5 * torch.randn(classes, d, generator=g)
+    y = torch.arange(n) % classes
+    return centres[y] + torch.randn(n, d, generator=g), y
+
+
+def test_linear_probe_solves_linearly_separable_features():
+    x, y = separable(600)
+    acc, chosen = linear_probe(x[:400], y[:400], x[400:], y[400:], 4, CFG)
+    assert acc > 0.98
+    assert chosen["lr"] in CFG.lrs and chosen["weight_decay"] in CFG.weight_decays
+
+
+def test_linear_probe_is_at_chance_on_random_labels():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(2000, 16, generator=g), torch.randint(0, 4, (2000,), generator=g)
+    acc, _ = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], 4, CFG)
+    assert abs(acc - 0.25) < 0.06
+
+
+def test_knn_on_clusters_and_on_noise():
+    x, y = separable(600)
+    assert knn_accuracy(x[:400], y[:400], x[400:], y[400:], 4) > 0.98
+    g = torch.Generator().manual_seed(2)
+    xr, yr = torch.randn(2000, 16, generator=g), torch.randint(0, 4, (2000,), generator=g)
+    assert abs(knn_accuracy(xr[:1000], yr[:1000], xr[1000:], yr[1000:], 4) - 0.25) < 0.06
+
+
+def test_evaluate_encoder_extracts_features_through_embed():
+    x, y = separable(300, d=8)
+    splits = ProbeSplits(BatchedTensors(x[:200], y[:200]), BatchedTensors(x[200:], y[200:]), 4, "clusters")
+    calls = []
+
+    def embed(inputs):
+        calls.append(len(inputs))
+        return inputs * 2
+
+    scores = evaluate_encoder(embed, splits, ProbeConfig(batch_size=64, steps=100, lrs=[0.1], weight_decays=[0.0]), "cpu")
+    assert scores["linear_acc"] > 0.95 and scores["feature_dim"] == 8
+    assert sum(calls) == 300 and max(calls) == 64  # each example embedded once, in batches

@@ -1,0 +1,87 @@
+"""Training in-process: resume gives the very weights of an uninterrupted run; a NaN loss stops the
+run and keeps the last good checkpoint; modalities are checked."""
+
+import pytest
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from conftest import TINY, compose_train
+from ssl_zoo.errors import UserError
+from ssl_zoo.train import check_modalities, read_checkpoint, train
+
+
+class Interrupt(Exception):
+    pass
+
+
+class InterruptAt(Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise Interrupt
+
+
+# 128 images in batches of 32: 4 steps an epoch, 8 steps in all, a checkpoint every 2 steps.
+RESUMABLE = [*TINY, "data.num_train=128", "trainer.max_steps=8", "checkpoint_every_n_steps=2", "probe.enabled=false"]
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+@pytest.mark.parametrize("stop_at", [4, 6])  # at an epoch boundary, and mid-epoch
+def test_resume_ends_with_the_same_weights(tmp_path, method, stop_at):
+    cfg = compose_train(f"method={method}", *RESUMABLE)
+    train(cfg, tmp_path / "straight")
+    with pytest.raises(Interrupt):
+        train(cfg, tmp_path / "resumed", callbacks=[InterruptAt(stop_at)])
+    assert read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["global_step"] == stop_at
+    train(compose_train(f"method={method}", *RESUMABLE, "resume=auto"), tmp_path / "resumed")
+
+    straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
+    resumed = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
+    assert straight["global_step"] == resumed["global_step"] == 8
+    for key, value in straight["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value, msg=key)
+
+
+def test_same_seed_same_run_other_seed_other_run(tmp_path):
+    for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
+        train(compose_train(*TINY, "probe.enabled=false", f"seed={seed}"), tmp_path / name)
+    weights = {n: read_checkpoint(tmp_path / n / "checkpoints" / "last.ckpt")["state_dict"] for n in "abc"}
+    key = "backbone.features.0.weight"
+    assert torch.equal(weights["a"][key], weights["b"][key])
+    assert not torch.equal(weights["a"][key], weights["c"][key])
+
+
+class PoisonAt(Callback):
+    """Makes the weights NaN before the given step, as a diverging run would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            with torch.no_grad():
+                for p in pl_module.backbone.parameters():
+                    p.fill_(float("nan"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    cfg = compose_train(*TINY, "trainer.max_steps=6", "checkpoint_every_n_steps=2")
+    with pytest.raises(UserError, match=r"loss became nan at step 3.*last good checkpoint is kept"):
+        train(cfg, tmp_path, callbacks=[PoisonAt(3)])
+    ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 2
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_method_and_data_of_different_modalities_are_refused():
+    cfg = compose_train()
+    cfg.data._target_ = "tests.test_train.SpeechData"
+    with pytest.raises(UserError, match="method 'simclr' is for image but data 'shapes' is speech"):
+        check_modalities(cfg)
+
+
+class SpeechData:
+    modality = "speech"
