@@ -65,14 +65,16 @@ def leaderboard(rows: list[dict]) -> str:
         out.append(f"### {modality} · {data} · probe task: {task}\n")
         out.append("| method | model | params | steps | seconds | linear % | kNN % | random-init linear % | gain |")
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        group.sort(key=lambda r: -(r["probe"] or {}).get("linear_acc", 0) if r["probe"] else 0)
+        group.sort(key=lambda r: -((r["probe"] or {}).get("linear_acc") or 0))
         for r in group:
             p = r["probe"] or {}
             lin, rnd = p.get("linear_acc"), p.get("random_init_linear_acc")
             gain = "-" if lin is None or rnd is None else f"{100 * (lin - rnd):+.1f}"
+            train = r.get("train") or {}
+            seconds = "-" if train.get("seconds") is None else f"{train['seconds']:.0f}"
             out.append(
-                f"| {r['method']} | {r['model']} | {r['params'] / 1e6:.2f}M | {r['train']['steps']} | "
-                f"{r['train']['seconds']:.0f} | {_pct(lin)} | {_pct(p.get('knn_acc'))} | {_pct(rnd)} | {gain} |"
+                f"| {r['method']} | {r['model']} | {r['params'] / 1e6:.2f}M | {train.get('steps', '-')} | "
+                f"{seconds} | {_pct(lin)} | {_pct(p.get('knn_acc'))} | {_pct(rnd)} | {gain} |"
             )
         out.append("")
     return "\n".join(out)

@@ -69,3 +69,28 @@ def test_image_folder_errors_leave_nothing_behind(tmp_path):
     line = one_error_line(run_cli("train", "data=image_folder", f"data.path={empty}", "trainer=debug", f"hydra.run.dir={run_dir}"))
     assert "holds no images" in line and str(empty) in line
     assert not (run_dir / "results.json").exists() and not (run_dir / "checkpoints").exists()
+
+
+def test_multirun_sweep_then_compare(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli("train", "-m", "method=simclr,byol", *TINY, "probe.random_init_baseline=false",
+                     f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = sorted(p.parent.name for p in sweep.rglob("results.json"))
+    assert found == ["0-simclr-shapes-small_cnn", "1-byol-shapes-small_cnn"]
+
+    (sweep / "broken").mkdir()
+    (sweep / "broken" / "results.json").write_text('{"method": "half a file"')
+    table = run_cli("compare", str(sweep), cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "| simclr | small_cnn |" in table.stdout and "| byol | small_cnn |" in table.stdout
+    assert "broken/results.json: skipped" in table.stderr
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no results.json found" in one_error_line(run_cli("compare", str(empty)))
+
+
+def test_runs_from_any_folder(tmp_path):
+    result = run_cli("train", "method=nope", cwd=tmp_path)
+    assert "choose one of: byol, simclr" in one_error_line(result)
