@@ -16,6 +16,7 @@ class OptimConfig:
     lr: float = 1e-3  # peak learning rate (for a global batch of 256 when scale_lr)
     weight_decay: float = 1e-4
     momentum: float = 0.9  # sgd, lars
+    trust: float = 1e-3  # lars: trust coefficient (the papers' 1e-3 assumes batches of thousands; solo-learn uses 0.02 at 256)
     betas: tuple[float, float] = (0.9, 0.999)  # adamw
     warmup: float = 0.05  # warmup length: a fraction of all steps if < 1, else a number of steps
     min_lr_ratio: float = 0.0  # cosine decays from lr to lr * min_lr_ratio
@@ -79,7 +80,7 @@ def build_optimizer(cfg: OptimConfig, groups: list[dict], lr: float) -> torch.op
             g.pop("lars_adapt", None)
         return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     if cfg.name == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum)
+        return LARS(groups, lr=lr, momentum=cfg.momentum, trust=cfg.trust)
     raise UserError(f"unknown optimizer '{cfg.name}'; set method.optim.name to one of: adamw, lars, sgd")
 
 

@@ -107,7 +107,7 @@ class ImageViews(nn.Module):
         hue: float = 0.1,
         grayscale_prob: float = 0.2,
         blur_prob: float = 0.0,
-        blur_sigma: tuple[float, float] = (0.1, 2.0),
+        blur_sigma: tuple[float, float] = (0.1, 2.0),  # pixels at 224 px, as in the papers; scaled to `size`
         solarize_prob: float = 0.0,
     ):
         super().__init__()
@@ -115,8 +115,10 @@ class ImageViews(nn.Module):
         self.crop_scale, self.crop_ratio, self.flip_prob = tuple(crop_scale), tuple(crop_ratio), flip_prob
         self.jitter = (jitter_prob, brightness, contrast, saturation, hue)
         self.grayscale_prob = grayscale_prob
-        self.blur_prob, self.blur_sigma = blur_prob, tuple(blur_sigma)
-        self.blur_kernel = 2 * round(0.05 * size) + 1  # about 10% of the image side, odd
+        # The papers blur 224 px images with sigma 0.1-2 px and a kernel of 10% of the side; both scale
+        # with the image here, so at 32 px the blur is faint, as CIFAR recipes (which drop it) intend.
+        self.blur_prob, self.blur_sigma = blur_prob, tuple(s * size / 224 for s in blur_sigma)
+        self.blur_kernel = 2 * round(0.05 * size) + 1
         self.solarize_prob = solarize_prob
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
