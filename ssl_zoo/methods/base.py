@@ -25,7 +25,7 @@ class SSLMethod(pl.LightningModule):
         self.use_online_probe = online_probe
         self.seed = seed
         self.embed_dim = 0  # set by the subclass: width of embed()'s features
-        self.online_head: nn.Linear | None = None
+        self.online_head: nn.Module | None = None
 
     # --- the two things a method defines -------------------------------------------------------
     def ssl_step(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +49,9 @@ class SSLMethod(pl.LightningModule):
             self.attach_online_probe(num_classes)
 
     def attach_online_probe(self, num_classes: int) -> None:
-        self.online_head = nn.Linear(self.embed_dim, num_classes)
+        # Standardised features, as the offline probe sees them; the running statistics follow the
+        # encoder as it changes.
+        self.online_head = nn.Sequential(nn.BatchNorm1d(self.embed_dim, affine=False), nn.Linear(self.embed_dim, num_classes))
         self.online_acc = MulticlassAccuracy(num_classes, average="micro", ignore_index=-1)
 
     def training_step(self, batch, batch_idx):
