@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from ssl_zoo.nn.transformer import Transformer, TransformerConfig, generate, sample_next
+
+
+def gpt(causal=True, **kw):
+    torch.manual_seed(0)
+    return Transformer(TransformerConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=32, causal=causal, **kw)).eval()
+
+
+def test_causal_outputs_up_to_t_ignore_later_tokens():
+    model = gpt()
+    ids = torch.randint(0, 50, (2, 20))
+    changed = ids.clone()
+    changed[:, 12:] = torch.randint(0, 50, (2, 8))
+    a, b = model(ids), model(changed)
+    torch.testing.assert_close(a[:, :12], b[:, :12])
+    assert not torch.allclose(a[:, 12:], b[:, 12:])
+
+
+def test_bidirectional_outputs_see_later_tokens():
+    model = gpt(causal=False)
+    ids = torch.randint(0, 50, (1, 10))
+    changed = ids.clone()
+    changed[:, -1] = (ids[:, -1] + 1) % 50
+    assert not torch.allclose(model(ids)[:, 0], model(changed)[:, 0])
+
+
+def test_padding_mask_hides_padded_keys():
+    model = gpt(causal=False)
+    ids = torch.randint(0, 50, (1, 10))
+    padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
+    mask = torch.cat([torch.ones(1, 10, dtype=torch.bool), torch.zeros(1, 4, dtype=torch.bool)], dim=1)
+    torch.testing.assert_close(model(padded, key_padding_mask=mask)[:, :10], model(ids), atol=1e-5, rtol=1e-5)
+
+
+def test_cached_forward_equals_full_forward():
+    model = gpt()
+    ids = torch.randint(0, 50, (2, 16))
+    hidden, cache = model(ids[:, :9], cache=[])
+    rest, _ = model(ids[:, 9:], cache=cache)  # several new tokens at once over a cache
+    torch.testing.assert_close(torch.cat([hidden, rest], dim=1), model(ids), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("new_tokens", [10, 40])  # within the block, and past it (sliding window)
+def test_greedy_generation_with_and_without_cache_is_identical(new_tokens):
+    model = gpt()
+    prompt = torch.randint(0, 50, (3, 5))
+    with_cache = torch.cat(list(generate(model, prompt, new_tokens, temperature=0)), dim=1)
+    without = torch.cat(list(generate(model, prompt, new_tokens, temperature=0, use_cache=False)), dim=1)
+    assert with_cache.shape == (3, new_tokens)
+    assert torch.equal(with_cache, without)
+
+
+def test_weight_tying_shares_the_embedding():
+    model = gpt()
+    assert model.lm_head.weight is model.tok_emb.weight
+    assert gpt(tie_weights=False).lm_head.weight is not gpt(tie_weights=False).tok_emb.weight
+
+
+def test_top_k_and_top_p_sample_only_allowed_tokens():
+    logits = torch.tensor([[4.0, 3.0, 2.0, -10.0, -10.0]]).repeat(200, 1)
+    g = torch.Generator().manual_seed(0)
+    assert set(sample_next(logits, 1.0, top_k=2, generator=g).flatten().tolist()) <= {0, 1}
+    # probabilities about 0.665, 0.245, 0.09: top_p 0.8 keeps the first two
+    assert set(sample_next(logits, 1.0, top_p=0.8, generator=g).flatten().tolist()) == {0, 1}
+    assert sample_next(logits, 0.0).flatten().tolist() == [0] * 200
+
+
+def test_vector_inputs_for_speech():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(input_dim=80, block_size=64, n_layer=2, n_head=4, n_embd=32, causal=False))
+    layers = model(torch.randn(2, 50, 80), all_layers=True)
+    assert len(layers) == 3 and layers[-1].shape == (2, 50, 32)
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="exactly one of"):
+        TransformerConfig()
+    with pytest.raises(ValueError, match="multiple of n_head"):
+        TransformerConfig(vocab_size=10, n_embd=30, n_head=4)
