@@ -1,6 +1,7 @@
 """Pretrain a method on a dataset with the Lightning Trainer, then probe it: the `train` and `probe`
 commands as Python functions (the CLI and the notebooks call these)."""
 
+import json
 import time
 import warnings
 from pathlib import Path
@@ -218,14 +219,13 @@ def probe(cfg: DictConfig) -> dict:
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
     same_data = run_cfg.data.name == train_cfg.data.name
     target = run_dir / (RESULTS_FILE if same_data else f"results_{run_cfg.data.name}.json")
-    existing = {}
-    if target.is_file():
-        import json
-
+    existing = {}  # the run's own record: its train block still describes this encoder
+    for previous in (target, run_dir / RESULTS_FILE):
         try:
-            existing = json.loads(target.read_text())
-        except ValueError:
-            existing = {}
+            existing = json.loads(previous.read_text())
+            break
+        except (OSError, ValueError):
+            continue
     results = {
         "method": train_cfg.method.name,
         "modality": method.modality,

@@ -94,3 +94,29 @@ def test_multirun_sweep_then_compare(tmp_path):
 def test_runs_from_any_folder(tmp_path):
     result = run_cli("train", "method=nope", cwd=tmp_path)
     assert "choose one of: byol, simclr" in one_error_line(result)
+
+
+def test_probe_a_saved_run_on_other_data(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    run_dir = tmp_path / "run"
+    assert run_cli("train", *TINY, "probe.enabled=false", f"hydra.run.dir={run_dir}").returncode == 0
+    folder = tmp_path / "folder"
+    rng = np.random.default_rng(0)
+    for label, colour in (("red", 0), ("green", 1)):
+        (folder / label).mkdir(parents=True)
+        for i in range(20):
+            pixels = rng.integers(0, 60, size=(24, 24, 3), dtype=np.uint8)
+            pixels[..., colour] += 150
+            Image.fromarray(pixels).save(folder / label / f"{i}.png")
+    result = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "data=image_folder",
+                     f"data.path={folder}", "data.num_workers=0", "probe.steps=50", "probe.lrs=[0.1]",
+                     "probe.weight_decays=[0.0]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    other = json.loads((run_dir / "results_image_folder.json").read_text())
+    assert other["data"] == "image_folder" and other["probe"]["task"] == "folder_class"
+    assert other["probe"]["linear_acc"] == 1.0  # red against green: any encoder separates them
+    own = json.loads((run_dir / "results.json").read_text())  # the run's own results are not touched
+    assert own["data"] == "shapes" and own["probe"] is None and own["train"]["steps"] == 4
+    assert other["train"] == own["train"]  # the same encoder, trained the same way
