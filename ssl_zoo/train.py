@@ -10,9 +10,11 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import ProbeConfig, probe_method
@@ -32,6 +34,14 @@ def _build(node: DictConfig, **kwargs):
     spec = OmegaConf.to_container(node, resolve=True)
     spec.pop("name", None)
     return instantiate(spec, _convert_="all", **kwargs)
+
+
+def require_values(cfg: DictConfig) -> None:
+    """Refuse a config with a mandatory value left unset (??? in conf/, e.g. data.path), naming it."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as e:
+        raise UserError(f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
 
 
 def check_modalities(cfg: DictConfig) -> None:
@@ -93,6 +103,13 @@ class RunRecord(Callback):
         checkpoint[CONFIG_KEY] = self.config
 
 
+def make_trainer(cfg: DictConfig, **kwargs) -> pl.Trainer:
+    try:
+        return pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), **kwargs)
+    except (MisconfigurationException, ModuleNotFoundError) as e:  # e.g. trainer=gpu on a machine without one
+        raise UserError(f"the trainer settings do not fit this machine ({e}); try trainer=cpu") from None
+
+
 def checkpoint_path_for_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     if cfg.resume in (None, False):
         return None
@@ -100,13 +117,14 @@ def checkpoint_path_for_resume(cfg: DictConfig, run_dir: Path) -> str | None:
     if cfg.resume == "auto" and not path.exists():
         print(f"resume=auto: no checkpoint at {path} yet, starting a new run")
         return None
-    read_checkpoint(path)  # refuse a missing or foreign file with one line, before training starts
+    read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")  # before training starts
     return str(path)
 
 
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
+    require_values(cfg)
     check_modalities(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -122,8 +140,8 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         every_n_train_steps=cfg.checkpoint_every_n_steps,
         enable_version_counter=False,
     )
-    trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
+    trainer = make_trainer(
+        cfg,
         default_root_dir=run_dir,
         logger=CSVLogger(run_dir, name="", version=""),
         callbacks=[checkpointing, record, *callbacks],
@@ -176,11 +194,11 @@ def run_probe_block(method, datamodule, cfg: DictConfig) -> dict:
 
 
 # --- checkpoints --------------------------------------------------------------------------------
-def read_checkpoint(path: str | Path) -> dict:
+def read_checkpoint(path: str | Path, hint: str = "pass checkpoint=<run dir>/checkpoints/last.ckpt") -> dict:
     """Load an ssl-zoo checkpoint (weights_only: no code runs from the file); one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist; pass checkpoint=<run dir>/checkpoints/last.ckpt")
+        raise UserError(f"checkpoint {path} does not exist; {hint}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
@@ -203,11 +221,13 @@ def load_method(path: str | Path):
 
 def probe(cfg: DictConfig) -> dict:
     """Re-probe a saved run: results go to <run dir>/results.json (or results_<data>.json for other data)."""
+    require_values(cfg)
     method, train_cfg = load_method(cfg.checkpoint)
     run_cfg = train_cfg.copy()
     if cfg.get("data") is not None:
         run_cfg.data = cfg.data
     run_cfg.probe = cfg.probe
+    require_values(run_cfg)
     check_modalities(run_cfg)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))

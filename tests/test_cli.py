@@ -48,6 +48,12 @@ def test_train_then_probe_round_trip(tmp_path):
         (["train", "data=imagenet"], "unknown data 'imagenet'; choose one of:"),
         (["probe", "checkpoint=/no/such/last.ckpt"], "checkpoint /no/such/last.ckpt does not exist"),
         (["frobnicate"], "unknown command 'frobnicate'"),
+        (["probe"], "checkpoint has no value; set it on the command line (checkpoint=...)"),
+        (["train", "data=image_folder"], "data.path has no value"),
+        (["train", "trainer=gpu", "trainer.accelerator=tpu"], "the trainer settings do not fit this machine"),
+        pytest.param(["train", "trainer=gpu"], "the trainer settings do not fit this machine",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+        (["train", "resume=/no/such.ckpt"], "pass resume=auto or resume="),
     ],
 )
 def test_bad_input_gets_one_clear_line(args, expected):
