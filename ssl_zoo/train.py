@@ -128,6 +128,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     check_modalities(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
+    torch.manual_seed(cfg.seed)  # the encoder's initialisation, rebuilt the same way for the random-init probe
     method = build_method(cfg)
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
@@ -171,10 +172,11 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
             "final_loss": None if loss is None else float(loss),
         },
         "probe": None,
-        "extra": {},
+        "extra": {
+            "world_size": trainer.world_size,
+            "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        },
     }
-    results["extra"]["world_size"] = trainer.world_size
-    results["extra"]["final_metrics"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.probe.enabled:
         results["probe"] = run_probe_block(method, datamodule, cfg)
     write_json_atomic(run_dir / RESULTS_FILE, results)
@@ -187,7 +189,7 @@ def run_probe_block(method, datamodule, cfg: DictConfig) -> dict:
     splits = datamodule.probe_splits()
     random_init = None
     if probe_cfg.random_init_baseline:
-        torch.manual_seed(cfg.seed)  # the very initialisation the pretrained encoder started from
+        torch.manual_seed(cfg.seed)  # the very initialisation the pretrained encoder started from (see train)
         random_init = build_method(cfg)
     print(f"probing on '{splits.task}' ({splits.num_classes} classes) ...")
     return probe_method(method, splits, probe_cfg, random_init=random_init)

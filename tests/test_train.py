@@ -85,3 +85,21 @@ def test_method_and_data_of_different_modalities_are_refused():
 
 class SpeechData:
     modality = "speech"
+
+
+def test_random_init_baseline_is_the_initialisation_training_started_from(tmp_path):
+    from pytorch_lightning.callbacks import Callback as _Callback
+
+    from ssl_zoo.train import build_method
+
+    class GrabInit(_Callback):
+        def on_train_start(self, trainer, pl_module):
+            self.weights = {k: v.clone() for k, v in pl_module.backbone.state_dict().items()}
+
+    grab = GrabInit()
+    cfg = compose_train(*TINY, "probe.enabled=false", "seed=7")
+    train(cfg, tmp_path, callbacks=[grab])
+    torch.manual_seed(cfg.seed)  # as run_probe_block does
+    rebuilt = build_method(cfg).backbone.state_dict()
+    for key, value in grab.weights.items():
+        torch.testing.assert_close(rebuilt[key], value, msg=key)
