@@ -71,16 +71,13 @@ def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: 
 
 
 def build_optimizer(cfg: OptimConfig, groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    if cfg.name == "adamw":
-        for g in groups:
-            g.pop("lars_adapt", None)
-        return torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas))
-    if cfg.name == "sgd":
-        for g in groups:
-            g.pop("lars_adapt", None)
-        return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
     if cfg.name == "lars":
         return LARS(groups, lr=lr, momentum=cfg.momentum, trust=cfg.trust)
+    plain = [{k: v for k, v in g.items() if k != "lars_adapt"} for g in groups]  # a LARS-only option
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(plain, lr=lr, betas=tuple(cfg.betas))
+    if cfg.name == "sgd":
+        return torch.optim.SGD(plain, lr=lr, momentum=cfg.momentum)
     raise UserError(f"unknown optimizer '{cfg.name}'; set method.optim.name to one of: adamw, lars, sgd")
 
 

@@ -24,6 +24,11 @@ def _chance(n: int, p: float, g: torch.Generator, device) -> torch.Tensor:
     return torch.rand(n, generator=g, device=device) < p
 
 
+def to_unit_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 in [0, 255] or float in [0, 1] -> float in [0, 1]."""
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+
+
 def grayscale(x: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) -> (B, 1, H, W)."""
     w = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -125,7 +130,7 @@ class ImageViews(nn.Module):
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 or [0, 1] float (B, 3, H, W) -> standardised float, resized to size x size if needed."""
-        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        x = to_unit_float(images)
         if x.shape[-1] != self.size or x.shape[-2] != self.size:
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         return (x - self.mean) / self.std
@@ -147,7 +152,7 @@ class ImageViews(nn.Module):
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     def forward(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        x = images.float() / 255 if images.dtype == torch.uint8 else images.float()
+        x = to_unit_float(images)
         b, dev = x.shape[0], x.device
         x = self.crop_and_flip(x, g)
 

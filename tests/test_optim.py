@@ -1,0 +1,33 @@
+import math
+
+import torch
+
+from ssl_zoo.optim import LARS, OptimConfig, build_optimizer, param_groups, warmup_cosine
+
+
+def test_lars_first_step_scales_the_update_by_the_trust_ratio():
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))  # |w| = 5
+    b = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = LARS([{"params": [w]}, {"params": [b], "lars_adapt": False}], lr=0.1, weight_decay=0.5, trust=0.01)
+    w.grad, b.grad = torch.tensor([1.0, 0.0]), torch.tensor([2.0])
+    opt.step()
+    update = torch.tensor([1.0, 0.0]) + 0.5 * torch.tensor([3.0, 4.0])  # g + wd w = (2.5, 2)
+    expected = torch.tensor([3.0, 4.0]) - 0.1 * (0.01 * 5 / update.norm()) * update
+    torch.testing.assert_close(w.detach(), expected)
+    torch.testing.assert_close(b.detach(), torch.tensor([1.0 - 0.1 * (2.0 + 0.5 * 1.0)]))  # plain SGD step
+
+
+def test_biases_and_norms_take_no_weight_decay():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    decay, no_decay = param_groups(model, 0.1, exclude_bias_and_norm=True)
+    assert [p.ndim for p in decay["params"]] == [2] and no_decay["weight_decay"] == 0.0
+    assert len(no_decay["params"]) == 3  # linear bias, BN weight and bias
+    opt = build_optimizer(OptimConfig(name="adamw"), [decay, no_decay], lr=1e-3)
+    assert isinstance(opt, torch.optim.AdamW) and "lars_adapt" not in opt.param_groups[1]
+
+
+def test_warmup_then_cosine():
+    assert warmup_cosine(0, 10, 110, 0.0) == 0.1
+    assert warmup_cosine(9, 10, 110, 0.0) == 1.0
+    assert math.isclose(warmup_cosine(60, 10, 110, 0.0), 0.5)
+    assert math.isclose(warmup_cosine(110, 10, 110, 0.1), 0.1)
