@@ -36,10 +36,11 @@ def _build(node: DictConfig, **kwargs):
     return instantiate(spec, _convert_="all", **kwargs)
 
 
-def require_values(cfg: DictConfig) -> None:
-    """Refuse a config with a mandatory value left unset (??? in conf/, e.g. data.path), naming it."""
+def require_values(cfg: DictConfig) -> dict:
+    """The resolved config as plain data; a mandatory value left unset (??? in conf/, e.g. data.path)
+    is refused, naming it."""
     try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         raise UserError(f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
 
@@ -124,7 +125,7 @@ def checkpoint_path_for_resume(cfg: DictConfig, run_dir: Path) -> str | None:
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
-    require_values(cfg)
+    resolved = require_values(cfg)
     check_modalities(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -132,7 +133,6 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     method = build_method(cfg)
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     record = RunRecord(resolved)
     checkpointing = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
