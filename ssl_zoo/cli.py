@@ -1,9 +1,11 @@
-"""`ssl-zoo <command> [key=value ...]`: one Hydra app per command (train, probe), plus `compare`.
+"""`ssl-zoo <command> [key=value ...]`: one Hydra app per command (train, probe, generate, fill, icl),
+plus `compare`.
 
 `python -m ssl_zoo ...` is the same. Config group choices are checked before Hydra starts, so that
 a typo gets one line listing the valid names.
 """
 
+import re
 import sys
 from pathlib import Path
 
@@ -15,6 +17,9 @@ USAGE = """usage: ssl-zoo <command> [key=value ...] [-m]
 commands:
   train     pretrain a method, then probe it:  ssl-zoo train method=simclr data=shapes
   probe     re-probe a saved run:              ssl-zoo probe checkpoint=outputs/.../checkpoints/last.ckpt
+  generate  continue a prompt with a GPT:      ssl-zoo generate checkpoint=... prompt="def main(" max_new_tokens=200
+  fill      a BERT's candidates for [MASK]:   ssl-zoo fill checkpoint=... text="import [MASK]" top_k=5
+  icl       in-context learning accuracy:     ssl-zoo icl checkpoint=... task=reverse shots=[0,1,4,16]
   compare   table of results.json files:       ssl-zoo compare outputs/
 
 Every key of the config can be set on the command line (see conf/); -m sweeps comma-separated values.
@@ -38,6 +43,20 @@ def check_group_choices(overrides: list[str]) -> None:
         for choice in value.split(","):
             if choice not in available and choice != "null":
                 raise UserError(f"unknown {key} '{choice}'; choose one of: {', '.join(available)}")
+
+
+FREE_TEXT_KEYS = ("prompt", "text")  # values that are prose, not Hydra syntax
+
+
+def quote_free_text(override: str) -> str:
+    """`text=The capital of France is [MASK].` as the user means it: Hydra would read [ ] , = ${ } as
+    syntax, so the value is passed as one quoted string (unless the user quoted it for Hydra already)."""
+    key, sep, value = override.partition("=")
+    if not sep or key not in FREE_TEXT_KEYS or (len(value) >= 2 and value[0] == value[-1] and value[0] in "'\""):
+        return override
+    value = value.replace("${", "\\${")  # literal, not an interpolation
+    value = re.sub(r"(\\*)('|$)", lambda m: m.group(1) * 2 + ("\\'" if m.group(2) else ""), value)
+    return f"{key}='{value}'"
 
 
 def run_hydra_app(config_name: str, task, overrides: list[str]) -> None:
@@ -78,12 +97,67 @@ def probe_task(cfg):
     return results
 
 
+def generate_task(cfg):
+    from ssl_zoo.eval.generate import SamplingSettings, generate_text, load_text_model
+    from ssl_zoo.train import require_values
+
+    require_values(cfg)
+    settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
+    settings.check()
+    method = load_text_model(cfg.checkpoint, "gpt", cfg.device)
+    print(cfg.prompt, end="", flush=True)
+    for piece in generate_text(method, str(cfg.prompt), settings):
+        print(piece, end="", flush=True)
+    print()
+
+
+def fill_task(cfg):
+    from ssl_zoo.eval.generate import fill_masks, load_text_model
+    from ssl_zoo.train import require_values
+
+    require_values(cfg)
+    method = load_text_model(cfg.checkpoint, "bert", cfg.device)
+    candidates = fill_masks(method, str(cfg.text), cfg.top_k)
+    filled = str(cfg.text)
+    for n, options in enumerate(candidates, 1):
+        print(f"[MASK] {n}:")
+        for token, prob in options:
+            print(f"  {prob:6.3f}  {token!r}")
+        filled = filled.replace("[MASK]", options[0][0], 1)
+    print(f"top-1: {filled}")
+
+
+def icl_task(cfg):
+    from ssl_zoo.eval.generate import load_text_model
+    from ssl_zoo.eval.icl import GPTScorer, ICLConfig, evaluate_icl, icl_table
+    from ssl_zoo.results import add_to_results
+    from ssl_zoo.train import require_values
+
+    require_values(cfg)
+    tasks = [cfg.task] if isinstance(cfg.task, str) else list(cfg.task)
+    shots = [cfg.shots] if isinstance(cfg.shots, int) else list(cfg.shots)
+    icl_cfg = ICLConfig(tasks, shots, cfg.num_queries, cfg.describe, cfg.digits, cfg.seed)
+    method = load_text_model(cfg.checkpoint, "gpt", cfg.device)
+    results = evaluate_icl(GPTScorer(method), icl_cfg)
+    print(icl_table(results))
+    path = add_to_results(cfg.checkpoint, "icl", results)
+    print(f"written to {path}")
+
+
 def print_summary(results: dict, run_dir: Path) -> None:
     t, p = results["train"], results["probe"] or {}
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
     print(f"\n{results['method']} on {results['data']} ({results['model']}, {results['params'] / 1e6:.2f}M params)")
     if t.get("steps") is not None:
         print(f"  trained {t['steps']} steps in {t['seconds']:.0f}s, final loss {t['final_loss']:.4f}")
+    extra = results.get("extra") or {}
+    if "val_perplexity" in extra:
+        print(f"  validation loss {extra['val_loss']:.3f} nats/token (perplexity {extra['val_perplexity']:.1f}); "
+              f"unigram baseline {extra['unigram_entropy']:.3f}")
+    if "val_masked_acc" in extra:
+        print(f"  held-out masked tokens: top-1 {pct(extra['val_masked_acc'])} (unigram baseline {pct(extra['unigram_top1_acc'])})")
+    if "sample" in extra:
+        print("  greedy sample:\n    " + extra["sample"].strip("\n").replace("\n", "\n    "))
     if p:
         print(
             f"  probe '{p['task']}' ({p['num_classes']} classes): linear {pct(p['linear_acc'])}, "
@@ -121,9 +195,12 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "probe":
             check_group_choices(rest)
             run_hydra_app("probe", probe_task, rest)
+        elif command in ("generate", "fill", "icl"):
+            rest = [quote_free_text(arg) for arg in rest]
+            run_hydra_app(command, {"generate": generate_task, "fill": fill_task, "icl": icl_task}[command], rest)
         elif command == "compare":
             compare(rest)
         else:
-            raise UserError(f"unknown command '{command}'; choose one of: train, probe, compare (ssl-zoo --help)")
+            raise UserError(f"unknown command '{command}'; choose one of: train, probe, generate, fill, icl, compare (ssl-zoo --help)")
     except UserError as e:
         fail(e)

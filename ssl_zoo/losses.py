@@ -22,3 +22,12 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 def byol_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BYOL's regression loss: 2 - 2 cos(p, z'), averaged over the batch. (N, D), (N, D) -> ()."""
     return (2 - 2 * F.cosine_similarity(prediction, target.detach(), dim=-1)).mean()
+
+
+IGNORE = -100  # target value of positions that carry no loss (BERT: tokens not selected)
+
+
+def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the positions whose target is not IGNORE: GPT's next-token loss
+    (every position) and BERT's masked-token loss (selected positions only). (B, T, V), (B, T) -> ()."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)

@@ -26,6 +26,26 @@ def write_json_atomic(path: Path, payload: dict) -> None:
         raise
 
 
+def run_dir_of(checkpoint: str | Path) -> Path:
+    """The run folder of a checkpoint (<run dir>/checkpoints/last.ckpt, or a checkpoint beside results)."""
+    ckpt = Path(checkpoint)
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+
+
+def add_to_results(checkpoint: str | Path, key: str, value) -> Path:
+    """Merge value into results.json[key][...] of the checkpoint's run (created if there is none)."""
+    path = run_dir_of(checkpoint) / RESULTS_FILE
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, ValueError):
+        results = {}
+    merged = results.get(key) or {}
+    merged.update(value)
+    results[key] = merged
+    write_json_atomic(path, results)
+    return path
+
+
 def find_results(paths: list[str]) -> tuple[list[dict], list[str]]:
     """Every results*.json under the given folders (or files): (valid results, problems found)."""
     rows, problems = [], []

@@ -9,18 +9,21 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.utilities.model_helpers import is_overridden
 
+from ssl_zoo.data.tokenizer import TextTokenizer
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import ProbeConfig, probe_method
-from ssl_zoo.results import RESULTS_FILE, write_json_atomic
+from ssl_zoo.results import RESULTS_FILE, run_dir_of, write_json_atomic
 
 CONFIG_KEY = "ssl_zoo_config"  # where a checkpoint keeps the resolved run config
+TOKENIZER_KEY = "ssl_zoo_tokenizer"  # and, for text, its tokenizer (JSON text)
 
 # Lightning advice that does not apply here: in-memory datasets are batched without workers, and
 # Hydra has written its .hydra/ folder into the run dir before the CSV logger looks at it.
@@ -59,8 +62,20 @@ def build_datamodule(cfg: DictConfig):
 
 
 def build_method(cfg: DictConfig):
-    """The method with a freshly initialised encoder (`model`), as the config describes it."""
-    return _build(cfg.method, backbone=_build(cfg.model))
+    """The method with a freshly initialised encoder (`model`), as the config describes it. The method
+    decides what only it can (a transformer's causal flag); the data has already written what the
+    encoder needs to read it into cfg.model (see `fit_encoder_to_data`)."""
+    settings = getattr(get_class(cfg.method._target_), "encoder_settings", {})
+    return _build(cfg.method, backbone=_build(cfg.model, **settings))
+
+
+def fit_encoder_to_data(cfg: DictConfig, datamodule) -> None:
+    """Record in cfg.model what the data dictates (a text model's vocabulary size and context), so
+    that the stored config rebuilds the same encoder without the data."""
+    settings = datamodule.encoder_settings()
+    if settings:
+        with open_dict(cfg):
+            cfg.model.update(settings)
 
 
 def count_parameters(method) -> int:
@@ -102,6 +117,9 @@ class RunRecord(Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint[CONFIG_KEY] = self.config
+        tokenizer = getattr(trainer.datamodule, "tokenizer", None)
+        if tokenizer is not None:
+            checkpoint[TOKENIZER_KEY] = tokenizer.to_str()
 
 
 def make_trainer(cfg: DictConfig, **kwargs) -> pl.Trainer:
@@ -125,12 +143,18 @@ def checkpoint_path_for_resume(cfg: DictConfig, run_dir: Path) -> str | None:
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
-    resolved = require_values(cfg)
+    require_values(cfg)
     check_modalities(cfg)
+    ckpt_path = checkpoint_path_for_resume(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
+    if ckpt_path and TOKENIZER_KEY in (ckpt := read_checkpoint(ckpt_path)):
+        datamodule.tokenizer = TextTokenizer.from_str(ckpt[TOKENIZER_KEY])  # a resumed run keeps its tokenizer
+    fit_encoder_to_data(cfg, datamodule)
+    resolved = require_values(cfg)
     torch.manual_seed(cfg.seed)  # the encoder's initialisation, rebuilt the same way for the random-init probe
     method = build_method(cfg)
+    method.tokenizer = getattr(datamodule, "tokenizer", None)
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
     record = RunRecord(resolved)
@@ -149,16 +173,17 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         plugins=[AtomicCheckpointIO()],
         use_distributed_sampler=False,  # the datamodule shards by rank itself
     )
-    ckpt_path = checkpoint_path_for_resume(cfg, run_dir)
     if trainer.is_global_zero:
         run_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # full: resumable
+    loss = trainer.callback_metrics.get("train/loss")
+    val_metrics = {}
+    if is_overridden("validation_step", method) and is_overridden("val_dataloader", datamodule):
+        [val_metrics] = trainer.validate(method, datamodule=datamodule, verbose=False)  # the whole held-out set
     if not trainer.is_global_zero:
         return None
-
-    loss = trainer.callback_metrics.get("train/loss")
     results = {
         "method": cfg.method.name,
         "modality": method.modality,
@@ -173,26 +198,47 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         },
         "probe": None,
         "extra": {
+            **{k.replace("/", "_"): float(v) for k, v in val_metrics.items()},  # val_loss, val_perplexity, ...
+            **method.report(datamodule),
             "world_size": trainer.world_size,
             "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
         },
     }
     if cfg.probe.enabled:
         results["probe"] = run_probe_block(method, datamodule, cfg)
+    if cfg.get("icl"):
+        results["icl"] = run_icl_block(method, cfg)
     write_json_atomic(run_dir / RESULTS_FILE, results)
     return results
 
 
-def run_probe_block(method, datamodule, cfg: DictConfig) -> dict:
+def run_probe_block(method, datamodule, cfg: DictConfig) -> dict | None:
     probe_cfg = ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True))
     datamodule.setup()
     splits = datamodule.probe_splits()
+    if splits is None:
+        print(f"data '{cfg.data.name}' has no labelled probe task: no probe")
+        return None
     random_init = None
     if probe_cfg.random_init_baseline:
         torch.manual_seed(cfg.seed)  # the very initialisation the pretrained encoder started from (see train)
         random_init = build_method(cfg)
     print(f"probing on '{splits.task}' ({splits.num_classes} classes) ...")
     return probe_method(method, splits, probe_cfg, random_init=random_init)
+
+
+def run_icl_block(method, cfg: DictConfig) -> dict:
+    from ssl_zoo.eval.icl import GPTScorer, ICLConfig, evaluate_icl, icl_table
+
+    if method.name != "gpt":
+        raise UserError(f"in-context evaluation (icl=...) needs a gpt model, not {method.name}; drop the icl settings")
+    print("in-context evaluation ...")
+    was_training = method.training
+    method.eval()
+    scores = evaluate_icl(GPTScorer(method), ICLConfig(**OmegaConf.to_container(cfg.icl, resolve=True)))
+    method.train(was_training)
+    print(icl_table(scores))
+    return scores
 
 
 # --- checkpoints --------------------------------------------------------------------------------
@@ -218,6 +264,7 @@ def load_method(path: str | Path):
     method = build_method(cfg)
     state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith(("online_head.", "online_acc."))}
     method.load_state_dict(state)
+    method.tokenizer = TextTokenizer.from_str(ckpt[TOKENIZER_KEY]) if TOKENIZER_KEY in ckpt else None  # text
     return method, cfg
 
 
@@ -235,10 +282,14 @@ def probe(cfg: DictConfig) -> dict:
                           ("cpu" if cfg.device == "auto" else cfg.device))
     method.to(device)
     datamodule = build_datamodule(run_cfg)
+    if method.tokenizer is not None:
+        datamodule.tokenizer = method.tokenizer  # the text is read with the tokenizer the model learned
     block = run_probe_block(method, datamodule, run_cfg)
+    if block is None:
+        raise UserError(f"data '{run_cfg.data.name}' has no labelled probe task; pick data with one (data=...)")
 
     ckpt = Path(cfg.checkpoint)
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+    run_dir = run_dir_of(ckpt)
     same_data = run_cfg.data.name == train_cfg.data.name
     target = run_dir / (RESULTS_FILE if same_data else f"results_{run_cfg.data.name}.json")
     existing = {}  # the run's own record: its train block still describes this encoder

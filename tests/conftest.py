@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,8 @@ from hydra import compose, initialize_config_dir
 from ssl_zoo import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tokenizers and token ids are cached here, not in the user's ~/.cache (the CLI subprocesses inherit it).
+os.environ["SSL_ZOO_CACHE"] = tempfile.mkdtemp(prefix="ssl_zoo_test_cache_")
 
 # A run small enough for a test: a few steps on a few hundred tiny images, a quick probe.
 TINY = [

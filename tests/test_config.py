@@ -50,3 +50,54 @@ def test_configs_ship_inside_the_wheel(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in sorted(p.relative_to(ROOT / "conf") for p in (ROOT / "conf").rglob("*.yaml")):
         assert f"ssl_zoo/conf/{path.as_posix()}" in names
+
+
+TRANSFORMERS = ["transformer_nano", "transformer_micro", "transformer_tiny", "transformer_small", "transformer_gpt2"]
+
+
+@pytest.mark.parametrize("method", ["gpt", "bert"])
+@pytest.mark.parametrize("data", ["python_stdlib", "text_file", "icl_mix"])
+@pytest.mark.parametrize("model", TRANSFORMERS)
+def test_every_text_combination_composes(method, data, model):
+    extra = ["data.path=/somewhere"] if data == "text_file" else []
+    cfg = compose_train(f"method={method}", f"data={data}", f"model={model}", *extra)
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert get_class(cfg.method._target_).modality == get_class(cfg.data._target_).modality == "text"
+
+
+def test_text_methods_default_to_a_transformer_and_embedded_text():
+    cfg = compose_train("method=gpt")
+    assert (cfg.model.name, cfg.data.name) == ("transformer_tiny", "python_stdlib")
+    assert compose_train("method=bert", "model=transformer_nano").model.name == "transformer_nano"  # the user's choice wins
+
+
+def test_transformer_sizes_span_a_tenth_of_a_million_to_gpt2_small():
+    from ssl_zoo.nn.transformer import Transformer
+
+    sizes = {}
+    for name in TRANSFORMERS:
+        spec = OmegaConf.to_container(compose_train("method=gpt", f"model={name}").model)
+        spec.pop("name"), spec.pop("_target_")
+        model = Transformer(vocab_size=50257, block_size=1024, **spec)
+        embeddings = model.tok_emb.weight.numel() + model.pos_emb.weight.numel()
+        sizes[name] = sum(p.numel() for p in model.parameters()) - embeddings
+    assert 0.05e6 < sizes["transformer_nano"] < 0.2e6
+    assert sizes["transformer_small"] == pytest.approx(10.6e6, rel=0.05)  # nanoGPT's baby GPT
+    assert sizes["transformer_gpt2"] == pytest.approx(85.0e6, rel=0.02)  # GPT-2 small: 124M with its embeddings
+
+
+@pytest.mark.parametrize("experiment", ["gpt_shakespeare_char_cpu", "gpt_shakespeare_char", "icl_scaling"])
+def test_experiments_compose(experiment):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        extra = [] if experiment == "icl_scaling" else ["data.path=/x"]
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}", *extra], return_hydra_config=True)
+    assert cfg.method.name == "gpt"
+    if experiment == "gpt_shakespeare_char_cpu":
+        assert (cfg.model.n_layer, cfg.model.n_head, cfg.model.n_embd) == (4, 4, 128)
+        assert (cfg.data.block_size, cfg.data.batch_size, cfg.trainer.max_steps, cfg.model.dropout) == (64, 12, 2000, 0.0)
+    if experiment == "gpt_shakespeare_char":
+        assert (cfg.model.n_layer, cfg.model.n_embd, cfg.data.block_size, cfg.data.batch_size) == (6, 384, 256, 64)
+        assert (cfg.model.dropout, cfg.method.optim.lr, cfg.trainer.max_steps) == (0.2, 1e-3, 5000)
+    if experiment == "icl_scaling":
+        assert cfg.data.name == "icl_mix" and len(cfg.hydra.sweeper.params.model.split(",")) >= 3
+        assert "ScalingReport" in cfg.hydra.callbacks.icl_scaling._target_

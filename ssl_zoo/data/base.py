@@ -82,8 +82,13 @@ class SSLDataModule(pl.LightningDataModule):
     def pretrain_dataset(self) -> Dataset:
         raise NotImplementedError
 
-    def probe_splits(self) -> ProbeSplits:
+    def probe_splits(self) -> ProbeSplits | None:
+        """Labelled train/test data for the probe, or None when the data has no labels."""
         raise NotImplementedError
+
+    def encoder_settings(self) -> dict:
+        """What an encoder must be built with to read this data (a vocabulary size...); none by default."""
+        return {}
 
     # --- loaders -------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:

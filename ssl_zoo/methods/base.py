@@ -36,6 +36,10 @@ class SSLMethod(pl.LightningModule):
         """Frozen features for the probe: (B, D)."""
         raise NotImplementedError
 
+    def report(self, datamodule) -> dict:
+        """Extra figures for results.json after training (e.g. a text sample); none by default."""
+        return {}
+
     # --- shared machinery ----------------------------------------------------------------------
     def step_generator(self) -> torch.Generator:
         """Random numbers for this step's views or masks, a function of (seed, step, rank) only,

@@ -90,8 +90,10 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, cfg: TransformerConfig):
+    def __init__(self, cfg: TransformerConfig | None = None, **settings):
+        """Transformer(TransformerConfig(...)) or Transformer(n_layer=4, ...) (as Hydra builds it)."""
         super().__init__()
+        cfg = cfg or TransformerConfig(**settings)
         self.cfg = cfg
         self.out_dim = cfg.n_embd
         if cfg.vocab_size is not None:
@@ -146,6 +148,19 @@ class Transformer(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)  # (B, T, vocab)
+
+    def pooled(self, inputs, key_padding_mask=None, layer: int = -1) -> torch.Tensor:
+        """Features for the probe: one layer's hidden states averaged over the real positions, (B, C)."""
+        hidden = self(inputs, key_padding_mask, all_layers=True)[layer]
+        return mean_pool(hidden, key_padding_mask)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Average of the hidden states (B, T, C) over the real positions (mask (B, T), True = real): (B, C)."""
+    if mask is None:
+        return hidden.mean(1)
+    weights = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,

@@ -1,0 +1,176 @@
+"""Text model speed: ssl-zoo's transformer against Hugging Face `transformers`, both measured in this run.
+
+1. GPT training: tokens/s of a full step (forward, next-token loss, backward, AdamW) against
+   GPT2LMHeadModel with the same shape (layers, heads, width, context, vocabulary, tied output
+   layer, no dropout) and batch.
+2. Generation: new tokens/s of greedy decoding with the KV cache (ssl_zoo.nn.transformer.generate)
+   against `GPT2LMHeadModel.generate(use_cache=True)`, same prompt and length.
+3. BERT training: time of a masked-LM step against BertForMaskedLM of the same shape, on the same
+   masked batch.
+
+    pip install -e '.[bench]'
+    python bench/text_throughput.py                                # CPU, tiny shape
+    python bench/text_throughput.py --device cuda --n-layer 12 --n-head 12 --n-embd 768 --block-size 1024 --batch-size 8
+
+Prints each figure and the ratio ours / transformers (higher is better for ssl-zoo).
+"""
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from ssl_zoo.data.text import mask_tokens
+from ssl_zoo.losses import token_cross_entropy
+from ssl_zoo.nn.transformer import Transformer, generate
+
+
+def timed(step, warmup: int, repeats: int, device) -> float:
+    """Seconds per call of step(), after warmup calls."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / repeats
+
+
+def ours(args, causal, device):
+    torch.manual_seed(0)
+    return Transformer(vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
+                       n_embd=args.n_embd, dropout=0.0, causal=causal).to(device)
+
+
+def hf_gpt2(args, device):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    cfg = GPT2Config(vocab_size=args.vocab_size, n_positions=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
+                     n_embd=args.n_embd, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+    return GPT2LMHeadModel(cfg, attn_implementation="sdpa").to(device)
+
+
+def hf_bert(args, device):
+    from transformers import BertConfig, BertForMaskedLM
+
+    cfg = BertConfig(vocab_size=args.vocab_size, hidden_size=args.n_embd, num_hidden_layers=args.n_layer,
+                     num_attention_heads=args.n_head, intermediate_size=4 * args.n_embd,
+                     max_position_embeddings=args.block_size, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    return BertForMaskedLM(cfg, attn_implementation="sdpa").to(device)
+
+
+def autocast(args, device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
+
+
+def gpt_training(args, device) -> tuple[float, float]:
+    ids = torch.randint(0, args.vocab_size, (args.batch_size, args.block_size + 1), device=device)
+    x, y = ids[:, :-1], ids[:, 1:]
+    model = ours(args, True, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def ours_step():
+        with autocast(args, device):
+            loss = token_cross_entropy(model.logits(model(x)), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    hf = hf_gpt2(args, device)
+    hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+
+    def hf_step():
+        with autocast(args, device):
+            logits = hf(input_ids=x).logits
+            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+        loss.backward()
+        hf_opt.step()
+        hf_opt.zero_grad(set_to_none=True)
+
+    tokens = args.batch_size * args.block_size
+    return tokens / timed(ours_step, args.warmup, args.steps, device), tokens / timed(hf_step, args.warmup, args.steps, device)
+
+
+@torch.no_grad()
+def generation(args, device) -> tuple[float, float]:
+    prompt = torch.randint(0, args.vocab_size, (1, args.prompt_length), device=device)
+    new = args.new_tokens
+    model = ours(args, True, device).eval()
+    hf = hf_gpt2(args, device).eval()
+
+    def ours_generate():
+        with autocast(args, device):
+            for _ in generate(model, prompt, new, temperature=0):
+                pass
+
+    def hf_generate():
+        with autocast(args, device):
+            hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, min_new_tokens=new,
+                        do_sample=False, use_cache=True, pad_token_id=0)
+
+    repeats = max(1, args.steps // 4)
+    return new / timed(ours_generate, 1, repeats, device), new / timed(hf_generate, 1, repeats, device)
+
+
+def bert_training(args, device) -> tuple[float, float]:
+    g = torch.Generator(device=device).manual_seed(0)
+    ids = torch.randint(7, args.vocab_size, (args.batch_size, args.block_size), device=device, generator=g)
+    inputs, targets = mask_tokens(ids, g, args.vocab_size)
+    model = ours(args, False, device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def ours_step():
+        with autocast(args, device):
+            loss = token_cross_entropy(model.logits(model(inputs)), targets)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    hf = hf_bert(args, device)
+    hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
+
+    def hf_step():
+        with autocast(args, device):
+            loss = hf(input_ids=inputs, labels=targets).loss
+        loss.backward()
+        hf_opt.step()
+        hf_opt.zero_grad(set_to_none=True)
+
+    return timed(ours_step, args.warmup, args.steps, device), timed(hf_step, args.warmup, args.steps, device)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--vocab-size", type=int, default=2048)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--prompt-length", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=100)
+    p.add_argument("--bf16", action="store_true")
+    args = p.parse_args()
+    device = torch.device(args.device)
+    import transformers
+
+    print(f"torch {torch.__version__}, transformers {transformers.__version__}, device {device}, "
+          f"{args.n_layer} layers x {args.n_embd} wide, {args.n_head} heads, context {args.block_size}, "
+          f"vocab {args.vocab_size}, batch {args.batch_size}, bf16 {args.bf16}")
+    a, b = gpt_training(args, device)
+    print(f"GPT training   tokens/s  ssl-zoo {a:10.0f}   transformers GPT-2 {b:10.0f}   ratio {a / b:.2f}")
+    a, b = generation(args, device)
+    print(f"generation     tokens/s  ssl-zoo {a:10.1f}   transformers generate {b:7.1f}   ratio {a / b:.2f}")
+    a, b = bert_training(args, device)
+    print(f"BERT training  s/step    ssl-zoo {a:10.4f}   transformers BertForMaskedLM {b:.4f}   ratio {b / a:.2f}")
+
+
+if __name__ == "__main__":
+    main()

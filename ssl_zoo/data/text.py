@@ -1,0 +1,390 @@
+"""Text data: a corpus tokenized once into a memory-mapped array of ids, read as fixed-length windows.
+
+- `python_stdlib` (embedded): the standard library's source and the `pydoc_data` documentation topics
+  that ship with every Python; probe task: which standard-library package a snippet comes from.
+- `text_file`: any text file, glob or folder of .txt files (e.g. Tiny Shakespeare); no probe task.
+- `icl_mix`: natural text interleaved with in-context task episodes (see data/icl_tasks.py).
+
+The tokenizer and the ids are cached under `cache_dir` (default ~/.cache/ssl_zoo, or $SSL_ZOO_CACHE),
+keyed by the corpus and the tokenizer settings, so that a corpus of gigabytes is tokenized once and then
+streamed from disk: a batch reads only its windows.
+"""
+
+import glob as globlib
+import hashlib
+import json
+import os
+import random
+import sys
+import sysconfig
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule
+from ssl_zoo.data.tokenizer import MASK_ID, NUM_SPECIAL, TextTokenizer
+from ssl_zoo.errors import UserError
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    return Path(cache_dir or os.environ.get("SSL_ZOO_CACHE") or Path.home() / ".cache" / "ssl_zoo").expanduser()
+
+
+def digest(*parts) -> str:
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class TokenWindows(Dataset):
+    """Windows of `length` ids starting at the given offsets of a (memory-mapped) id array.
+    A batch is one fancy-indexing read: (B, length) int64, with labels -1 (unlabelled)."""
+
+    def __init__(self, ids: np.ndarray, length: int, starts: np.ndarray):
+        self.ids, self.length, self.starts = ids, length, starts
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitems__(self, indices: list[int]):
+        starts = self.starts[np.asarray(indices)]
+        windows = self.ids[starts[:, None] + np.arange(self.length)]  # (B, length)
+        return torch.from_numpy(windows.astype(np.int64)), torch.full((len(starts),), -1)
+
+    def __getitem__(self, i: int):
+        inputs, labels = self.__getitems__([i])
+        return inputs[0], labels[0]
+
+
+def write_ids(path: Path, id_lists: Iterator[list[int]], dtype) -> int:
+    """Stream token ids to a raw binary file (atomically: a tmp file renamed at the end); their count."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    count = 0
+    with open(tmp, "wb") as f:
+        for ids in id_lists:
+            f.write(np.asarray(ids, dtype=dtype).tobytes())
+            count += len(ids)
+    tmp.replace(path)
+    return count
+
+
+class TextDataModule(SSLDataModule):
+    modality = "text"
+    name = "text"
+
+    def __init__(
+        self,
+        tokenizer: str = "char",
+        vocab_size: int = 2048,
+        block_size: int = 128,
+        stride: int | None = None,
+        val_fraction: float = 0.1,
+        val_windows: int = 256,
+        probe_length: int = 64,
+        probe_train_per_class: int = 200,
+        probe_test_per_class: int = 50,
+        cache_dir: str | None = None,
+        **base,
+    ):
+        super().__init__(**base)
+        self.tokenizer_kind, self.tokenizer_vocab_size = tokenizer, vocab_size
+        self.block_size, self.stride = block_size, stride or block_size
+        self.val_fraction, self.val_windows = val_fraction, val_windows
+        self.probe_length = probe_length
+        self.probe_per_class = (probe_train_per_class, probe_test_per_class)
+        self.cache_dir = cache_dir
+        self.tokenizer: TextTokenizer | None = None  # set before setup() to reuse a checkpoint's tokenizer
+
+    # --- what a corpus defines -----------------------------------------------------------------
+    def corpus_key(self) -> str:
+        """Identifies the corpus for the cache (cheap: names, sizes, dates; not the contents)."""
+        raise NotImplementedError
+
+    def corpus_chunks(self) -> Iterator[str]:
+        """The corpus as a sequence of text chunks, in order."""
+        raise NotImplementedError
+
+    def probe_texts(self) -> dict[str, tuple[str, str]] | None:
+        """{label: (train text, test text)} for the probe task, or None when the corpus has none."""
+        return None
+
+    probe_task = "none"
+
+    # --- preparation ---------------------------------------------------------------------------
+    def prepare(self) -> None:
+        root = cache_root(self.cache_dir) / "text"
+        corpus = self.corpus_key()
+        if self.tokenizer is None:
+            self.tokenizer = self._cached_tokenizer(root / f"tokenizer-{digest(corpus, self.tokenizer_kind, self.tokenizer_vocab_size)}.json")
+        tokenizer_json = self.tokenizer.to_str()
+        dtype = np.uint16 if self.tokenizer.vocab_size <= 2**16 else np.uint32
+        ids_path = root / f"ids-{digest(corpus, tokenizer_json)}.{np.dtype(dtype).name}"
+        if not ids_path.exists():
+            print(f"tokenizing the corpus once into {ids_path} ...")
+            count = write_ids(ids_path, self.tokenizer.encode_chunks(self.corpus_chunks()), dtype)
+            if count == 0:
+                ids_path.unlink()
+                raise UserError(f"the text of data '{self.name}' is empty; point data.path at a file with text in it")
+        ids = np.memmap(ids_path, dtype=dtype, mode="r")
+        n_val = max(self.block_size + 1, int(self.val_fraction * len(ids)))
+        if len(ids) - n_val < 2 * (self.block_size + 1):
+            raise UserError(
+                f"the corpus has only {len(ids)} tokens, too few for windows of {self.block_size}; "
+                "give more text or lower data.block_size"
+            )
+        self.train_ids, self.val_ids = ids[:-n_val], ids[-n_val:]
+        probe = self.probe_texts()
+        self._probe_labels = sorted(probe) if probe else []
+        self._probe_text = probe
+        self.num_classes = len(self._probe_labels)
+
+    def _cached_tokenizer(self, path: Path) -> TextTokenizer:
+        if path.exists():
+            return TextTokenizer.from_str(path.read_text())
+        print(f"training a {self.tokenizer_kind} tokenizer on the corpus ...")
+        tokenizer = TextTokenizer.train(self.tokenizer_kind, self.corpus_chunks(), self.tokenizer_vocab_size)
+        if tokenizer.vocab_size <= NUM_SPECIAL:
+            raise UserError(f"the text of data '{self.name}' is empty; point data.path at a file with text in it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(tokenizer.to_str())
+        tmp.replace(path)
+        return tokenizer
+
+    def encoder_settings(self) -> dict:
+        """What the encoder must be built with to read this data."""
+        self.setup()
+        return {"vocab_size": self.tokenizer.vocab_size, "block_size": self.block_size}
+
+    # --- datasets ------------------------------------------------------------------------------
+    def pretrain_dataset(self) -> Dataset:
+        # Windows of block_size + 1 ids: GPT predicts ids[1:] from ids[:-1]; BERT reads ids[:-1].
+        last = len(self.train_ids) - (self.block_size + 1)
+        return TokenWindows(self.train_ids, self.block_size + 1, np.arange(0, last + 1, self.stride))
+
+    def val_dataset(self) -> Dataset:
+        """Up to val_windows windows spread evenly over the held-out tail (the same ones every time)."""
+        last = len(self.val_ids) - (self.block_size + 1)
+        count = min(self.val_windows, last // (self.block_size + 1) + 1)
+        return TokenWindows(self.val_ids, self.block_size + 1, np.linspace(0, last, count).astype(np.int64))
+
+    def val_dataloader(self) -> DataLoader:
+        self.setup()
+        return self.loader(self.val_dataset(), shuffle=False)
+
+    def probe_splits(self) -> ProbeSplits | None:
+        if not self._probe_labels:
+            return None
+        rng = np.random.default_rng(self.seed)
+        parts = {"train": ([], []), "test": ([], [])}
+        for label, name in enumerate(self._probe_labels):
+            for split, text, per_class in zip(("train", "test"), self._probe_text[name], self.probe_per_class):
+                ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
+                n = len(ids) // self.probe_length
+                if n == 0:
+                    continue
+                chosen = np.sort(rng.permutation(n)[:per_class])  # non-overlapping snippets
+                parts[split][0].append(ids[: n * self.probe_length].reshape(n, self.probe_length)[chosen])
+                parts[split][1].append(np.full(len(chosen), label))
+        train, test = (
+            BatchedTensors(torch.from_numpy(np.concatenate(x)), torch.from_numpy(np.concatenate(y)))
+            for x, y in parts.values()
+        )
+        return ProbeSplits(train, test, self.num_classes, self.probe_task)
+
+    def unigram_baselines(self) -> dict:
+        """What a model that ignores context scores on the held-out text: the cross-entropy (nats per
+        token) of the train-set unigram distribution (add-one smoothed), and the top-1 accuracy of
+        always guessing the most frequent ordinary token."""
+        vocab = self.tokenizer.vocab_size
+        counts = np.zeros(vocab, dtype=np.float64)
+        for start in range(0, len(self.train_ids), 1 << 24):  # chunked: the array may be huge
+            counts += np.bincount(self.train_ids[start : start + (1 << 24)], minlength=vocab)
+        probs = (counts + 1) / (counts.sum() + vocab)
+        val = np.asarray(self.val_ids)
+        most_frequent = NUM_SPECIAL + int(counts[NUM_SPECIAL:].argmax())
+        return {
+            "unigram_entropy": float(-np.log(probs[val]).mean()),
+            "unigram_top1_acc": float((val == most_frequent).mean()),
+        }
+
+
+# --- the corpora --------------------------------------------------------------------------------
+def read_chunks(path: Path, size: int = 1 << 20) -> Iterator[str]:
+    """A text file in chunks of about `size` characters, cut after a newline."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        carry = ""
+        while block := f.read(size):
+            block = carry + block
+            cut = block.rfind("\n") + 1 or len(block)
+            carry = block[cut:]
+            if cut:
+                yield block[:cut]
+        if carry:
+            yield carry
+
+
+class TextFile(TextDataModule):
+    """Any text: a file, a glob (`data/*.txt`) or a folder (its .txt files), read in sorted order."""
+
+    def __init__(self, path: str, **kwargs):
+        super().__init__(**kwargs)
+        self.path = str(path)
+
+    name = "text_file"
+
+    def files(self) -> list[Path]:
+        target = Path(self.path).expanduser()
+        if target.is_dir():
+            files = sorted(target.rglob("*.txt"))
+        elif any(c in self.path for c in "*?["):
+            files = sorted(Path(p) for p in globlib.glob(str(target), recursive=True) if Path(p).is_file())
+        else:
+            files = [target] if target.is_file() else []
+        if not files:
+            raise UserError(f"no text file at data.path={self.path}; give a file, a glob such as 'texts/*.txt', or a folder of .txt files")
+        if all(f.stat().st_size == 0 for f in files):
+            raise UserError(f"the text file(s) at data.path={self.path} are empty; give a file with text in it")
+        return files
+
+    def corpus_key(self) -> str:
+        return json.dumps([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in self.files()])
+
+    def corpus_chunks(self) -> Iterator[str]:
+        for f in self.files():
+            yield from read_chunks(f)
+
+
+STDLIB_PROBE_PACKAGES = ("asyncio", "email", "http", "importlib", "json", "logging", "multiprocessing", "unittest", "urllib", "xml")
+
+
+def stdlib_dir() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+def stdlib_sources(package: str | None = None) -> list[Path]:
+    """The standard library's .py files (a package's, or all), tests and site-packages left out."""
+    root = stdlib_dir() / package if package else stdlib_dir()
+    skip = {"test", "tests", "site-packages", "idle_test", "__pycache__"}
+    return sorted(p for p in root.rglob("*.py") if not skip & set(p.relative_to(stdlib_dir()).parts[:-1]))
+
+
+class PythonStdlib(TextDataModule):
+    """The text that ships with this Python: pydoc_data's documentation topics (English prose) and
+    the standard library's source (code), up to max_chars characters. The probe: which of ten
+    standard-library packages a snippet comes from (the first 80% of each package's text gives the
+    train snippets, the last 20% the test snippets)."""
+
+    name = "python_stdlib"
+    probe_task = "stdlib_package"
+
+    def __init__(self, max_chars: int = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES, **kwargs):
+        super().__init__(**kwargs)
+        self.max_chars, self.packages = max_chars, list(packages)
+
+    def corpus_key(self) -> str:
+        return f"python_stdlib:{sys.version_info[:2]}:{stdlib_dir()}:{self.max_chars}"
+
+    def corpus_chunks(self) -> Iterator[str]:
+        from pydoc_data.topics import topics
+
+        files = stdlib_sources()
+        random.Random(0).shuffle(files)  # a mix of packages under any cap, the same on every run
+        texts = ["\n\n".join(topics[k] for k in sorted(topics))] + [p.read_text(encoding="utf-8", errors="replace") for p in files]
+        budget = self.max_chars
+        for text in texts:
+            if budget <= 0:
+                break
+            yield text[:budget] + "\n\n"
+            budget -= len(text) + 2
+
+    def probe_texts(self) -> dict[str, tuple[str, str]]:
+        out = {}
+        for package in self.packages:
+            files = stdlib_sources(package)
+            if not files:
+                raise UserError(f"'{package}' is not a standard-library package of this Python; fix data.packages")
+            text = "\n\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
+            cut = int(0.8 * len(text))
+            out[package] = (text[:cut], text[cut:])
+        return out
+
+
+# --- BERT's masking -----------------------------------------------------------------------------
+def mask_tokens(ids: torch.Tensor, generator: torch.Generator, vocab_size: int, select_prob: float = 0.15,
+                mask_frac: float = 0.8, random_frac: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
+    """BERT's corruption of a batch of ids (B, T): each ordinary token is selected with probability
+    select_prob; of the selected, mask_frac become [MASK], random_frac a random ordinary token and the
+    rest stay. Returns (inputs, targets), targets = the original id where selected, else IGNORE."""
+    from ssl_zoo.losses import IGNORE
+
+    def uniform():
+        return torch.rand(ids.shape, generator=generator, device=ids.device)
+
+    selected = (uniform() < select_prob) & (ids >= NUM_SPECIAL)  # never [PAD], [CLS], ...
+    action = uniform()
+    to_mask = selected & (action < mask_frac)
+    to_random = selected & (action >= mask_frac) & (action < mask_frac + random_frac)
+    random_ids = torch.randint(NUM_SPECIAL, vocab_size, ids.shape, generator=generator, device=ids.device)
+    inputs = torch.where(to_mask, MASK_ID, torch.where(to_random, random_ids, ids))
+    return inputs, torch.where(selected, ids, IGNORE)
+
+
+class ICLMix(TextDataModule):
+    """Natural text (the pydoc topics) interleaved with in-context task episodes: a description line
+    (sometimes) and 1 to max_shots + 1 solved examples of one task, so that a small GPT can learn to
+    learn from demonstrations. Probe: which task an example line belongs to."""
+
+    name = "icl_mix"
+    probe_task = "icl_task"
+
+    def __init__(self, tasks: list[str] | None = None, episodes: int = 20_000, max_shots: int = 8,
+                 description_prob: float = 0.5, natural_chars: int = 500_000, digits: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        from ssl_zoo.data.icl_tasks import SYNTHETIC
+
+        self.tasks = list(tasks or SYNTHETIC)
+        unknown = sorted(set(self.tasks) - set(SYNTHETIC))
+        if unknown:
+            raise UserError(f"unknown ICL task(s) {unknown} in data.tasks; choose from: {', '.join(SYNTHETIC)}")
+        self.episodes, self.max_shots, self.description_prob = episodes, max_shots, description_prob
+        self.natural_chars, self.digits = natural_chars, digits
+
+    def corpus_key(self) -> str:
+        return json.dumps(["icl_mix", sys.version_info[:2], self.tasks, self.episodes, self.max_shots,
+                           self.description_prob, self.natural_chars, self.digits])
+
+    def corpus_chunks(self) -> Iterator[str]:
+        from pydoc_data.topics import topics
+
+        from ssl_zoo.data.icl_tasks import episode, synthetic_task
+
+        rng = random.Random(0)  # the training episodes; evaluation draws its own queries (eval/icl.py)
+        tasks = [synthetic_task(name, 2000, seed=0, digits=self.digits) for name in self.tasks]
+        paragraphs = [p for k in sorted(topics) for p in topics[k].split("\n\n") if p.strip()]
+        natural, budget = [], self.natural_chars
+        for p in paragraphs:
+            if budget <= 0:
+                break
+            natural.append(p)
+            budget -= len(p)
+        per_paragraph, owed = self.episodes / max(1, len(natural)), 0.0
+        for p in natural:
+            pieces = [p]
+            owed += per_paragraph
+            while owed >= 1:
+                owed -= 1
+                task = rng.choice(tasks)
+                k = rng.randint(0, self.max_shots)
+                pieces.append(episode(task, k, rng, rng.random() < self.description_prob))
+            yield "\n\n".join(pieces) + "\n\n"
+
+    def probe_texts(self) -> dict[str, tuple[str, str]]:
+        from ssl_zoo.data.icl_tasks import synthetic_task
+
+        out = {}
+        for name in self.tasks:
+            train, test = (synthetic_task(name, 400, seed=s, digits=self.digits) for s in (1, 2))
+            out[name] = tuple("\n".join(f"{e.input} => {e.output}" for e in t.examples) for t in (train, test))
+        return out

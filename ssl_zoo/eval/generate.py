@@ -1,0 +1,106 @@
+"""Using trained text models: GPT writes (`generate`), BERT fills in [MASK] (`fill`). The `generate`,
+`fill` and `serve` commands and the notebooks all go through these functions."""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ssl_zoo.data.tokenizer import MASK_ID, TextTokenizer
+from ssl_zoo.errors import UserError
+from ssl_zoo.nn.transformer import generate
+
+WHAT_FOR = {"gpt": "generate", "bert": "fill"}
+
+
+def load_text_model(checkpoint: str, method_name: str, device: str = "auto"):
+    """The trained method in eval mode on `device`, refusing a checkpoint of another kind."""
+    from ssl_zoo.train import load_method
+
+    method, cfg = load_method(checkpoint)
+    if method.name != method_name:
+        command = WHAT_FOR.get(method.name)
+        hint = f"use `ssl-zoo {command}` with it" if command else "pass a checkpoint of a text model"
+        raise UserError(
+            f"{checkpoint} holds a {method.name} model, but `{WHAT_FOR[method_name]}` needs a {method_name} "
+            f"checkpoint; {hint}"
+        )
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return method.to(device).eval()
+
+
+def check_range(name: str, value, low=None, high=None, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise UserError(f"{name}={value} is out of range; it must be a number {bounds}" + (" (or null)" if allow_none else ""))
+
+
+@dataclass
+class SamplingSettings:
+    max_new_tokens: int = 200
+    temperature: float = 0.8  # 0: greedy
+    top_k: int | None = 50
+    top_p: float | None = None
+    seed: int = 0
+
+    def check(self, max_new_tokens_limit: int | None = None) -> None:
+        check_range("max_new_tokens", self.max_new_tokens, 1, max_new_tokens_limit)
+        if not isinstance(self.max_new_tokens, int):
+            raise UserError(f"max_new_tokens={self.max_new_tokens} must be a whole number")
+        check_range("temperature", self.temperature, 0.0, 100.0)
+        check_range("top_k", self.top_k, 1, allow_none=True)
+        check_range("top_p", self.top_p, 1e-6, 1.0, allow_none=True)
+        check_range("seed", self.seed, 0)
+
+
+def encode_prompt(tokenizer: TextTokenizer, prompt: str) -> list[int]:
+    ids = tokenizer.encode(prompt or "\n", strict=tokenizer.kind == "char")  # an empty prompt: start a new line
+    return ids
+
+
+def generate_text(method, prompt: str, settings: SamplingSettings) -> Iterator[str]:
+    """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached)."""
+    tokenizer = method.tokenizer
+    ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=method.device)
+    block = method.backbone.cfg.block_size
+    if ids.shape[1] > block:
+        ids = ids[:, -block:]  # the model sees at most block_size tokens: the end of a long prompt
+    generator = torch.Generator(device=method.device).manual_seed(settings.seed)
+    new, shown = [], ""
+    for token in generate(method.backbone, ids, settings.max_new_tokens, settings.temperature, settings.top_k,
+                          settings.top_p, generator):
+        new.append(token.item())
+        text = tokenizer.decode(new)
+        stable = text.rstrip("\ufffd")  # a byte-level token may end inside a character: wait for the rest
+        if len(stable) > len(shown) and stable.startswith(shown):
+            yield stable[len(shown):]
+            shown = stable
+    text = tokenizer.decode(new)
+    if text != shown and text.startswith(shown):
+        yield text[len(shown):]
+
+
+@torch.no_grad()
+def fill_masks(method, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """For each [MASK] in text, in order: the top_k (token, probability) candidates, most likely first."""
+    tokenizer = method.tokenizer
+    check_range("top_k", top_k, 1)
+    ids = tokenizer.encode(text, strict=tokenizer.kind == "char")
+    positions = [i for i, t in enumerate(ids) if t == MASK_ID]
+    if not positions:
+        raise UserError('the text has no [MASK]; write [MASK] where a token should be filled in, e.g. text="def [MASK](self):"')
+    block = method.backbone.cfg.block_size
+    if len(ids) > block:
+        raise UserError(f"the text is {len(ids)} tokens long; this model reads at most {block}: shorten it")
+    inputs = torch.tensor([ids], device=method.device)
+    probs = method.backbone.logits(method.backbone(inputs))[0, positions].float().softmax(-1)  # (masks, V)
+    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    return [
+        [(tokenizer.token_text(i), p) for p, i in zip(values.tolist(), indices.tolist())]
+        for values, indices in zip(top.values, top.indices)
+    ]

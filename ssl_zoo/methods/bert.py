@@ -1,0 +1,58 @@
+"""BERT (Devlin et al., 2019): a bidirectional transformer that fills in masked tokens."""
+
+import torch
+from torchmetrics import MeanMetric
+
+from ssl_zoo.data.text import mask_tokens
+from ssl_zoo.data.tokenizer import PAD_ID
+from ssl_zoo.losses import IGNORE, token_cross_entropy
+from ssl_zoo.methods.base import SSLMethod
+from ssl_zoo.nn.transformer import Transformer
+
+
+class BERT(SSLMethod):
+    name = "bert"
+    modality = "text"
+    encoder_settings = {"causal": False}  # every position sees the whole sequence
+
+    def __init__(self, backbone: Transformer, select_prob: float = 0.15, mask_frac: float = 0.8,
+                 random_frac: float = 0.1, probe_layer: int = -1, **base):
+        super().__init__(**base)
+        self.backbone, self.probe_layer = backbone, probe_layer
+        self.select_prob, self.mask_frac, self.random_frac = select_prob, mask_frac, random_frac
+        self.embed_dim = backbone.out_dim
+        self.val_loss, self.val_acc = MeanMetric(), MeanMetric()
+        self.tokenizer = None  # the data's, set by train() or load_method()
+
+    def masked_step(self, ids, generator):
+        ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
+        inputs, targets = mask_tokens(ids, generator, self.backbone.cfg.vocab_size, self.select_prob,
+                                      self.mask_frac, self.random_frac)
+        hidden = self.backbone(inputs)  # (B, T, C)
+        logits = self.backbone.logits(hidden)  # (B, T, V)
+        return token_cross_entropy(logits, targets), logits, targets, hidden
+
+    def ssl_step(self, ids):
+        loss, _, _, hidden = self.masked_step(ids, self.step_generator())
+        return loss, hidden.mean(1)
+
+    def validation_step(self, batch, batch_idx):
+        ids, _ = batch
+        g = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + batch_idx)  # same masks every time
+        loss, logits, targets, _ = self.masked_step(ids, g)
+        chosen = targets != IGNORE
+        self.val_loss.update(loss, weight=chosen.sum())
+        self.val_acc.update((logits.argmax(-1)[chosen] == targets[chosen]).float().mean(), weight=chosen.sum())
+
+    def on_validation_epoch_end(self):
+        # top-1 accuracy on the held-out tokens that were selected for masking
+        self.log_dict({"val/loss": self.val_loss.compute(), "val/masked_acc": self.val_acc.compute()}, prog_bar=True)
+        self.val_loss.reset()
+        self.val_acc.reset()
+
+    @torch.no_grad()
+    def embed(self, ids):
+        return self.backbone.pooled(ids, ids != PAD_ID, self.probe_layer)
+
+    def report(self, datamodule) -> dict:
+        return {"unigram_top1_acc": datamodule.unigram_baselines()["unigram_top1_acc"]}

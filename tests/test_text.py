@@ -1,0 +1,109 @@
+"""Text: tokenizers, the memory-mapped corpus, BERT's masking, the token losses."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssl_zoo.data.text import PythonStdlib, TextFile, mask_tokens
+from ssl_zoo.data.tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, SPECIAL_TOKENS, TextTokenizer
+from ssl_zoo.errors import UserError
+from ssl_zoo.losses import IGNORE, token_cross_entropy
+
+TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_tokenizer_round_trip_and_fixed_special_ids(kind):
+    tok = TextTokenizer.train(kind, [TEXT], vocab_size=300)
+    sample = "Before we proceed, speak.\nAll: hear me"
+    assert tok.decode(tok.encode(sample)) == sample
+    for i, token in enumerate(SPECIAL_TOKENS):
+        assert tok.hf.token_to_id(token) == i
+    ids = tok.encode("hear [MASK] speak")
+    assert ids.count(MASK_ID) == 1  # "[MASK]" is one token, never spelled out
+    again = TextTokenizer.from_str(tok.to_str())  # as stored in a checkpoint
+    assert again.kind == kind and again.encode(sample) == tok.encode(sample)
+
+
+def test_bpe_encodes_any_text_and_char_refuses_unseen_characters():
+    bpe = TextTokenizer.train("bpe", [TEXT], vocab_size=300)
+    assert bpe.decode(bpe.encode("naïve ☃ zebra")) == "naïve ☃ zebra"  # byte-level: nothing is unknown
+    char = TextTokenizer.train("char", [TEXT])
+    with pytest.raises(UserError, match=r"never saw: 'x☃'"):
+        char.encode("Speak ☃ x [MASK]", strict=True)
+
+
+def test_text_file_tokenized_into_windows_over_a_memory_map(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_text(TEXT)
+    dm = TextFile(path=str(path), tokenizer="char", block_size=16, val_fraction=0.1, cache_dir=str(tmp_path / "cache"), batch_size=4)
+    dm.setup()
+    assert isinstance(dm.train_ids, np.memmap)
+    assert len(dm.train_ids) + len(dm.val_ids) == len(TEXT)
+    assert dm.tokenizer.decode(np.concatenate([dm.train_ids, dm.val_ids])) == TEXT
+    windows, labels = dm.pretrain_dataset().__getitems__([0, 3, 7])
+    assert windows.shape == (3, 17) and windows.dtype == torch.int64 and (labels == -1).all()
+    for row in windows:
+        assert dm.tokenizer.decode(row) in TEXT
+    val = next(iter(dm.val_dataloader()))[0]
+    assert dm.tokenizer.decode(val[0]) in TEXT[-len(dm.val_ids):]
+    assert dm.encoder_settings() == {"vocab_size": dm.tokenizer.vocab_size, "block_size": 16}
+    assert dm.probe_splits() is None  # plain text has no labels
+
+
+def test_text_file_missing_empty_and_glob(tmp_path):
+    with pytest.raises(UserError, match="no text file at data.path="):
+        TextFile(path=str(tmp_path / "nope.txt"), cache_dir=str(tmp_path)).setup()
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(UserError, match="are empty"):
+        TextFile(path=str(tmp_path / "empty.txt"), cache_dir=str(tmp_path)).setup()
+    (tmp_path / "a.txt").write_text(TEXT)
+    (tmp_path / "b.txt").write_text(TEXT.upper())
+    dm = TextFile(path=str(tmp_path / "[ab].txt"), block_size=16, cache_dir=str(tmp_path / "cache"))
+    dm.setup()
+    assert len(dm.train_ids) + len(dm.val_ids) == 2 * len(TEXT)
+
+
+def test_python_stdlib_probe_has_ten_packages_of_fixed_length_snippets(tmp_path):
+    dm = PythonStdlib(max_chars=100_000, tokenizer="char", block_size=64, probe_length=32,
+                      probe_train_per_class=20, probe_test_per_class=5, cache_dir=str(tmp_path))
+    dm.setup()
+    splits = dm.probe_splits()
+    assert splits.num_classes == 10 and splits.task == "stdlib_package"
+    x, y = splits.train.inputs, splits.train.labels
+    assert x.shape == (200, 32) and sorted(y.unique().tolist()) == list(range(10))
+    assert splits.test.inputs.shape == (50, 32)
+    assert dm.tokenizer.decode(x[y == dm._probe_labels.index("json")][0]) in (dm._probe_text["json"][0])
+
+
+def test_masking_proportions_and_targets():
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(NUM_SPECIAL, 500, (64, 512), generator=g)
+    ids[:, 0] = PAD_ID  # special tokens are never selected
+    inputs, targets = mask_tokens(ids, g, vocab_size=500)
+    selected = targets != IGNORE
+    ordinary = ids >= NUM_SPECIAL
+    assert not selected[:, 0].any()
+    assert selected.sum() / ordinary.sum() == pytest.approx(0.15, abs=0.005)
+    assert (targets[selected] == ids[selected]).all()  # the label is the original token
+    assert (inputs[~selected] == ids[~selected]).all()  # nothing else is touched
+    masked = (inputs == MASK_ID) & selected
+    changed = (inputs != ids) & (inputs != MASK_ID) & selected
+    kept = (inputs == ids) & selected
+    n = selected.sum().item()
+    assert masked.sum().item() / n == pytest.approx(0.8, abs=0.02)
+    # a random replacement may draw the same token (1 in ~500): counted as kept
+    assert changed.sum().item() / n == pytest.approx(0.1, abs=0.015)
+    assert kept.sum().item() / n == pytest.approx(0.1, abs=0.015)
+    assert (inputs[changed] >= NUM_SPECIAL).all()
+
+
+def test_token_cross_entropy_averages_over_labelled_positions_only():
+    logits = torch.randn(2, 5, 11)
+    targets = torch.tensor([[1, IGNORE, 3, IGNORE, 4], [IGNORE, IGNORE, 10, 0, IGNORE]])
+    keep = targets != IGNORE
+    direct = -(logits.log_softmax(-1)[keep].gather(1, targets[keep][:, None])).mean()
+    assert token_cross_entropy(logits, targets).item() == pytest.approx(direct.item(), rel=1e-6)
+    assert token_cross_entropy(logits, targets.clamp_min(0)).item() == pytest.approx(
+        F.cross_entropy(logits.reshape(-1, 11), targets.clamp_min(0).reshape(-1)).item(), rel=1e-6)

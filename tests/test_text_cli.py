@@ -1,0 +1,140 @@
+"""GPT and BERT through the command line: train -> checkpoint -> generate / fill / icl / probe, and bad input."""
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from test_cli import one_error_line
+
+WORDS = "the cat sat on the mat and the dog ate the bone while a bird sang in the tree by the river".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    import random
+
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + "." for _ in range(1500)]
+    lines += [f"{a} + {b} => {a + b}" for a, b in ((rng.randint(10, 99), rng.randint(10, 99)) for _ in range(300))]
+    path = tmp_path_factory.mktemp("text") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_text(method, corpus, run_dir, *extra):
+    return ["train", f"method={method}", "data=text_file", f"data.path={corpus}", "data.block_size=48",
+            "data.batch_size=8", "data.val_windows=16", "model=transformer_nano", "trainer=debug",
+            f"hydra.run.dir={run_dir}", *extra]
+
+
+@pytest.fixture(scope="module")
+def gpt_run(corpus, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("gpt")
+    result = run_cli(*tiny_text("gpt", corpus, run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+@pytest.fixture(scope="module")
+def bert_run(corpus, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("bert")
+    result = run_cli(*tiny_text("bert", corpus, run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+def test_gpt_trains_reports_validation_loss_and_a_sample(gpt_run):
+    run_dir, result = gpt_run
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["method"] == "gpt" and results["modality"] == "text" and results["data"] == "text_file"
+    extra = results["extra"]
+    assert extra["val_perplexity"] == pytest.approx(2.718281828 ** extra["val_loss"], rel=1e-4)
+    assert extra["unigram_entropy"] > 0 and isinstance(extra["sample"], str)
+    assert results["probe"] is None  # a plain text file has no labels
+    assert "validation loss" in result.stdout and "greedy sample" in result.stdout
+    config = (run_dir / "config.yaml").read_text()
+    assert "vocab_size:" in config and "causal" not in config  # the data's settings are recorded, the method's implied
+
+
+def test_generate_is_repeatable_by_seed_and_streams_the_continuation(gpt_run):
+    ckpt = gpt_run[0] / "checkpoints" / "last.ckpt"
+    args = ["generate", f"checkpoint={ckpt}", "prompt=the cat", "max_new_tokens=30", "temperature=1.0", "top_k=10"]
+    first, again, other = run_cli(*args, "seed=1"), run_cli(*args, "seed=1"), run_cli(*args, "seed=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert first.stdout == again.stdout and first.stdout.startswith("the cat")
+    assert len(first.stdout.rstrip("\n")) >= len("the cat") + 10
+    assert other.stdout != first.stdout
+    greedy = run_cli("generate", f"checkpoint={ckpt}", "prompt=the", "max_new_tokens=20", "temperature=0")
+    assert greedy.returncode == 0 and greedy.stdout.startswith("the")
+
+
+def test_icl_writes_accuracy_per_shot_into_results(gpt_run):
+    ckpt = gpt_run[0] / "checkpoints" / "last.ckpt"
+    result = run_cli("icl", f"checkpoint={ckpt}", "task=[addition,reverse_words]", "shots=[0,1]", "num_queries=5", "describe=false")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| addition | 1 | 5 |" in result.stdout
+    icl = json.loads((gpt_run[0] / "results.json").read_text())["icl"]
+    assert set(icl) == {"addition", "reverse_words"} and set(icl["addition"]) == {"0", "1"}
+    assert icl["addition"]["0"]["n"] == 5 and 0 <= icl["addition"]["0"]["exact_match"] <= 1
+
+
+def test_bert_fill_lists_candidates_sorted_by_probability(bert_run):
+    run_dir, result = bert_run
+    extra = json.loads((run_dir / "results.json").read_text())["extra"]
+    assert 0 <= extra["val_masked_acc"] <= 1 and 0 < extra["unigram_top1_acc"] < 1
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    result = run_cli("fill", f"checkpoint={ckpt}", "text=the cat [MASK]at on the [MASK]at", "top_k=3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[MASK] 1:" and lines[4] == "[MASK] 2:" and lines[-1].startswith("top-1: the cat ")
+    probs = [float(line.split()[0]) for line in lines[1:4]]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+
+
+def test_python_stdlib_train_then_probe_with_the_stored_tokenizer(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "method=gpt", "data.max_chars=150000", "data.tokenizer=char", "data.block_size=32",
+                     "data.batch_size=8", "data.probe_length=32", "data.probe_train_per_class=20",
+                     "data.probe_test_per_class=5", "model=transformer_nano", "trainer=debug", "probe.steps=20",
+                     "probe.lrs=[0.1]", "probe.weight_decays=[0.0]", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    first = json.loads((run_dir / "results.json").read_text())["probe"]
+    assert first["task"] == "stdlib_package" and first["num_classes"] == 10 and first["num_test"] == 50
+    again = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "probe.steps=20", "probe.lrs=[0.1]",
+                    "probe.weight_decays=[0.0]")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert json.loads((run_dir / "results.json").read_text())["probe"]["knn_acc"] == pytest.approx(first["knn_acc"])
+
+
+def test_bad_text_input_gets_one_clear_line(gpt_run, bert_run, tmp_path):
+    gpt = gpt_run[0] / "checkpoints" / "last.ckpt"
+    bert = bert_run[0] / "checkpoints" / "last.ckpt"
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "bad.jsonl").write_text('{"input": "a", "output": "b"}\n{"input": "a"\n')
+    cases = [
+        (["train", "method=gpt", "data=text_file", f"data.path={tmp_path / 'none.txt'}"], "no text file at data.path="),
+        (["train", "method=gpt", "data=text_file", f"data.path={tmp_path / 'empty.txt'}"], "are empty"),
+        (["generate", f"checkpoint={gpt}", "prompt=the ☃ cat"], "never saw: '☃'"),
+        (["generate", f"checkpoint={bert}", "prompt=the"], "holds a bert model, but `generate` needs a gpt checkpoint; use `ssl-zoo fill`"),
+        (["fill", f"checkpoint={gpt}", "text=the [MASK]"], "holds a gpt model, but `fill` needs a bert checkpoint; use `ssl-zoo generate`"),
+        (["fill", f"checkpoint={bert}", "text=the cat"], "the text has no [MASK]"),
+        (["icl", f"checkpoint={gpt}", "task=reverse_words", "shots=[16]", "num_queries=3"], "shots fit"),
+        (["icl", f"checkpoint={gpt}", "task=nope"], "unknown ICL task 'nope'; choose one of: addition"),
+        (["icl", f"checkpoint={gpt}", f"task={tmp_path / 'bad.jsonl'}"], "bad.jsonl, line 2 is not a task example"),
+        (["generate", f"checkpoint={gpt}", "temperature=-1"], "temperature=-1 is out of range"),
+        (["train", "method=gpt", "data=shapes"], "method 'gpt' is for text but data 'shapes' is image"),
+    ]
+    for args, expected in cases:
+        assert expected in one_error_line(run_cli(*args)), args
+
+
+@pytest.mark.parametrize("text", ["The capital of France is [MASK].", "it's a, b=c", "x ${y} z", 'say "hi"', "back\\", "a\\nb", ""])
+def test_free_text_reaches_the_command_as_typed(text):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    from ssl_zoo.cli import quote_free_text
+
+    value = OverridesParser.create().parse_override(quote_free_text(f"text={text}")).value()
+    assert OmegaConf.create({"text": value}).text == text
