@@ -24,7 +24,7 @@ def test_every_image_combination_composes_to_importable_classes(method, data, mo
     assert cfg.method.optim.batch_size == cfg.data.batch_size
 
 
-@pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp", "debug"])
+@pytest.mark.parametrize("trainer", ["cpu", "cpu_text", "gpu", "ddp", "debug"])
 def test_trainer_configs_are_trainer_arguments(trainer):
     import inspect
 
@@ -67,7 +67,8 @@ def test_every_text_combination_composes(method, data, model):
 
 def test_text_methods_default_to_a_transformer_and_embedded_text():
     cfg = compose_train("method=gpt")
-    assert (cfg.model.name, cfg.data.name) == ("transformer_tiny", "python_stdlib")
+    assert (cfg.model.name, cfg.data.name, cfg.trainer.max_steps) == ("transformer_tiny", "python_stdlib", 1500)
+    assert compose_train("method=gpt", "trainer=gpu").trainer.accelerator == "gpu"
     assert compose_train("method=bert", "model=transformer_nano").model.name == "transformer_nano"  # the user's choice wins
 
 

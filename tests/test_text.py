@@ -107,3 +107,38 @@ def test_token_cross_entropy_averages_over_labelled_positions_only():
     assert token_cross_entropy(logits, targets).item() == pytest.approx(direct.item(), rel=1e-6)
     assert token_cross_entropy(logits, targets.clamp_min(0)).item() == pytest.approx(
         F.cross_entropy(logits.reshape(-1, 11), targets.clamp_min(0).reshape(-1)).item(), rel=1e-6)
+
+
+def tiny_transformer(causal):
+    from ssl_zoo.nn.transformer import Transformer
+
+    torch.manual_seed(0)
+    return Transformer(vocab_size=40, block_size=16, n_layer=2, n_head=2, n_embd=16, causal=causal)
+
+
+def test_gpt_loss_predicts_each_next_token():
+    from ssl_zoo.methods.gpt import GPT
+
+    gpt = GPT(tiny_transformer(causal=True))
+    ids = torch.randint(NUM_SPECIAL, 40, (3, 17))
+    loss, features = gpt.ssl_step(ids)
+    logits = gpt.backbone.logits(gpt.backbone(ids[:, :-1]))  # (3, 16, 40)
+    direct = -logits.log_softmax(-1).gather(-1, ids[:, 1:, None]).mean()
+    assert loss.item() == pytest.approx(direct.item(), rel=1e-5)
+    assert features.shape == (3, 16)
+
+
+def test_bert_loss_covers_the_selected_tokens_only():
+    from ssl_zoo.methods.bert import BERT
+
+    bert = BERT(tiny_transformer(causal=False))
+    ids = torch.randint(NUM_SPECIAL, 40, (4, 17))
+    loss, logits, targets, _ = bert.masked_step(ids, torch.Generator().manual_seed(3))
+    inputs, all_targets = mask_tokens(ids[:, :16], torch.Generator().manual_seed(3), 40)
+    full = bert.backbone.logits(bert.backbone(inputs))  # (4, 16, 40): every position
+    chosen = all_targets != IGNORE
+    direct = F.cross_entropy(full[chosen], all_targets[chosen])
+    assert loss.item() == pytest.approx(direct.item(), rel=1e-5)
+    assert torch.equal(targets, all_targets[chosen]) and logits.shape == (chosen.sum(), 40)
+    # the same generator draws the same masks: the same loss
+    assert bert.masked_step(ids, torch.Generator().manual_seed(3))[0].item() == pytest.approx(loss.item())

@@ -3,6 +3,7 @@ and user tasks from JSONL files. An example is {input, output, choices (optional
 `input => output` lines (see eval/icl.py), and `icl_mix` data trains on episodes of the same form.
 """
 
+import functools
 import json
 import random
 from dataclasses import dataclass, field
@@ -47,6 +48,11 @@ class Task:
 
 def made_up_lexicon(seed: int = 0) -> dict[str, str]:
     """English word -> a word of an invented language (syllables drawn by seed), e.g. cheese -> 'velumo'."""
+    return dict(_lexicon(seed))
+
+
+@functools.lru_cache(maxsize=4)
+def _lexicon(seed: int) -> tuple[tuple[str, str], ...]:
     rng = random.Random(seed)
     onsets, vowels = "b d f g l m n p r s t v z ch". split(), "a e i o u ou ai".split()
     lexicon, used = {}, set()
@@ -57,7 +63,7 @@ def made_up_lexicon(seed: int = 0) -> dict[str, str]:
                 break
         used.add(made)
         lexicon[word] = made
-    return lexicon
+    return tuple(lexicon.items())
 
 
 def _remove_symbols(word: str, rng: random.Random) -> str:
@@ -82,9 +88,9 @@ def synthetic_example(task: str, rng: random.Random, digits: int = 2) -> Example
     if task == "reverse_words":  # "eseehc" -> "cheese"
         return Example(word[::-1], word)
     if task == "translate":  # through the made-up lexicon, with 4 choices
-        lexicon = made_up_lexicon()
-        answer = lexicon[word]
-        others = rng.sample(sorted(set(lexicon.values()) - {answer}), 3)
+        lexicon = _lexicon(0)
+        answer = dict(lexicon)[word]
+        others = rng.sample([made for _, made in lexicon if made != answer], 3)
         choices = others + [answer]
         rng.shuffle(choices)
         return Example(word, answer, choices)

@@ -25,12 +25,14 @@ class BERT(SSLMethod):
         self.tokenizer = None  # the data's, set by train() or load_method()
 
     def masked_step(self, ids, generator):
+        """Loss, logits and targets at the selected positions only (N, V), (N,); hidden states (B, T, C)."""
         ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
         inputs, targets = mask_tokens(ids, generator, self.backbone.cfg.vocab_size, self.select_prob,
                                       self.mask_frac, self.random_frac)
         hidden = self.backbone(inputs)  # (B, T, C)
-        logits = self.backbone.logits(hidden)  # (B, T, V)
-        return token_cross_entropy(logits, targets), logits, targets, hidden
+        chosen = targets != IGNORE  # the output layer runs on the ~15% selected positions only
+        logits = self.backbone.logits(hidden[chosen])  # (N, V)
+        return token_cross_entropy(logits[None], targets[chosen][None]), logits, targets[chosen], hidden
 
     def ssl_step(self, ids):
         loss, _, _, hidden = self.masked_step(ids, self.step_generator())
@@ -40,9 +42,8 @@ class BERT(SSLMethod):
         ids, _ = batch
         g = torch.Generator(device=self.device).manual_seed(self.seed * 100_003 + batch_idx)  # same masks every time
         loss, logits, targets, _ = self.masked_step(ids, g)
-        chosen = targets != IGNORE
-        self.val_loss.update(loss, weight=chosen.sum())
-        self.val_acc.update((logits.argmax(-1)[chosen] == targets[chosen]).float().mean(), weight=chosen.sum())
+        self.val_loss.update(loss, weight=len(targets))
+        self.val_acc.update((logits.argmax(-1) == targets).float().mean(), weight=len(targets))
 
     def on_validation_epoch_end(self):
         # top-1 accuracy on the held-out tokens that were selected for masking
