@@ -102,3 +102,4 @@ def test_experiments_compose(experiment):
     if experiment == "icl_scaling":
         assert cfg.data.name == "icl_mix" and len(cfg.hydra.sweeper.params.model.split(",")) >= 3
         assert "ScalingReport" in cfg.hydra.callbacks.icl_scaling._target_
+        assert list(cfg.icl.shots) == [0, 1, 4] and cfg.trainer.max_steps == 1500  # the experiment wins over train.yaml

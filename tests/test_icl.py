@@ -124,3 +124,23 @@ def test_jsonl_task_with_choices_round_trips(tmp_path):
                     '{"input": "Italy", "output": "Rome", "choices": ["Paris", "Rome"]}\n')
     task = read_jsonl_task(path)
     assert task == Task("capitals", "", [Example("France", "Paris", ["Paris", "Rome"]), Example("Italy", "Rome", ["Paris", "Rome"])])
+
+
+def test_scaling_report_tables_and_plots_accuracy_against_size(tmp_path):
+    from ssl_zoo.eval.icl import write_scaling_report
+    from ssl_zoo.results import write_json_atomic
+
+    for i, (model, params, acc) in enumerate([("small", 100_000, 0.1), ("big", 800_000, 0.5)]):
+        row = lambda a: {"n": 10, "exact_match": a, "exact_match_ci95": [0, 1]}  # noqa: E731
+        write_json_atomic(tmp_path / f"{i}" / "results.json", {
+            "method": "gpt", "modality": "text", "data": "icl_mix", "model": model, "params": params, "seed": 0,
+            "train": {"steps": 1, "seconds": 1, "final_loss": 1.0}, "probe": None,
+            "icl": {"reverse_words": {"0": row(acc / 2), "4": row(acc)},
+                    "translate": {"0": {**row(0.0), "acc": acc}, "4": {**row(0.0), "acc": acc + 0.1}}}})
+    table, plot = write_scaling_report(tmp_path)
+    text = table.read_text()
+    assert "| big | 0.80M | reverse_words | 25.0 | 50.0 |" in text
+    assert "| big | 0.80M | translate | 50.0 | 60.0 |" in text  # choice accuracy where a task has choices
+    assert "| small | 0.10M | mean | 7.5 | 15.0 |" in text
+    assert text.index("| small |") < text.index("| big |")
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:4] == b"\x89PNG"

@@ -216,12 +216,19 @@ def scaling_plot(rows, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     tasks = sorted({t for _, _, t, _, _ in rows})
     shots = sorted({k for *_, k, _ in rows})
     params = sorted({p for p, *_ in rows})
-    fig, axes = plt.subplots(1, len(tasks) + 1, figsize=(3.2 * (len(tasks) + 1), 3.2), sharey=True)
-    for ax, task in zip(axes, ["mean over tasks"] + tasks):
+    panels = ["mean over tasks"] + tasks
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), sharey=True, squeeze=False)
+    axes = axes.ravel()
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, task in zip(axes, panels):
         for k in shots:
             ys = []
             for p in params:
@@ -229,10 +236,13 @@ def scaling_plot(rows, path: Path) -> None:
                 ys.append(100 * sum(vals) / len(vals) if vals else float("nan"))
             ax.plot(params, ys, marker="o", label=f"{k}-shot")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(params, [f"{p / 1e6:.2g}M" for p in params])
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("parameters")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy %")
+    for ax in axes[::ncols]:
+        ax.set_ylabel("accuracy %")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
