@@ -47,3 +47,28 @@ def test_evaluate_encoder_extracts_features_through_embed():
     scores = evaluate_encoder(embed, splits, ProbeConfig(batch_size=64, steps=100, lrs=[0.1], weight_decays=[0.0]), "cpu")
     assert scores["linear_acc"] > 0.95 and scores["feature_dim"] == 8
     assert sum(calls) == 300 and max(calls) == 64  # each example embedded once, in batches
+
+
+def test_finetuning_trains_encoder_and_head_then_restores_the_weights():
+    from ssl_zoo.data.base import BatchedTensors, ProbeSplits
+    from ssl_zoo.eval.probe import ProbeConfig, finetune_accuracy
+
+    class Toy(torch.nn.Module):
+        embed_dim, device = 4, torch.device("cpu")
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Linear(8, 4)
+
+        def embed(self, x):
+            return torch.tanh(self.encoder(x))
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(600, 8, generator=g)
+    y = (x[:, 0] + x[:, 1] > 0).long()
+    splits = ProbeSplits(BatchedTensors(x[:400], y[:400]), BatchedTensors(x[400:], y[400:]), 2, "sign")
+    toy = Toy()
+    before = {k: v.clone() for k, v in toy.state_dict().items()}
+    acc = finetune_accuracy(toy, splits, ProbeConfig(finetune_steps=150, finetune_lr=3e-2, finetune_batch_size=32))
+    assert acc > 0.9
+    assert all(torch.equal(before[k], v) for k, v in toy.state_dict().items())  # measured, not changed

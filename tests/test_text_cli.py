@@ -102,9 +102,12 @@ def test_python_stdlib_train_then_probe_with_the_stored_tokenizer(tmp_path):
     first = json.loads((run_dir / "results.json").read_text())["probe"]
     assert first["task"] == "stdlib_package" and first["num_classes"] == 10 and first["num_test"] == 50
     again = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "probe.steps=20", "probe.lrs=[0.1]",
-                    "probe.weight_decays=[0.0]")
+                    "probe.weight_decays=[0.0]", "probe.finetune_steps=3")
     assert again.returncode == 0, again.stderr[-2000:]
-    assert json.loads((run_dir / "results.json").read_text())["probe"]["knn_acc"] == pytest.approx(first["knn_acc"])
+    probe = json.loads((run_dir / "results.json").read_text())["probe"]
+    assert probe["knn_acc"] == pytest.approx(first["knn_acc"])  # the stored tokenizer reads the text the same way
+    assert 0 <= probe["finetune_acc"] <= 1 and 0 <= probe["random_init_finetune_acc"] <= 1
+    assert "fine-tuned:" in again.stdout
 
 
 def test_bad_text_input_gets_one_clear_line(gpt_run, bert_run, tmp_path):

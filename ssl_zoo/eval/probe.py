@@ -29,6 +29,9 @@ class ProbeConfig:
     knn_k: int = 20
     knn_temperature: float = 0.07
     random_init_baseline: bool = True
+    finetune_steps: int = 0  # > 0: also fine-tune the whole encoder with a linear head (and the random-init one)
+    finetune_lr: float = 1e-4
+    finetune_batch_size: int = 32
     seed: int = 0
 
 
@@ -114,6 +117,40 @@ def evaluate_encoder(embed, splits: ProbeSplits, cfg: ProbeConfig, device) -> di
             "num_train": len(x_train), "num_test": len(x_test)}
 
 
+def finetune_accuracy(method, splits: ProbeSplits, cfg: ProbeConfig) -> float:
+    """Full fine-tuning: the encoder and a linear head trained together on probe-train (cross-entropy,
+    AdamW, cosine schedule, cfg.finetune_steps steps), then test top-1. The method's weights are
+    restored afterwards: fine-tuning measures the encoder, it does not change it."""
+    device = method.device
+    saved = {k: v.detach().clone() for k, v in method.state_dict().items()}
+    torch.manual_seed(cfg.seed)
+    head = torch.nn.Linear(method.embed_dim, splits.num_classes).to(device)
+    params = [p for p in method.parameters() if p.requires_grad] + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.finetune_lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.finetune_steps)
+    train = subsample(splits.train, cfg.max_train, cfg.seed)
+    order = torch.Generator().manual_seed(cfg.seed)
+    method.train()
+    step = 0
+    try:
+        while step < cfg.finetune_steps:
+            for inputs, y in DataLoader(train, batch_size=cfg.finetune_batch_size, shuffle=True, generator=order,
+                                        collate_fn=collate, drop_last=len(train) > cfg.finetune_batch_size):
+                loss = F.cross_entropy(head(method.embed(inputs.to(device))), torch.as_tensor(y).to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if step == cfg.finetune_steps:
+                    break
+        method.eval()
+        x_test, y_test = extract_features(lambda x: head(method.embed(x)), splits.test, cfg.batch_size, device)
+        return (x_test.argmax(1) == y_test).float().mean().item()
+    finally:
+        method.load_state_dict(saved)
+
+
 def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None) -> dict:
     """The `probe` block of results.json for a method, with its random-init baseline if given."""
     device = method.device
@@ -140,4 +177,9 @@ def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None
         baseline = evaluate_encoder(random_init.embed, splits, cfg, device)
         result["random_init_linear_acc"] = baseline["linear_acc"]
         result["random_init_knn_acc"] = baseline["knn_acc"]
+    if cfg.finetune_steps > 0:
+        result["finetune_acc"] = finetune_accuracy(method, splits, cfg)
+        if random_init is not None:  # the same fine-tuning from the initialisation: supervised from scratch
+            result["random_init_finetune_acc"] = finetune_accuracy(random_init, splits, cfg)
+        method.train(was_training)
     return result

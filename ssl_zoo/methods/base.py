@@ -33,7 +33,8 @@ class SSLMethod(pl.LightningModule):
         raise NotImplementedError
 
     def embed(self, inputs) -> torch.Tensor:
-        """Frozen features for the probe: (B, D)."""
+        """Features for the probe: (B, D). The probe calls it under no_grad (frozen features); full
+        fine-tuning calls it with gradients."""
         raise NotImplementedError
 
     def report(self, datamodule) -> dict:

@@ -51,7 +51,6 @@ class BERT(SSLMethod):
         self.val_loss.reset()
         self.val_acc.reset()
 
-    @torch.no_grad()
     def embed(self, ids):
         return self.backbone.pooled(ids, ids != PAD_ID, self.probe_layer)
 

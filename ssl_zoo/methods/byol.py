@@ -70,6 +70,5 @@ class BYOL(SSLMethod):
         update_momentum(self.projector, self.target_projector, tau)
         self.log("train/tau", tau)
 
-    @torch.no_grad()
     def embed(self, images):
         return self.backbone(self.views[0].normalize(images))

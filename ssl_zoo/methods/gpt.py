@@ -38,7 +38,6 @@ class GPT(SSLMethod):
         self.log_dict({"val/loss": loss, "val/perplexity": loss.exp()}, prog_bar=True)
         self.val_loss.reset()
 
-    @torch.no_grad()
     def embed(self, ids):
         return self.backbone.pooled(ids, ids != PAD_ID, self.probe_layer)
 

@@ -38,6 +38,5 @@ class SimCLR(SSLMethod):
         self.log("train/negatives", 2.0 * len(z1) - 2)  # per anchor: all other views but its positive
         return nt_xent(z1, z2, self.temperature), h1
 
-    @torch.no_grad()
     def embed(self, images):
         return self.backbone(self.views.normalize(images))
