@@ -57,15 +57,24 @@ class TokenWindows(Dataset):
         return inputs[0], labels[0]
 
 
+def private_tmp(path: Path) -> Path:
+    """A temporary name beside path, unique to this process (DDP ranks may prepare the same file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def write_ids(path: Path, id_lists: Iterator[list[int]], dtype) -> int:
     """Stream token ids to a raw binary file (atomically: a tmp file renamed at the end); their count."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = private_tmp(path)
     count = 0
-    with open(tmp, "wb") as f:
-        for ids in id_lists:
-            f.write(np.asarray(ids, dtype=dtype).tobytes())
-            count += len(ids)
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            for ids in id_lists:
+                f.write(np.asarray(ids, dtype=dtype).tobytes())
+                count += len(ids)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return count
 
 
@@ -146,8 +155,7 @@ class TextDataModule(SSLDataModule):
         tokenizer = TextTokenizer.train(self.tokenizer_kind, self.corpus_chunks(), self.tokenizer_vocab_size)
         if tokenizer.vocab_size <= NUM_SPECIAL:
             raise UserError(f"the text of data '{self.name}' is empty; point data.path at a file with text in it")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = private_tmp(path)
         tmp.write_text(tokenizer.to_str())
         tmp.replace(path)
         return tokenizer
