@@ -26,6 +26,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/simclr_throughput.py
+	$(BIN)/python bench/text_throughput.py
 
 clean:
 	rm -rf outputs multirun

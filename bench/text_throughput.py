@@ -50,8 +50,9 @@ def hf_gpt2(args, device):
     from transformers import GPT2Config, GPT2LMHeadModel
 
     cfg = GPT2Config(vocab_size=args.vocab_size, n_positions=args.block_size, n_layer=args.n_layer, n_head=args.n_head,
-                     n_embd=args.n_embd, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
-    return GPT2LMHeadModel(cfg, attn_implementation="sdpa").to(device)
+                     n_embd=args.n_embd, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True,
+                     bos_token_id=0, eos_token_id=0, attn_implementation="sdpa")
+    return GPT2LMHeadModel(cfg).to(device)
 
 
 def hf_bert(args, device):
@@ -59,8 +60,9 @@ def hf_bert(args, device):
 
     cfg = BertConfig(vocab_size=args.vocab_size, hidden_size=args.n_embd, num_hidden_layers=args.n_layer,
                      num_attention_heads=args.n_head, intermediate_size=4 * args.n_embd,
-                     max_position_embeddings=args.block_size, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    return BertForMaskedLM(cfg, attn_implementation="sdpa").to(device)
+                     max_position_embeddings=args.block_size, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                     attn_implementation="sdpa")
+    return BertForMaskedLM(cfg).to(device)
 
 
 def autocast(args, device):
