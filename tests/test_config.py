@@ -24,7 +24,7 @@ def test_every_image_combination_composes_to_importable_classes(method, data, mo
     assert cfg.method.optim.batch_size == cfg.data.batch_size
 
 
-@pytest.mark.parametrize("trainer", ["cpu", "cpu_text", "gpu", "ddp", "debug"])
+@pytest.mark.parametrize("trainer", ["cpu", "cpu_text", "cpu_bert", "gpu", "ddp", "debug"])
 def test_trainer_configs_are_trainer_arguments(trainer):
     import inspect
 
