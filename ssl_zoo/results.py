@@ -82,7 +82,7 @@ def leaderboard(rows: list[dict]) -> str:
         groups.setdefault((r["modality"], r["data"], r["probe"].get("task") if r["probe"] else None), []).append(r)
     out = []
     for (modality, data, task), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        out.append(f"### {modality} · {data} · probe task: {task}\n")
+        out.append(f"### {modality} · {data} · probe task: {task or 'none (unlabelled data)'}\n")
         out.append("| method | model | params | steps | seconds | linear % | kNN % | random-init linear % | gain |")
         out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         group.sort(key=lambda r: -((r["probe"] or {}).get("linear_acc") or 0))
