@@ -1,0 +1,181 @@
+"""Spoken words synthesised offline with eSpeak NG: the embedded speech source.
+
+The `espeakng-loader` wheel ships libespeak-ng and its voice data; it is driven here through ctypes in
+synchronous mode, with a callback that collects the 22,050 Hz samples. A "voice" is a base voice and
+variant (eSpeak's `en+f3`, `en-us+m2`, ...) with its own pitch, speaking rate, gain and background
+noise, so that one vocabulary spoken by many voices gives two probe tasks: which word (keyword
+spotting) and which voice (speaker identification). Every draw comes from the seed; a corpus is
+synthesised in a fresh process (see `build_spoken_words`), so the same settings give the same audio,
+bit for bit. Groundwork for the speech methods: no datamodule reads the corpus yet.
+"""
+
+import ctypes
+import os
+import random
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from ssl_zoo.errors import UserError
+
+ESPEAK_RATE = 22_050  # what eSpeak NG synthesises at
+_SYNCHRONOUS, _RATE, _PITCH = 0x02, 1, 3  # espeak_AUDIO_OUTPUT and espeak_PARAMETER values
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
+
+BASE_VOICES = ["en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029"]
+VARIANTS = ["", "+f1", "+f2", "+f3", "+f4", "+m1", "+m2", "+m3", "+m4", "+m5", "+m6", "+m7"]
+
+
+class ESpeak:
+    """The eSpeak NG library, loaded once per process (it keeps global state)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            try:
+                import espeakng_loader
+            except ImportError:
+                raise UserError("speech synthesis needs the espeakng-loader package: pip install espeakng-loader") from None
+            self = super().__new__(cls)
+            self.lib = ctypes.cdll.LoadLibrary(str(espeakng_loader.get_library_path()))
+            data_parent = str(Path(espeakng_loader.get_data_path()).parent)
+            rate = self.lib.espeak_Initialize(_SYNCHRONOUS, 0, data_parent.encode(), 0)
+            if rate != ESPEAK_RATE:
+                raise UserError(f"eSpeak NG did not start (it answered {rate}); reinstall espeakng-loader")
+            self._chunks = []
+            self._callback = _CALLBACK(self._collect)  # kept alive: the library holds a pointer to it
+            self.lib.espeak_SetSynthCallback(self._callback)
+            cls._instance = self
+        return cls._instance
+
+    def _collect(self, wav, count, events) -> int:
+        if count > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(count,)).copy())
+        return 0  # 0: go on
+
+    def say(self, text: str, voice: str, rate: int, pitch: int, seed: int = 0) -> np.ndarray:
+        """int16 samples at 22,050 Hz. `seed` feeds eSpeak's own random numbers (some variants add
+        random noise to the voice)."""
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(seed & 0x7FFF_FFFF))
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise UserError(f"eSpeak NG has no voice '{voice}'")
+        self.lib.espeak_SetParameter(_RATE, int(rate), 0)
+        self.lib.espeak_SetParameter(_PITCH, int(pitch), 0)
+        self._chunks = []
+        data = text.encode()
+        self.lib.espeak_Synth(ctypes.c_char_p(data), len(data) + 1, 0, 0, 0, 0, None, None)
+        self.lib.espeak_Synchronize()
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+
+
+@dataclass(frozen=True)
+class Voice:
+    name: str  # eSpeak voice and variant, e.g. "en-us+f3"
+    pitch: int  # eSpeak's 0-99
+    rate: int  # words per minute
+    gain: float  # peak amplitude, 0-1
+    snr_db: float  # background noise: signal-to-noise ratio in dB
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}-p{self.pitch}-r{self.rate}"
+
+
+def make_voices(count: int, seed: int = 0) -> list[Voice]:
+    """count distinct voices: base voice x variant, each with its own pitch, rate, gain and noise."""
+    rng = random.Random(seed)
+    names = [b + v for b in BASE_VOICES for v in VARIANTS]
+    if count > len(names):
+        raise UserError(f"at most {len(names)} voices can be made; lower data.num_voices")
+    return [Voice(name, rng.randint(25, 80), rng.randint(130, 210), round(rng.uniform(0.3, 0.9), 3), round(rng.uniform(15, 40), 1))
+            for name in rng.sample(names, count)]
+
+
+def stable_seed(*parts) -> int:
+    return zlib.crc32("|".join(map(str, parts)).encode())
+
+
+def speak(word: str, voice: Voice, take: int, seed: int = 0, sample_rate: int = 16_000) -> torch.Tensor:
+    """One take of a word by a voice: float32 (samples,) at sample_rate, peak at the voice's gain, with
+    its background noise. Takes differ slightly in rate and pitch, as a speaker's repetitions do."""
+    rng = np.random.default_rng(stable_seed(seed, word, voice.id, take, "noise"))
+    rate = voice.rate + int(rng.integers(-12, 13))
+    pitch = int(np.clip(voice.pitch + rng.integers(-5, 6), 0, 99))
+    utterance_seed = stable_seed(seed, word, voice.id, take)
+    audio = torch.from_numpy(ESpeak().say(word, voice.name, rate, pitch, utterance_seed).astype(np.float32) / 32768.0)
+    if sample_rate != ESPEAK_RATE:
+        audio = torchaudio.functional.resample(audio, ESPEAK_RATE, sample_rate)
+    audio = audio / audio.abs().max().clamp_min(1e-6) * voice.gain
+    noise_rms = audio.pow(2).mean().sqrt() / (10 ** (voice.snr_db / 20))
+    audio = audio + noise_rms * torch.from_numpy(rng.standard_normal(len(audio)).astype(np.float32))
+    return audio.clamp(-1.0, 1.0)
+
+
+# --- a cached corpus of spoken words -------------------------------------------------------------
+# eSpeak NG carries state from one utterance to the next inside the library: the same call sequence
+# in a fresh process gives the same samples, the same call repeated later in a process does not. So
+# a corpus is always synthesised in one fixed order by a fresh Python process.
+
+MANIFEST = "manifest.csv"
+
+
+def synthesise_corpus(root: str | Path, words: list[str], num_voices: int, takes: int, seed: int = 0,
+                      sample_rate: int = 16_000) -> Path:
+    """Write every (word, voice, take) as a 16-bit WAV under root and a manifest.csv listing them
+    (path, word, voice, take); into a temporary folder renamed at the end: never half a corpus."""
+    import csv
+    import shutil
+
+    import soundfile
+
+    root = Path(root)
+    tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    rows = []
+    for v, voice in enumerate(make_voices(num_voices, seed)):
+        for word in words:
+            for take in range(takes):
+                rel = f"{word}/{v:02d}_{take}.wav"
+                (tmp / word).mkdir(exist_ok=True)
+                soundfile.write(tmp / rel, speak(word, voice, take, seed, sample_rate).numpy(), sample_rate, subtype="PCM_16")
+                rows.append({"path": rel, "word": word, "voice": f"{v:02d}:{voice.id}", "take": take})
+    with open(tmp / MANIFEST, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "word", "voice", "take"])
+        writer.writeheader()
+        writer.writerows(rows)
+    if root.exists():
+        shutil.rmtree(root)
+    tmp.replace(root)
+    return root / MANIFEST
+
+
+def build_spoken_words(root: str | Path, words: list[str], num_voices: int, takes: int, seed: int = 0,
+                       sample_rate: int = 16_000) -> Path:
+    """synthesise_corpus in a fresh Python process (see above), unless root already holds the corpus."""
+    import json
+    import subprocess
+    import sys
+
+    root = Path(root)
+    if (root / MANIFEST).is_file():
+        return root / MANIFEST
+    spec = json.dumps({"root": str(root), "words": list(words), "num_voices": num_voices, "takes": takes,
+                       "seed": seed, "sample_rate": sample_rate})
+    done = subprocess.run([sys.executable, "-m", "ssl_zoo.data.speech_synth", spec], capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise UserError(f"synthesising the spoken words failed: {lines[-1] if lines else done.returncode}")
+    return root / MANIFEST
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    synthesise_corpus(**json.loads(sys.argv[1]))
