@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from ssl_zoo.data.text import mask_tokens
-from ssl_zoo.losses import token_cross_entropy
+from ssl_zoo.methods.bert import BERT
+from ssl_zoo.methods.gpt import GPT
 from ssl_zoo.nn.transformer import Transformer, generate
 
 
@@ -69,30 +70,27 @@ def autocast(args, device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
 
 
-def gpt_training(args, device) -> tuple[float, float]:
-    ids = torch.randint(0, args.vocab_size, (args.batch_size, args.block_size + 1), device=device)
-    x, y = ids[:, :-1], ids[:, 1:]
-    model = ours(args, True, device)
+def training_step(model, loss, args, device):
+    """One whole optimizer step of model on loss() (forward, backward, AdamW), as a closure to time."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
-    def ours_step():
+    def step():
         with autocast(args, device):
-            loss = token_cross_entropy(model.logits(model(x)), y)
-        loss.backward()
+            value = loss()
+        value.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    return step
+
+
+def gpt_training(args, device) -> tuple[float, float]:
+    ids = torch.randint(0, args.vocab_size, (args.batch_size, args.block_size + 1), device=device)
+    gpt = GPT(ours(args, True, device)).to(device)  # what `ssl-zoo train method=gpt` runs
     hf = hf_gpt2(args, device)
-    hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-
-    def hf_step():
-        with autocast(args, device):
-            logits = hf(input_ids=x).logits
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-        loss.backward()
-        hf_opt.step()
-        hf_opt.zero_grad(set_to_none=True)
-
+    ours_step = training_step(gpt, lambda: gpt.ssl_step(ids)[0], args, device)
+    hf_step = training_step(hf, lambda: F.cross_entropy(hf(input_ids=ids[:, :-1]).logits.flatten(0, 1).float(),
+                                                        ids[:, 1:].flatten()), args, device)
     tokens = args.batch_size * args.block_size
     return tokens / timed(ours_step, args.warmup, args.steps, device), tokens / timed(hf_step, args.warmup, args.steps, device)
 
@@ -119,29 +117,14 @@ def generation(args, device) -> tuple[float, float]:
 
 
 def bert_training(args, device) -> tuple[float, float]:
-    g = torch.Generator(device=device).manual_seed(0)
-    ids = torch.randint(7, args.vocab_size, (args.batch_size, args.block_size), device=device, generator=g)
-    inputs, targets = mask_tokens(ids, g, args.vocab_size)
-    model = ours(args, False, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-
-    def ours_step():
-        with autocast(args, device):
-            loss = token_cross_entropy(model.logits(model(inputs)), targets)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
+    ids = torch.randint(7, args.vocab_size, (args.batch_size, args.block_size), device=device)
+    bert = BERT(ours(args, False, device)).to(device)  # what `ssl-zoo train method=bert` runs
     hf = hf_bert(args, device)
-    hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
-
-    def hf_step():
-        with autocast(args, device):
-            loss = hf(input_ids=inputs, labels=targets).loss
-        loss.backward()
-        hf_opt.step()
-        hf_opt.zero_grad(set_to_none=True)
-
+    # both sides read the same masked batch (ssl-zoo's masks drawn from a fixed generator every step)
+    inputs, targets = mask_tokens(ids, torch.Generator(device=device).manual_seed(0), args.vocab_size)
+    ours_step = training_step(bert, lambda: bert.masked_step(ids, torch.Generator(device=device).manual_seed(0))[0],
+                              args, device)
+    hf_step = training_step(hf, lambda: hf(input_ids=inputs, labels=targets).loss, args, device)
     return timed(ours_step, args.warmup, args.steps, device), timed(hf_step, args.warmup, args.steps, device)
 
 

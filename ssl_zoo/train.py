@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
@@ -36,7 +37,12 @@ def _build(node: DictConfig, **kwargs):
     """Instantiate a config group node; its `name` is a label for results, not an argument."""
     spec = OmegaConf.to_container(node, resolve=True)
     spec.pop("name", None)
-    return instantiate(spec, _convert_="all", **kwargs)
+    try:
+        return instantiate(spec, _convert_="all", **kwargs)
+    except InstantiationException as e:  # Hydra wraps what the constructor raised: a UserError stays one line
+        if isinstance(e.__cause__, UserError):
+            raise e.__cause__ from None
+        raise
 
 
 def require_values(cfg: DictConfig) -> dict:
@@ -129,15 +135,16 @@ def make_trainer(cfg: DictConfig, **kwargs) -> pl.Trainer:
         raise UserError(f"the trainer settings do not fit this machine ({e}); try trainer=cpu") from None
 
 
-def checkpoint_path_for_resume(cfg: DictConfig, run_dir: Path) -> str | None:
+def checkpoint_for_resume(cfg: DictConfig, run_dir: Path) -> tuple[str | None, dict]:
+    """(path, contents) of the checkpoint to resume from, read and checked before training starts;
+    (None, {}) for a new run."""
     if cfg.resume in (None, False):
-        return None
+        return None, {}
     path = run_dir / "checkpoints" / "last.ckpt" if cfg.resume == "auto" else Path(cfg.resume)
     if cfg.resume == "auto" and not path.exists():
         print(f"resume=auto: no checkpoint at {path} yet, starting a new run")
-        return None
-    read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")  # before training starts
-    return str(path)
+        return None, {}
+    return str(path), read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")
 
 
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
@@ -145,10 +152,10 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     run_dir = Path(run_dir)
     require_values(cfg)
     check_modalities(cfg)
-    ckpt_path = checkpoint_path_for_resume(cfg, run_dir)
+    ckpt_path, ckpt = checkpoint_for_resume(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
-    if ckpt_path and TOKENIZER_KEY in (ckpt := read_checkpoint(ckpt_path)):
+    if TOKENIZER_KEY in ckpt:
         datamodule.tokenizer = TextTokenizer.from_str(ckpt[TOKENIZER_KEY])  # a resumed run keeps its tokenizer
     fit_encoder_to_data(cfg, datamodule)
     resolved = require_values(cfg)

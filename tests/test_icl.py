@@ -80,6 +80,13 @@ def test_wilson_interval_known_values():
     assert wilson_interval(0, 20)[0] == 0.0 and wilson_interval(20, 20)[1] == 1.0
 
 
+def test_bad_settings_are_refused_in_one_line():
+    with pytest.raises(UserError, match="num_queries=0 is out of range"):
+        evaluate_icl(HandMadeModel(), ICLConfig(tasks=["addition"], num_queries=0))
+    with pytest.raises(UserError, match="shots must be a list of whole numbers >= 0"):
+        evaluate_icl(HandMadeModel(), ICLConfig(tasks=["addition"], shots=[]))
+
+
 def test_too_many_shots_for_the_context_names_the_maximum():
     model = HandMadeModel(block_size=60)
     with pytest.raises(UserError, match=r"with 16 shots needs prompts longer .* context of 60 tokens; at most \d shots fit"):

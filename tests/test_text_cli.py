@@ -28,20 +28,21 @@ def tiny_text(method, corpus, run_dir, *extra):
             f"hydra.run.dir={run_dir}", *extra]
 
 
-@pytest.fixture(scope="module")
-def gpt_run(corpus, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("gpt")
-    result = run_cli(*tiny_text("gpt", corpus, run_dir))
+def trained(method, corpus, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp(method)
+    result = run_cli(*tiny_text(method, corpus, run_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, result
+
+
+@pytest.fixture(scope="module")
+def gpt_run(corpus, tmp_path_factory):
+    return trained("gpt", corpus, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def bert_run(corpus, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("bert")
-    result = run_cli(*tiny_text("bert", corpus, run_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir, result
+    return trained("bert", corpus, tmp_path_factory)
 
 
 def test_gpt_trains_reports_validation_loss_and_a_sample(gpt_run):
@@ -127,6 +128,9 @@ def test_bad_text_input_gets_one_clear_line(gpt_run, bert_run, tmp_path):
         (["icl", f"checkpoint={gpt}", f"task={tmp_path / 'bad.jsonl'}"], "bad.jsonl, line 2 is not a task example"),
         (["generate", f"checkpoint={gpt}", "temperature=-1"], "temperature=-1 is out of range"),
         (["train", "method=gpt", "data=shapes"], "method 'gpt' is for text but data 'shapes' is image"),
+        (["train", "method=gpt", "data.tokenizer=nope"], "unknown tokenizer 'nope'; set data.tokenizer to one of: char, bpe"),
+        (["train", "method=gpt", "method.probe_layer=9"], "method.probe_layer=9 is out of range: this model has layers 0"),
+        (["icl", f"checkpoint={gpt}", "task=addition", "num_queries=0"], "num_queries=0 is out of range"),
     ]
     for args, expected in cases:
         assert expected in one_error_line(run_cli(*args)), args

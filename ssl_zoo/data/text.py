@@ -25,7 +25,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule
-from ssl_zoo.data.tokenizer import MASK_ID, NUM_SPECIAL, TextTokenizer
+from ssl_zoo.data.icl_tasks import SYNTHETIC, episode, synthetic_task
+from ssl_zoo.data.tokenizer import KINDS, MASK_ID, NUM_SPECIAL, TextTokenizer
 from ssl_zoo.errors import UserError
 
 
@@ -97,6 +98,8 @@ class TextDataModule(SSLDataModule):
         **base,
     ):
         super().__init__(**base)
+        if tokenizer not in KINDS:
+            raise UserError(f"unknown tokenizer '{tokenizer}'; set data.tokenizer to one of: {', '.join(KINDS)}")
         self.tokenizer_kind, self.tokenizer_vocab_size = tokenizer, vocab_size
         self.block_size, self.stride = block_size, stride or block_size
         self.val_fraction, self.val_windows = val_fraction, val_windows
@@ -350,8 +353,6 @@ class ICLMix(TextDataModule):
     def __init__(self, tasks: list[str] | None = None, episodes: int = 20_000, max_shots: int = 8,
                  description_prob: float = 0.5, natural_chars: int = 500_000, digits: int = 2, **kwargs):
         super().__init__(**kwargs)
-        from ssl_zoo.data.icl_tasks import SYNTHETIC
-
         self.tasks = list(tasks or SYNTHETIC)
         unknown = sorted(set(self.tasks) - set(SYNTHETIC))
         if unknown:
@@ -365,8 +366,6 @@ class ICLMix(TextDataModule):
 
     def corpus_chunks(self) -> Iterator[str]:
         from pydoc_data.topics import topics
-
-        from ssl_zoo.data.icl_tasks import episode, synthetic_task
 
         rng = random.Random(0)  # the training episodes; evaluation draws its own queries (eval/icl.py)
         tasks = [synthetic_task(name, 2000, seed=0, digits=self.digits) for name in self.tasks]
@@ -389,8 +388,6 @@ class ICLMix(TextDataModule):
             yield "\n\n".join(pieces) + "\n\n"
 
     def probe_texts(self) -> dict[str, tuple[str, str]]:
-        from ssl_zoo.data.icl_tasks import synthetic_task
-
         out = {}
         for name in self.tasks:
             train, test = (synthetic_task(name, 400, seed=s, digits=self.digits) for s in (1, 2))

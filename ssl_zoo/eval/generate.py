@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ssl_zoo.data.tokenizer import MASK_ID, TextTokenizer
+from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.transformer import generate
 
@@ -58,15 +58,11 @@ class SamplingSettings:
         check_range("seed", self.seed, 0)
 
 
-def encode_prompt(tokenizer: TextTokenizer, prompt: str) -> list[int]:
-    ids = tokenizer.encode(prompt or "\n", strict=tokenizer.kind == "char")  # an empty prompt: start a new line
-    return ids
-
-
 def generate_text(method, prompt: str, settings: SamplingSettings) -> Iterator[str]:
     """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached)."""
     tokenizer = method.tokenizer
-    ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=method.device)
+    # an empty prompt starts a new line; a character vocabulary refuses characters it never saw
+    ids = torch.tensor([tokenizer.encode(prompt or "\n", strict=tokenizer.kind == "char")], device=method.device)
     block = method.backbone.cfg.block_size
     if ids.shape[1] > block:
         ids = ids[:, -block:]  # the model sees at most block_size tokens: the end of a long prompt

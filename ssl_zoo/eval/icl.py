@@ -154,8 +154,10 @@ def evaluate_task(model, task: Task, cfg: ICLConfig) -> dict:
 def evaluate_icl(model, cfg: ICLConfig) -> dict:
     """{task: {k: scores}} over cfg.tasks; model: a GPTScorer (or anything with its methods)."""
     bad = [k for k in cfg.shots if not isinstance(k, int) or k < 0]
-    if bad:
-        raise UserError(f"shots must be whole numbers >= 0, got {bad}")
+    if bad or not cfg.shots:
+        raise UserError(f"shots must be a list of whole numbers >= 0, got {bad or cfg.shots}")
+    if not isinstance(cfg.num_queries, int) or cfg.num_queries < 1:
+        raise UserError(f"num_queries={cfg.num_queries} is out of range; it must be a whole number of at least 1")
     results = {}
     for name in cfg.tasks:
         pool = cfg.num_queries + max(cfg.shots) + 200  # queries first, demonstrations from the whole pool

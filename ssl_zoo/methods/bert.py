@@ -18,7 +18,7 @@ class BERT(SSLMethod):
     def __init__(self, backbone: Transformer, select_prob: float = 0.15, mask_frac: float = 0.8,
                  random_frac: float = 0.1, probe_layer: int = -1, **base):
         super().__init__(**base)
-        self.backbone, self.probe_layer = backbone, probe_layer
+        self.backbone, self.probe_layer = backbone, backbone.check_layer(probe_layer, "method.probe_layer")
         self.select_prob, self.mask_frac, self.random_frac = select_prob, mask_frac, random_frac
         self.embed_dim = backbone.out_dim
         self.val_loss, self.val_acc = MeanMetric(), MeanMetric()

@@ -17,7 +17,7 @@ class GPT(SSLMethod):
     def __init__(self, backbone: Transformer, probe_layer: int = -1, sample_prompt: str = "\n",
                  sample_tokens: int = 200, **base):
         super().__init__(**base)
-        self.backbone, self.probe_layer = backbone, probe_layer
+        self.backbone, self.probe_layer = backbone, backbone.check_layer(probe_layer, "method.probe_layer")
         self.sample_prompt, self.sample_tokens = sample_prompt, sample_tokens
         self.embed_dim = backbone.out_dim
         self.val_loss = MeanMetric()

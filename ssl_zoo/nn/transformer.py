@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssl_zoo.errors import UserError
+
 
 @dataclass
 class TransformerConfig:
@@ -148,6 +150,13 @@ class Transformer(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)  # (B, T, vocab)
+
+    def check_layer(self, layer: int, name: str = "probe_layer") -> int:
+        """A valid index into forward(all_layers=True)'s list: 0 (embeddings) .. n_layer, or -1 .. -(n_layer + 1)."""
+        n = self.cfg.n_layer
+        if not isinstance(layer, int) or not -(n + 1) <= layer <= n:
+            raise UserError(f"{name}={layer} is out of range: this model has layers 0 (embeddings) to {n}, or -1 to -{n + 1}")
+        return layer
 
     def pooled(self, inputs, key_padding_mask=None, layer: int = -1) -> torch.Tensor:
         """Features for the probe: one layer's hidden states averaged over the real positions, (B, C)."""
