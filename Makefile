@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/simclr_throughput.py
 	$(BIN)/python bench/text_throughput.py
+	$(BIN)/python bench/speech_features.py
 
 clean:
 	rm -rf outputs multirun

@@ -163,6 +163,10 @@ def print_summary(results: dict, run_dir: Path) -> None:
             f"  probe '{p['task']}' ({p['num_classes']} classes): linear {pct(p['linear_acc'])}, "
             f"kNN {pct(p['knn_acc'])}, random-init linear {pct(p['random_init_linear_acc'])}"
         )
+    for name, scores in (p.get("baselines") or {}).items():
+        print(f"  baseline '{name}' features: linear {pct(scores['linear_acc'])}, kNN {pct(scores['knn_acc'])}")
+    if "layer_weights" in p.get("chosen", {}):
+        print("  learned layer weights (embeddings first): " + " ".join(f"{w:.2f}" for w in p["chosen"]["layer_weights"]))
     if "finetune_acc" in p:
         print(f"  fine-tuned: {pct(p['finetune_acc'])}, from random init {pct(p.get('random_init_finetune_acc'))}")
     print(f"  run dir: {run_dir}")

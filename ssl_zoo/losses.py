@@ -31,3 +31,11 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     """Mean cross-entropy over the positions whose target is not IGNORE: GPT's next-token loss
     (every position) and BERT's masked-token loss (selected positions only). (B, T, V), (B, T) -> ()."""
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
+
+
+def masked_l1(prediction: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the chosen frames only: masked speech prediction (the masked frames)
+    and APC (the frames that have a real frame n steps later). (B, T, F), (B, T, F), (B, T) bool -> ()."""
+    weights = chosen[..., None].to(prediction.dtype)  # (B, T, 1)
+    error = ((prediction - target).abs() * weights).sum()
+    return error / (weights.sum() * prediction.shape[-1]).clamp_min(1.0)  # 0 when nothing is chosen

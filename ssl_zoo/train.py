@@ -150,8 +150,8 @@ def checkpoint_for_resume(cfg: DictConfig, run_dir: Path) -> tuple[str | None, d
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
+    check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
     require_values(cfg)
-    check_modalities(cfg)
     ckpt_path, ckpt = checkpoint_for_resume(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
@@ -282,9 +282,13 @@ def probe(cfg: DictConfig) -> dict:
     run_cfg = train_cfg.copy()
     if cfg.get("data") is not None:
         run_cfg.data = cfg.data
+        with open_dict(run_cfg):
+            for key in getattr(get_class(run_cfg.data._target_), "bound_to_encoder", ()):
+                if key in train_cfg.data:
+                    run_cfg.data[key] = train_cfg.data[key]
     run_cfg.probe = cfg.probe
-    require_values(run_cfg)
     check_modalities(run_cfg)
+    require_values(run_cfg)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
     method.to(device)

@@ -44,7 +44,7 @@ def test_train_then_probe_round_trip(tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["train", "method=nope"], "unknown method 'nope'; choose one of: bert, byol, gpt, simclr"),
+        (["train", "method=nope"], "unknown method 'nope'; choose one of: apc, bert, byol, gpt, masked_speech, simclr"),
         (["train", "data=imagenet"], "unknown data 'imagenet'; choose one of:"),
         (["probe", "checkpoint=/no/such/last.ckpt"], "checkpoint /no/such/last.ckpt does not exist"),
         (["frobnicate"], "unknown command 'frobnicate'"),

@@ -15,7 +15,7 @@ def separable(n, d=16, classes=4, seed=0):
 
 def test_linear_probe_solves_linearly_separable_features():
     x, y = separable(600)
-    acc, chosen = linear_probe(x[:400], y[:400], x[400:], y[400:], 4, CFG)
+    acc, chosen, _ = linear_probe(x[:400], y[:400], x[400:], y[400:], 4, CFG)
     assert acc > 0.98
     assert chosen["lr"] in CFG.lrs and chosen["weight_decay"] in CFG.weight_decays
 
@@ -23,7 +23,7 @@ def test_linear_probe_solves_linearly_separable_features():
 def test_linear_probe_is_at_chance_on_random_labels():
     g = torch.Generator().manual_seed(1)
     x, y = torch.randn(2000, 16, generator=g), torch.randint(0, 4, (2000,), generator=g)
-    acc, _ = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], 4, CFG)
+    acc, _, _ = linear_probe(x[:1000], y[:1000], x[1000:], y[1000:], 4, CFG)
     assert abs(acc - 0.25) < 0.06
 
 

@@ -30,9 +30,18 @@ def test_each_utterance_is_normalised_over_its_own_real_frames():
     waves = torch.zeros(2, 12_000)
     waves[0] = 0.5 * torch.randn(12_000, generator=g)
     waves[1, :5_000] = 0.01 * torch.randn(5_000, generator=g)  # much quieter
-    feats, mask = LogMel()(waves, lengths)
+    raw, mask = LogMel(normalise="none")(waves, lengths)
+    per_bin, _ = LogMel(normalise="bins")(waves, lengths)
+    whole, _ = LogMel(normalise="utterance")(waves, lengths)
     for i in range(2):
-        real = feats[i, mask[i]]  # (frames, 80)
+        real = per_bin[i, mask[i]]  # (frames, 80): every bin zero-mean, unit-variance
         assert real.mean(0).abs().max() < 1e-4
         assert real.std(0, unbiased=False).mean().item() == pytest.approx(1.0, abs=1e-3)
-    assert (feats[1, ~mask[1]] == 0).all()
+        real = whole[i, mask[i]]  # one mean and spread for the whole clip: the spectral shape stays
+        assert real.mean().abs() < 1e-4 and real.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-3)
+        original = raw[i, mask[i]]
+        assert torch.allclose(real, (original - original.mean()) / original.std(unbiased=False), atol=1e-3)
+    assert (per_bin[1, ~mask[1]] == 0).all() and (whole[1, ~mask[1]] == 0).all()
+    quiet_then_loud = torch.stack([waves[0], 10 * waves[0]])  # loudness is gone after normalisation
+    feats, _ = LogMel()(quiet_then_loud, torch.tensor([12_000, 12_000]))
+    assert torch.allclose(feats[0], feats[1], atol=1e-3)

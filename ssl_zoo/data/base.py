@@ -62,6 +62,9 @@ def collate(batch):
 
 class SSLDataModule(pl.LightningDataModule):
     modality: str = "?"
+    # Data settings a trained encoder depends on (speech: sample rate, clip length, features): a saved
+    # model probed on other data reads that data with the settings it was trained with.
+    bound_to_encoder: tuple[str, ...] = ()
 
     def __init__(self, batch_size: int = 256, num_workers: int = 0, seed: int = 0):
         super().__init__()

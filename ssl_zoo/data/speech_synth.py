@@ -2,11 +2,11 @@
 
 The `espeakng-loader` wheel ships libespeak-ng and its voice data; it is driven here through ctypes in
 synchronous mode, with a callback that collects the 22,050 Hz samples. A "voice" is a base voice and
-variant (eSpeak's `en+f3`, `en-us+m2`, ...) with its own pitch, speaking rate, gain and background
-noise, so that one vocabulary spoken by many voices gives two probe tasks: which word (keyword
+variant (eSpeak's `en+f3`, `en-us+m2`, ...) with its own pitch, speaking rate and loudness; every
+take adds its own background noise (10-40 dB SNR) and drifts in pitch and rate, so that one vocabulary spoken by many voices gives two probe tasks: which word (keyword
 spotting) and which voice (speaker identification). Every draw comes from the seed; a corpus is
 synthesised in a fresh process (see `build_spoken_words`), so the same settings give the same audio,
-bit for bit. Groundwork for the speech methods: no datamodule reads the corpus yet.
+bit for bit. The `spoken_words` datamodule (data/speech.py) reads the corpus.
 """
 
 import ctypes
@@ -26,8 +26,13 @@ ESPEAK_RATE = 22_050  # what eSpeak NG synthesises at
 _SYNCHRONOUS, _RATE, _PITCH = 0x02, 1, 3  # espeak_AUDIO_OUTPUT and espeak_PARAMETER values
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p)
 
+SYNTH_VERSION = 2  # part of the corpus cache key: raise it when the synthesis changes, so old corpora are not reused
 BASE_VOICES = ["en", "en-us", "en-gb-x-rp", "en-gb-scotland", "en-029"]
 VARIANTS = ["", "+f1", "+f2", "+f3", "+f4", "+m1", "+m2", "+m3", "+m4", "+m5", "+m6", "+m7"]
+
+
+ESPEAK_MISSING = ("the embedded spoken words need eSpeak NG from the espeakng-loader package: pip install espeakng-loader "
+                  "(folder datasets such as data=fsdd or data=audio_folder work without it)")
 
 
 class ESpeak:
@@ -40,7 +45,7 @@ class ESpeak:
             try:
                 import espeakng_loader
             except ImportError:
-                raise UserError("speech synthesis needs the espeakng-loader package: pip install espeakng-loader") from None
+                raise UserError(ESPEAK_MISSING) from None
             self = super().__new__(cls)
             self.lib = ctypes.cdll.LoadLibrary(str(espeakng_loader.get_library_path()))
             data_parent = str(Path(espeakng_loader.get_data_path()).parent)
@@ -79,7 +84,6 @@ class Voice:
     pitch: int  # eSpeak's 0-99
     rate: int  # words per minute
     gain: float  # peak amplitude, 0-1
-    snr_db: float  # background noise: signal-to-noise ratio in dB
 
     @property
     def id(self) -> str:
@@ -87,12 +91,12 @@ class Voice:
 
 
 def make_voices(count: int, seed: int = 0) -> list[Voice]:
-    """count distinct voices: base voice x variant, each with its own pitch, rate, gain and noise."""
+    """count distinct voices: base voice x variant, each with its own pitch, rate and gain."""
     rng = random.Random(seed)
     names = [b + v for b in BASE_VOICES for v in VARIANTS]
     if count > len(names):
         raise UserError(f"at most {len(names)} voices can be made; lower data.num_voices")
-    return [Voice(name, rng.randint(25, 80), rng.randint(130, 210), round(rng.uniform(0.3, 0.9), 3), round(rng.uniform(15, 40), 1))
+    return [Voice(name, rng.randint(25, 80), rng.randint(130, 210), round(rng.uniform(0.3, 0.9), 3))
             for name in rng.sample(names, count)]
 
 
@@ -100,18 +104,21 @@ def stable_seed(*parts) -> int:
     return zlib.crc32("|".join(map(str, parts)).encode())
 
 
-def speak(word: str, voice: Voice, take: int, seed: int = 0, sample_rate: int = 16_000) -> torch.Tensor:
-    """One take of a word by a voice: float32 (samples,) at sample_rate, peak at the voice's gain, with
-    its background noise. Takes differ slightly in rate and pitch, as a speaker's repetitions do."""
+def speak(word: str, voice: Voice, take: int, seed: int = 0, sample_rate: int = 16_000,
+          snr_db: tuple[float, float] = (10.0, 40.0)) -> torch.Tensor:
+    """One take of a word by a voice: float32 (samples,) at sample_rate, peak at the voice's gain, plus
+    background noise at a signal-to-noise ratio drawn from snr_db for this take (the room, not the
+    speaker). Takes differ in rate and pitch too, as a speaker's repetitions do."""
     rng = np.random.default_rng(stable_seed(seed, word, voice.id, take, "noise"))
-    rate = voice.rate + int(rng.integers(-12, 13))
-    pitch = int(np.clip(voice.pitch + rng.integers(-5, 6), 0, 99))
+    rate = voice.rate + int(rng.integers(-20, 21))
+    pitch = int(np.clip(voice.pitch + rng.integers(-8, 9), 0, 99))
+    snr = rng.uniform(*snr_db)
     utterance_seed = stable_seed(seed, word, voice.id, take)
     audio = torch.from_numpy(ESpeak().say(word, voice.name, rate, pitch, utterance_seed).astype(np.float32) / 32768.0)
     if sample_rate != ESPEAK_RATE:
         audio = torchaudio.functional.resample(audio, ESPEAK_RATE, sample_rate)
     audio = audio / audio.abs().max().clamp_min(1e-6) * voice.gain
-    noise_rms = audio.pow(2).mean().sqrt() / (10 ** (voice.snr_db / 20))
+    noise_rms = audio.pow(2).mean().sqrt() / (10 ** (snr / 20))
     audio = audio + noise_rms * torch.from_numpy(rng.standard_normal(len(audio)).astype(np.float32))
     return audio.clamp(-1.0, 1.0)
 
@@ -162,9 +169,13 @@ def build_spoken_words(root: str | Path, words: list[str], num_voices: int, take
     import subprocess
     import sys
 
+    import importlib.util
+
     root = Path(root)
     if (root / MANIFEST).is_file():
         return root / MANIFEST
+    if importlib.util.find_spec("espeakng_loader") is None:
+        raise UserError(ESPEAK_MISSING)
     spec = json.dumps({"root": str(root), "words": list(words), "num_voices": num_voices, "takes": takes,
                        "seed": seed, "sample_rate": sample_rate})
     done = subprocess.run([sys.executable, "-m", "ssl_zoo.data.speech_synth", spec], capture_output=True, text=True)

@@ -4,8 +4,12 @@ Features are extracted once with the encoder frozen and in eval mode, then stand
 train statistics. A linear classifier is trained for each (learning rate, weight decay) of a small
 sweep, the best is chosen on a validation split carved from train, refit on all of train and scored
 on test (top-1). Weighted kNN (cosine similarity, k = 20, weights exp(s / 0.07)) is scored on the same
-features. `probe_method` does all of it, also for a randomly initialised copy of the encoder: the
-baseline a pretrained encoder has to beat.
+features. `probe_method` does all of it, also for a randomly initialised copy of the encoder (the
+baseline a pretrained encoder has to beat) and for the method's own baselines (speech: the log-mel
+features themselves).
+
+Features are (N, D), or (N, L, D) when a method offers every layer (probe_layer=weighted): then the
+classifier reads a softmax-weighted sum of the layers whose weights it learns with it (SUPERB).
 """
 
 from dataclasses import dataclass, field
@@ -40,7 +44,7 @@ def extract_features(embed, dataset: Dataset, batch_size: int, device) -> tuple[
     """Run `embed` over a labelled dataset: features (N, D) float32 on the CPU, labels (N,)."""
     features, labels = [], []
     for inputs, y in DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate):
-        inputs = inputs.to(device) if torch.is_tensor(inputs) else inputs
+        inputs = inputs.to(device) if hasattr(inputs, "to") else inputs  # a tensor, or a batch type such as Waves
         features.append(embed(inputs).float().cpu())
         labels.append(torch.as_tensor(y))
     return torch.cat(features), torch.cat(labels).long()
@@ -51,10 +55,28 @@ def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor
     return [(x - mean) / std for x in (train, *others)]
 
 
+class Readout(torch.nn.Module):
+    """A linear classifier of features (N, D); of features (N, L, D), a linear classifier of their
+    softmax-weighted sum over the L layers, the weights learned with it (starting equal)."""
+
+    def __init__(self, feature_shape: tuple[int, ...], num_classes: int):
+        super().__init__()
+        self.layer_logits = torch.nn.Parameter(torch.zeros(feature_shape[0])) if len(feature_shape) == 2 else None
+        self.linear = torch.nn.Linear(feature_shape[-1], num_classes)
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        if self.layer_logits is None:
+            return x
+        return (self.layer_logits.softmax(0)[:, None] * x).sum(-2)  # (N, L, D) -> (N, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.mix(x))
+
+
 def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, lr: float, weight_decay: float, steps: int, seed: int):
     """Multinomial logistic regression by full-batch AdamW with a cosine schedule: (D,) -> classes."""
     torch.manual_seed(seed)
-    layer = torch.nn.Linear(x.shape[1], num_classes)
+    layer = Readout(tuple(x.shape[1:]), num_classes)
     opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(steps):
@@ -70,8 +92,9 @@ def accuracy(layer, x, y) -> float:
     return (layer(x).argmax(1) == y).float().mean().item()
 
 
-def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeConfig) -> tuple[float, dict]:
-    """Test top-1 of the linear classifier whose (lr, wd) scored best on a validation split."""
+def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeConfig) -> tuple[float, dict, Readout]:
+    """Test top-1 of the linear classifier whose (lr, wd) scored best on a validation split, the
+    choice, and the classifier (fitted on the standardised features)."""
     x_train, x_test = standardise(x_train, x_test)
     order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed))
     n_val = max(1, int(cfg.val_fraction * len(x_train)))
@@ -83,7 +106,10 @@ def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeC
             scores[(lr, wd)] = accuracy(layer, x_train[val], y_train[val])
     (lr, wd), val_acc = max(scores.items(), key=lambda kv: kv[1])
     layer = fit_linear(x_train, y_train, num_classes, lr, wd, cfg.steps, cfg.seed)
-    return accuracy(layer, x_test, y_test), {"lr": lr, "weight_decay": wd, "val_acc": val_acc}
+    chosen = {"lr": lr, "weight_decay": wd, "val_acc": val_acc}
+    if layer.layer_logits is not None:
+        chosen["layer_weights"] = [round(w, 4) for w in layer.layer_logits.softmax(0).tolist()]
+    return accuracy(layer, x_test, y_test), chosen, layer
 
 
 @torch.no_grad()
@@ -111,9 +137,12 @@ def evaluate_encoder(embed, splits: ProbeSplits, cfg: ProbeConfig, device) -> di
     train = subsample(splits.train, cfg.max_train, cfg.seed)
     x_train, y_train = extract_features(embed, train, cfg.batch_size, device)
     x_test, y_test = extract_features(embed, splits.test, cfg.batch_size, device)
-    linear_acc, chosen = linear_probe(x_train, y_train, x_test, y_test, splits.num_classes, cfg)
+    linear_acc, chosen, readout = linear_probe(x_train, y_train, x_test, y_test, splits.num_classes, cfg)
+    if x_train.ndim == 3:  # kNN on the layer mix the linear probe learned (of the standardised layers)
+        with torch.no_grad():
+            x_train, x_test = (readout.mix(x) for x in standardise(x_train, x_test))
     knn_acc = knn_accuracy(x_train, y_train, x_test, y_test, splits.num_classes, cfg.knn_k, cfg.knn_temperature)
-    return {"linear_acc": linear_acc, "knn_acc": knn_acc, "chosen": chosen, "feature_dim": x_train.shape[1],
+    return {"linear_acc": linear_acc, "knn_acc": knn_acc, "chosen": chosen, "feature_dim": x_train.shape[-1],
             "num_train": len(x_train), "num_test": len(x_test)}
 
 
@@ -123,12 +152,16 @@ def finetune_accuracy(method, splits: ProbeSplits, cfg: ProbeConfig) -> float:
     restored afterwards: fine-tuning measures the encoder, it does not change it."""
     device = method.device
     saved = {k: v.detach().clone() for k, v in method.state_dict().items()}
+    train = subsample(splits.train, cfg.max_train, cfg.seed)
+    with torch.no_grad():
+        method.eval()
+        first, _ = next(iter(DataLoader(train, batch_size=2, collate_fn=collate)))
+        feature_shape = tuple(method.embed(first.to(device)).shape[1:])  # (D,), or (L, D) for a layer mix
     torch.manual_seed(cfg.seed)
-    head = torch.nn.Linear(method.embed_dim, splits.num_classes).to(device)
+    head = Readout(feature_shape, splits.num_classes).to(device)
     params = [p for p in method.parameters() if p.requires_grad] + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.finetune_lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.finetune_steps)
-    train = subsample(splits.train, cfg.max_train, cfg.seed)
     order = torch.Generator().manual_seed(cfg.seed)
     method.train()
     step = 0
@@ -177,6 +210,9 @@ def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None
         baseline = evaluate_encoder(random_init.embed, splits, cfg, device)
         result["random_init_linear_acc"] = baseline["linear_acc"]
         result["random_init_knn_acc"] = baseline["knn_acc"]
+    for name, embed in method.baseline_embeddings().items():  # e.g. speech: the log-mel features themselves
+        scores = evaluate_encoder(embed, splits, cfg, device)
+        result.setdefault("baselines", {})[name] = {"linear_acc": scores["linear_acc"], "knn_acc": scores["knn_acc"]}
     if cfg.finetune_steps > 0:
         result["finetune_acc"] = finetune_accuracy(method, splits, cfg)
         if random_init is not None:  # the same fine-tuning from the initialisation: supervised from scratch

@@ -37,6 +37,11 @@ class SSLMethod(pl.LightningModule):
         fine-tuning calls it with gradients."""
         raise NotImplementedError
 
+    def baseline_embeddings(self) -> dict:
+        """{name: embed-like function} of features without learning that the probe also scores (speech:
+        the log-mel input itself, SUPERB's FBANK row); none by default."""
+        return {}
+
     def report(self, datamodule) -> dict:
         """Extra figures for results.json after training (e.g. a text sample); none by default."""
         return {}

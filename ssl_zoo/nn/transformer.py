@@ -151,17 +151,22 @@ class Transformer(nn.Module):
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)  # (B, T, vocab)
 
-    def check_layer(self, layer: int, name: str = "probe_layer") -> int:
-        """A valid index into forward(all_layers=True)'s list: 0 (embeddings) .. n_layer, or -1 .. -(n_layer + 1)."""
+    def check_layer(self, layer: int | str, name: str = "probe_layer") -> int | str:
+        """A valid index into forward(all_layers=True)'s list: 0 (embeddings) .. n_layer, or -1 .. -(n_layer + 1);
+        or "weighted": every layer, for a learned softmax-weighted sum (SUPERB)."""
         n = self.cfg.n_layer
-        if not isinstance(layer, int) or not -(n + 1) <= layer <= n:
-            raise UserError(f"{name}={layer} is out of range: this model has layers 0 (embeddings) to {n}, or -1 to -{n + 1}")
-        return layer
+        if layer == "weighted" or (isinstance(layer, int) and -(n + 1) <= layer <= n):
+            return layer
+        raise UserError(f"{name}={layer} is out of range: this model has layers 0 (embeddings) to {n}, or -1 to -{n + 1}, "
+                        "or 'weighted' (all of them)")
 
-    def pooled(self, inputs, key_padding_mask=None, layer: int = -1) -> torch.Tensor:
-        """Features for the probe: one layer's hidden states averaged over the real positions, (B, C)."""
-        hidden = self(inputs, key_padding_mask, all_layers=True)[layer]
-        return mean_pool(hidden, key_padding_mask)
+    def pooled(self, inputs, key_padding_mask=None, layer: int | str = -1) -> torch.Tensor:
+        """Features for the probe: one layer's hidden states averaged over the real positions, (B, C);
+        with layer="weighted", every layer's, (B, n_layer + 1, C) (pooling and a weighted sum commute)."""
+        layers = self(inputs, key_padding_mask, all_layers=True)
+        if layer == "weighted":
+            return torch.stack([mean_pool(hidden, key_padding_mask) for hidden in layers], dim=1)
+        return mean_pool(layers[layer], key_padding_mask)
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

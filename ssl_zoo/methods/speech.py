@@ -1,0 +1,41 @@
+"""What the speech methods share: log-mel features computed on the device from the batch of
+waveforms, the shared transformer reading them, and the probe's features (mean-pooled frames of one
+layer, or of every layer for a learned weighted sum), with the log-mel input itself as a baseline."""
+
+import torch
+from torch import nn
+
+from ssl_zoo.data.speech import LogMel, Waves
+from ssl_zoo.methods.base import SSLMethod
+from ssl_zoo.nn.transformer import Transformer, mean_pool
+
+
+class SpeechMethod(SSLMethod):
+    modality = "speech"
+
+    def __init__(self, backbone: Transformer, sample_rate: int = 16_000, features: dict | None = None,
+                 probe_layer: int | str = -1, **base):
+        super().__init__(**base)
+        self.backbone, self.probe_layer = backbone, backbone.check_layer(probe_layer, "method.probe_layer")
+        self.frontend = LogMel(sample_rate, **(features or {}))
+        self.embed_dim = backbone.out_dim
+
+    def log_mel(self, waves: Waves) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, n_mels) normalised log-mel frames and (B, T) mask of the real ones."""
+        return self.frontend(waves.audio, waves.lengths)
+
+    def prediction_head(self, hidden_layers: int) -> nn.Module:
+        """Hidden states (.., C) -> frames (.., n_mels): a linear layer, or Mockingjay's
+        Linear-GELU-LayerNorm block before it."""
+        c, f = self.backbone.out_dim, self.frontend.n_mels
+        if hidden_layers == 0:
+            return nn.Linear(c, f)
+        return nn.Sequential(nn.Linear(c, c), nn.GELU(), nn.LayerNorm(c), nn.Linear(c, f))
+
+    def embed(self, waves: Waves) -> torch.Tensor:
+        feats, mask = self.log_mel(waves)
+        return self.backbone.pooled(feats, mask, self.probe_layer)
+
+    def baseline_embeddings(self) -> dict:
+        """SUPERB's FBANK row: the mean-pooled log-mel frames, exactly as the encoder reads them."""
+        return {"logmel": lambda waves: mean_pool(*self.log_mel(waves))}
