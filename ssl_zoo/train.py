@@ -301,8 +301,11 @@ def probe(cfg: DictConfig) -> dict:
 
     ckpt = Path(cfg.checkpoint)
     run_dir = run_dir_of(ckpt)
-    same_data = run_cfg.data.name == train_cfg.data.name
-    target = run_dir / (RESULTS_FILE if same_data else f"results_{run_cfg.data.name}.json")
+    # The run's own results.json for its own data and task; results_<data>[_<task>].json for others.
+    other = [run_cfg.data.name] if run_cfg.data.name != train_cfg.data.name else []
+    if run_cfg.data.get("task") != train_cfg.data.get("task"):
+        other.append(str(run_cfg.data.get("task")))
+    target = run_dir / (f"results_{'_'.join(other)}.json" if other else RESULTS_FILE)
     existing = {}  # the run's own record: its train block still describes this encoder
     for previous in (target, run_dir / RESULTS_FILE):
         try:

@@ -25,17 +25,17 @@ def runs(row: torch.Tensor) -> list[int]:
 
 
 def test_span_masking_chooses_15_percent_in_spans_of_7_inside_each_utterance():
-    lengths = torch.tensor([1000, 500, 98, 47, 20, 3, 1])
+    lengths = torch.tensor([1000, 500, 98, 40, 20, 6, 3])
     g = torch.Generator().manual_seed(0)
     for _ in range(20):
         chosen = span_mask(lengths, 1000, prob=0.15, span=7, generator=g)
         for row, n in zip(chosen, lengths.tolist()):
             assert not row[n:].any()  # never a padded frame
             total = int(row.sum())
-            if n >= 47:  # long enough for whole spans: round(0.15 n / 7) of them, never overlapping
-                assert total == 7 * round(0.15 * n / 7)
+            if n >= 7:  # whole spans: round(0.15 n / 7) of them (at least one), never overlapping
+                assert total == 7 * max(1, round(0.15 * n / 7))
                 assert all(r % 7 == 0 for r in runs(row))  # adjacent spans may touch, never cut one another
-            else:  # shorter than a span's worth: one shorter span, at least a frame
+            else:  # shorter than a span: one shorter span, at least a frame
                 assert total == max(1, round(0.15 * n)) and len(runs(row)) == 1
         assert abs(chosen[0].float().mean().item() - 0.15) < 0.01
     # The spans move from draw to draw (uniformly placed, not always at the start).
@@ -216,3 +216,11 @@ def test_a_learned_layer_mix_finds_the_informative_layer():
     assert acc > 0.95 and isinstance(readout, Readout)
     weights = chosen["layer_weights"]
     assert len(weights) == layers and max(weights) == weights[2] and sum(weights) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_clips_shorter_than_a_mask_span_are_named_in_one_line():
+    from ssl_zoo.methods.masked_speech import short_clip_note
+
+    assert short_clip_note(torch.tensor([98, 20, 7]), span=7, hop_seconds=0.01) is None
+    note = short_clip_note(torch.tensor([98, 6, 3]), span=7, hop_seconds=0.01)
+    assert note == "2 of 3 clips are shorter than a 7-frame mask span (70 ms): each gets one shorter span instead"

@@ -33,7 +33,7 @@ def test_pretrain_on_spoken_words_then_probe_a_folder_of_recordings(method, tmp_
     again = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "data=fsdd", f"data.root={recordings}",
                     "data.task=speaker", "probe.steps=30", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]")
     assert again.returncode == 0, again.stderr[-3000:]
-    other = json.loads((run_dir / "results_fsdd.json").read_text())
+    other = json.loads((run_dir / "results_fsdd_speaker.json").read_text())  # another data set and task
     assert other["data"] == "fsdd" and other["probe"]["task"] == "speaker" and other["probe"]["num_test"] == 3 * 2 * 5
     assert other["train"] == results["train"]  # the record of how this encoder was trained
 

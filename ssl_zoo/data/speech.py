@@ -88,13 +88,14 @@ def span_mask(lengths: torch.Tensor, max_len: int, prob: float, span: int, gener
     """Choose about `prob` of each utterance's real frames in non-overlapping spans of `span` frames.
 
     lengths: (B,) real frames. Returns chosen (B, max_len) bool. An utterance of n frames gets
-    round(prob * n / span) spans (at least one) placed uniformly at random: the frames left free are
-    shared out over the gaps between spans. A clip too short for one span of `span` frames gets one
-    shorter span of round(prob * n) frames (at least one), so short clips keep the same proportion.
+    round(prob * n / span) spans (at least one, so a short word is never left unmasked) placed
+    uniformly at random: the frames left free are shared out over the gaps between spans. A clip
+    shorter than one span gets a single span of round(prob * n) frames (at least one).
     """
     device = lengths.device
-    span_len = (prob * lengths).round().long().clamp(min=1, max=span)  # (B,)
-    count = (prob * lengths / span_len).round().long().clamp_min(1)  # (B,) spans per utterance
+    short = lengths < span
+    span_len = torch.where(short, (prob * lengths).round().long().clamp_min(1), span)  # (B,)
+    count = torch.where(short, 1, (prob * lengths / span).round().long().clamp_min(1))  # (B,) spans per utterance
     free = (lengths - count * span_len).clamp_min(0)  # (B,) frames outside the spans
     slots = torch.arange(int(count.max()), device=device)  # (K,)
     used = slots[None, :] < count[:, None]  # (B, K)

@@ -18,6 +18,13 @@ class MaskedSpeech(SpeechMethod):
         self.freq_mask_width = freq_mask_width
         self.head = self.prediction_head(hidden_layers=1)
 
+    def on_fit_start(self):
+        datamodule = self.trainer.datamodule
+        note = short_clip_note(datamodule.frontend.frames(datamodule.all_clips.lengths), self.span,
+                               self.frontend.hop / self.frontend.sample_rate)
+        if note:
+            print(note)
+
     def ssl_step(self, waves):
         feats, mask = self.log_mel(waves)  # (B, T, F), (B, T)
         inputs, chosen = mask_frames(feats, mask, self.step_generator(), self.mask_prob, self.span, self.zero_frac,
@@ -25,3 +32,12 @@ class MaskedSpeech(SpeechMethod):
         hidden = self.backbone(inputs, mask)  # (B, T, C)
         loss = masked_l1(self.head(hidden), feats, chosen)  # reconstruct the original frames where chosen
         return loss, mean_pool(hidden, mask)
+
+
+def short_clip_note(frames, span: int, hop_seconds: float) -> str | None:
+    """One line about clips shorter than a mask span (span_mask gives each one shorter span)."""
+    short = int((frames < span).sum())
+    if not short:
+        return None
+    return (f"{short} of {len(frames)} clips are shorter than a {span}-frame mask span ({1000 * hop_seconds * span:.0f} ms): "
+            "each gets one shorter span instead")
