@@ -14,8 +14,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ssl-zoo train -m method=simclr,byol data=shapes hydra.sweep.dir=outputs/demo
-	$(BIN)/ssl-zoo compare outputs/demo
+	$(BIN)/ssl-zoo train experiment=zoo_demo hydra.sweep.dir=outputs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -1,5 +1,5 @@
-"""`ssl-zoo <command> [key=value ...]`: one Hydra app per command (train, probe, generate, fill, icl),
-plus `compare`.
+"""`ssl-zoo <command> [key=value ...]`: one Hydra app per command (train, probe, generate, fill, icl,
+embed-plot), plus `compare`.
 
 `python -m ssl_zoo ...` is the same. Config group choices are checked before Hydra starts, so that
 a typo gets one line listing the valid names.
@@ -20,7 +20,8 @@ commands:
   generate  continue a prompt with a GPT:      ssl-zoo generate checkpoint=... prompt="def main(" max_new_tokens=200
   fill      a BERT's candidates for [MASK]:   ssl-zoo fill checkpoint=... text="import [MASK]" top_k=5
   icl       in-context learning accuracy:     ssl-zoo icl checkpoint=... task=reverse shots=[0,1,4,16]
-  compare   table of results.json files:       ssl-zoo compare outputs/
+  embed-plot  t-SNE map of a run's features:   ssl-zoo embed-plot checkpoint=...  (beside the random-init encoder's)
+  compare   leaderboard of results.json files: ssl-zoo compare outputs/ [--out DIR] [--plot]
 
 Every key of the config can be set on the command line (see conf/); -m sweeps comma-separated values.
 """
@@ -172,13 +173,22 @@ def print_summary(results: dict, run_dir: Path) -> None:
     print(f"  run dir: {run_dir}")
 
 
+def embed_plot_task(cfg):
+    from ssl_zoo.train import embed_plot
+
+    print(f"written: {embed_plot(cfg)}")
+
+
 def compare(args: list[str]) -> None:
     import argparse
 
-    from ssl_zoo.results import find_results, leaderboard
+    from ssl_zoo.results import find_results, leaderboard, write_comparison
 
-    parser = argparse.ArgumentParser(prog="ssl-zoo compare", description="Leaderboard of results.json files.")
-    parser.add_argument("paths", nargs="+", help="folders (searched recursively) or results.json files")
+    parser = argparse.ArgumentParser(prog="ssl-zoo compare", description="Leaderboard of results.json files, per "
+                                     "modality, data and probe task; written as comparison.md and comparison.csv.")
+    parser.add_argument("paths", nargs="+", help="folders (searched recursively, Hydra multirun trees included) or results.json files")
+    parser.add_argument("--out", help="folder for comparison.md/.csv and the plots (default: the one folder given, else .)")
+    parser.add_argument("--plot", action="store_true", help="also write loss_curves.png, probe_accuracy.png, icl_*.png")
     opts = parser.parse_args(args)
     rows, problems = find_results(opts.paths)
     for problem in problems:
@@ -186,6 +196,9 @@ def compare(args: list[str]) -> None:
     if not rows:
         raise UserError(f"no results.json found under {', '.join(opts.paths)}; run `ssl-zoo train` first")
     print(leaderboard(rows))
+    out = opts.out or (opts.paths[0] if len(opts.paths) == 1 and Path(opts.paths[0]).is_dir() else ".")
+    for path in write_comparison(rows, out, plot=opts.plot):
+        print(f"written: {path}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -204,9 +217,13 @@ def main(argv: list[str] | None = None) -> None:
         elif command in ("generate", "fill", "icl"):
             rest = [quote_free_text(arg) for arg in rest]
             run_hydra_app(command, {"generate": generate_task, "fill": fill_task, "icl": icl_task}[command], rest)
+        elif command == "embed-plot":
+            check_group_choices(rest)
+            run_hydra_app("embed_plot", embed_plot_task, rest)
         elif command == "compare":
             compare(rest)
         else:
-            raise UserError(f"unknown command '{command}'; choose one of: train, probe, generate, fill, icl, compare (ssl-zoo --help)")
+            raise UserError(f"unknown command '{command}'; choose one of: train, probe, generate, fill, icl, "
+                            "embed-plot, compare (ssl-zoo --help)")
     except UserError as e:
         fail(e)

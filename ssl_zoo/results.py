@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from hydra.experimental.callback import Callback as HydraCallback
+
 RESULTS_FILE = "results.json"
 REQUIRED = ("method", "modality", "data", "model", "params", "seed", "train", "probe")
 
@@ -75,26 +77,99 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+COLUMNS = ("modality", "data", "task", "method", "model", "params", "steps", "seconds", "linear_acc", "knn_acc",
+           "random_init_linear_acc", "gain", "baselines", "path")
+
+
+def leaderboard_rows(rows: list[dict]) -> list[dict]:
+    """One flat record per run, grouped by (modality, data, probe task), best linear accuracy first
+    within a group: the rows of the Markdown table and of the CSV."""
+    flat = []
+    for r in rows:
+        p, train = r["probe"] or {}, r.get("train") or {}
+        lin, rnd = p.get("linear_acc"), p.get("random_init_linear_acc")
+        flat.append({
+            "modality": r["modality"], "data": r["data"], "task": p.get("task"), "method": r["method"],
+            "model": r["model"], "params": r["params"], "steps": train.get("steps"), "seconds": train.get("seconds"),
+            "linear_acc": lin, "knn_acc": p.get("knn_acc"), "random_init_linear_acc": rnd,
+            "gain": None if lin is None or rnd is None else lin - rnd,
+            "baselines": {name: b.get("linear_acc") for name, b in (p.get("baselines") or {}).items()},
+            "path": r.get("path"),
+        })
+    flat.sort(key=lambda f: (f["modality"], f["data"], str(f["task"]), -(f["linear_acc"] or 0)))
+    return flat
+
+
 def leaderboard(rows: list[dict]) -> str:
     """A Markdown table per (modality, data, probe task), best linear accuracy first."""
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["modality"], r["data"], r["probe"].get("task") if r["probe"] else None), []).append(r)
-    out = []
-    for (modality, data, task), group in sorted(groups.items(), key=lambda kv: tuple(map(str, kv[0]))):
-        out.append(f"### {modality} · {data} · probe task: {task or 'none (unlabelled data)'}\n")
-        out.append("| method | model | params | steps | seconds | linear % | kNN % | random-init linear % | gain |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-        group.sort(key=lambda r: -((r["probe"] or {}).get("linear_acc") or 0))
-        for r in group:
-            p = r["probe"] or {}
-            lin, rnd = p.get("linear_acc"), p.get("random_init_linear_acc")
-            gain = "-" if lin is None or rnd is None else f"{100 * (lin - rnd):+.1f}"
-            train = r.get("train") or {}
-            seconds = "-" if train.get("seconds") is None else f"{train['seconds']:.0f}"
-            out.append(
-                f"| {r['method']} | {r['model']} | {r['params'] / 1e6:.2f}M | {train.get('steps', '-')} | "
-                f"{seconds} | {_pct(lin)} | {_pct(p.get('knn_acc'))} | {_pct(rnd)} | {gain} |"
-            )
-        out.append("")
-    return "\n".join(out)
+    out, group = [], None
+    for f in leaderboard_rows(rows):
+        if (f["modality"], f["data"], f["task"]) != group:
+            group = (f["modality"], f["data"], f["task"])
+            if out:
+                out.append("")
+            out.append(f"### {f['modality']} · {f['data']} · probe task: {f['task'] or 'none (unlabelled data)'}\n")
+            out.append("| method | model | params | steps | seconds | linear % | kNN % | random-init linear % | gain | other baselines, linear % |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        gain = "-" if f["gain"] is None else f"{100 * f['gain']:+.1f}"
+        seconds = "-" if f["seconds"] is None else f"{f['seconds']:.0f}"
+        steps = "-" if f["steps"] is None else f["steps"]
+        others = ", ".join(f"{name} {_pct(acc)}" for name, acc in f["baselines"].items()) or "-"
+        out.append(f"| {f['method']} | {f['model']} | {f['params'] / 1e6:.2f}M | {steps} | {seconds} | {_pct(f['linear_acc'])} | "
+                   f"{_pct(f['knn_acc'])} | {_pct(f['random_init_linear_acc'])} | {gain} | {others} |")
+    return "\n".join(out) + "\n"
+
+
+def leaderboard_csv(rows: list[dict]) -> str:
+    """The leaderboard as CSV, accuracies as fractions; each method baseline gets its own column."""
+    import csv
+    import io
+
+    flat = leaderboard_rows(rows)
+    names = sorted({name for f in flat for name in f["baselines"]})
+    columns = [c for c in COLUMNS if c != "baselines"]
+    columns[columns.index("gain") + 1 : columns.index("gain") + 1] = [f"{name}_linear_acc" for name in names]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for f in flat:
+        writer.writerow({**{k: f[k] for k in columns if k in f}, **{f"{n}_linear_acc": f["baselines"].get(n) for n in names}})
+    return buffer.getvalue()
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def write_comparison(rows: list[dict], out_dir: str | Path, plot: bool = False) -> list[Path]:
+    """comparison.md and comparison.csv in out_dir; with plot, the PNGs of ssl_zoo/plots.py too."""
+    out_dir = Path(out_dir)
+    written = [out_dir / "comparison.md", out_dir / "comparison.csv"]
+    write_text_atomic(written[0], leaderboard(rows))
+    write_text_atomic(written[1], leaderboard_csv(rows))
+    if plot:
+        from ssl_zoo import plots
+
+        written += plots.comparison_plots(rows, out_dir)
+    return written
+
+
+class ComparisonReport(HydraCallback):
+    """Hydra callback: after a multirun, the leaderboard (comparison.md / .csv) and the plots in its
+    sweep folder (`experiment=zoo_demo` uses it)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        folder = Path(config.hydra.sweep.dir)
+        rows, problems = find_results([str(folder)])
+        for problem in problems:
+            print(f"comparison: {problem}")
+        if not rows:
+            print(f"no results under {folder}: no comparison")
+            return
+        print(leaderboard(rows))
+        for path in write_comparison(rows, folder, plot=True):
+            print(f"written: {path}")

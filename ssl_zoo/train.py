@@ -275,8 +275,9 @@ def load_method(path: str | Path):
     return method, cfg
 
 
-def probe(cfg: DictConfig) -> dict:
-    """Re-probe a saved run: results go to <run dir>/results.json (or results_<data>.json for other data)."""
+def load_for_probe(cfg: DictConfig):
+    """A saved run's method on cfg.device and the datamodule to read (cfg.data, or the run's own data),
+    set up as the encoder was trained: (method, train config, run config, datamodule)."""
     require_values(cfg)
     method, train_cfg = load_method(cfg.checkpoint)
     run_cfg = train_cfg.copy()
@@ -295,19 +296,27 @@ def probe(cfg: DictConfig) -> dict:
     datamodule = build_datamodule(run_cfg)
     if method.tokenizer is not None:
         datamodule.tokenizer = method.tokenizer  # the text is read with the tokenizer the model learned
-    block = run_probe_block(method, datamodule, run_cfg)
-    if block is None:
-        raise UserError(f"data '{run_cfg.data.name}' has no labelled probe task; pick data with one (data=...)")
+    return method, train_cfg, run_cfg, datamodule
 
-    ckpt = Path(cfg.checkpoint)
-    run_dir = run_dir_of(ckpt)
-    # The run's own results.json for its own data and task; results_<data>[_<task>].json for others.
+
+def beside_run(checkpoint, train_cfg: DictConfig, run_cfg: DictConfig, stem: str, suffix: str) -> Path:
+    """<run dir>/<stem><suffix> for the run's own data and task; <stem>_<data>[_<task>]<suffix> for others."""
     other = [run_cfg.data.name] if run_cfg.data.name != train_cfg.data.name else []
     if run_cfg.data.get("task") != train_cfg.data.get("task"):
         other.append(str(run_cfg.data.get("task")))
-    target = run_dir / (f"results_{'_'.join(other)}.json" if other else RESULTS_FILE)
+    return run_dir_of(checkpoint) / (f"{stem}_{'_'.join(other)}{suffix}" if other else f"{stem}{suffix}")
+
+
+def probe(cfg: DictConfig) -> dict:
+    """Re-probe a saved run: results go to <run dir>/results.json (results_<data>[_<task>].json for others)."""
+    method, train_cfg, run_cfg, datamodule = load_for_probe(cfg)
+    block = run_probe_block(method, datamodule, run_cfg)
+    if block is None:
+        raise UserError(f"data '{run_cfg.data.name}' has no labelled probe task; pick data with one (data=...)")
+    ckpt = Path(cfg.checkpoint)
+    target = beside_run(ckpt, train_cfg, run_cfg, "results", ".json")
     existing = {}  # the run's own record: its train block still describes this encoder
-    for previous in (target, run_dir / RESULTS_FILE):
+    for previous in (target, run_dir_of(ckpt) / RESULTS_FILE):
         try:
             existing = json.loads(previous.read_text())
             break
@@ -327,3 +336,37 @@ def probe(cfg: DictConfig) -> dict:
     write_json_atomic(target, results)
     results["path"] = str(target)
     return results
+
+
+def embed_plot(cfg: DictConfig) -> Path:
+    """2-D t-SNE maps of the probe features of a saved run beside those of its random-init encoder,
+    coloured by label: <run dir>/embeddings.png (embeddings_<data>[_<task>].png for other data)."""
+    from sklearn.manifold import TSNE
+
+    from ssl_zoo.eval.probe import extract_features, standardise, subsample
+    from ssl_zoo.plots import embedding_maps
+
+    method, train_cfg, run_cfg, datamodule = load_for_probe(cfg)
+    datamodule.setup()
+    splits = datamodule.probe_splits()
+    if splits is None:
+        raise UserError(f"data '{run_cfg.data.name}' has no labels to colour the map by; pick data with a probe task (data=...)")
+    if cfg.split not in ("train", "test"):
+        raise UserError(f"split must be train or test, got '{cfg.split}'")
+    dataset = subsample(splits.test if cfg.split == "test" else splits.train, cfg.max_points, cfg.seed)
+    torch.manual_seed(train_cfg.seed)  # the initialisation the encoder started from
+    random_init = build_method(run_cfg).to(method.device)
+    maps = {}
+    for name, encoder in (("pretrained", method), ("random init", random_init)):
+        encoder.eval()
+        features, labels = extract_features(encoder.embed, dataset, cfg.probe.batch_size, method.device)
+        [features] = standardise(features.flatten(1))  # a layer mix's (N, L, D): every layer side by side
+        perplexity = min(cfg.perplexity, (len(features) - 1) / 3)
+        points = TSNE(2, perplexity=perplexity, init="pca", random_state=cfg.seed).fit_transform(features.numpy())
+        maps[f"{train_cfg.method.name}: {name}"] = (points, labels.numpy())
+        print(f"t-SNE of {len(features)} {cfg.split} items, {name} encoder: done")
+    names = getattr(datamodule, "classes", None)  # label names where the data has them
+    classes = list(names) if isinstance(names, (list, tuple)) else list(range(splits.num_classes))
+    title = f"{train_cfg.method.name} ({train_cfg.model.name}) on {run_cfg.data.name}: probe task '{splits.task}', t-SNE"
+    path = Path(cfg.out) if cfg.get("out") else beside_run(cfg.checkpoint, train_cfg, run_cfg, "embeddings", ".png")
+    return embedding_maps(maps, [str(c) for c in classes], title, path)

@@ -87,10 +87,26 @@ def test_multirun_sweep_then_compare(tmp_path):
 
     (sweep / "broken").mkdir()
     (sweep / "broken" / "results.json").write_text('{"method": "half a file"')
-    table = run_cli("compare", str(sweep), cwd=tmp_path)
+    table = run_cli("compare", str(sweep), "--plot", cwd=tmp_path)
     assert table.returncode == 0, table.stderr
     assert "| simclr | small_cnn |" in table.stdout and "| byol | small_cnn |" in table.stdout
     assert "broken/results.json: skipped" in table.stderr
+    import csv
+
+    rows = list(csv.DictReader(open(sweep / "comparison.csv")))
+    assert sorted(r["method"] for r in rows) == ["byol", "simclr"] and all(r["task"] == "shape" for r in rows)
+    for r in rows:  # the CSV carries the figures of each results.json, unrounded
+        results = json.loads(open(r["path"]).read())
+        assert float(r["linear_acc"]) == results["probe"]["linear_acc"] and int(r["steps"]) == 4
+    assert (sweep / "comparison.md").read_text() in table.stdout
+    for png in ("loss_curves.png", "probe_accuracy.png"):
+        assert (sweep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+    assert not (sweep / "icl_shots.png").exists()  # no in-context scores in these runs: no such plot
+
+    simclr_run = sweep / "0-simclr-shapes-small_cnn"
+    maps = run_cli("embed-plot", f"checkpoint={simclr_run / 'checkpoints' / 'last.ckpt'}", "max_points=60")
+    assert maps.returncode == 0, maps.stderr[-3000:]
+    assert (simclr_run / "embeddings.png").read_bytes()[:4] == b"\x89PNG" and "random init encoder: done" in maps.stdout
 
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -13,7 +13,7 @@ def test_log_mel_of_a_padded_batch_matches_each_utterance_alone():
     waves = torch.zeros(3, 16_000)
     for i, n in enumerate(lengths):
         waves[i, :n] = torch.randn(n, generator=g)
-    features = LogMel(normalise=False)
+    features = LogMel(normalise="none")
     feats, mask = features(waves, lengths)
     assert feats.shape == (3, 98, 80) and mask.shape == (3, 98)  # (16000 - 400) // 160 + 1 windows
     assert mask.sum(1).tolist() == [98, 42, 1]  # (7000 - 400) // 160 + 1 = 42

@@ -40,7 +40,7 @@ class Shapes(ImageDataModule):
         self.train_set = BatchedTensors(*make_shapes(self.num_train, self.image_size, seed=self.seed))
         # The test images come from another seed: none of them is a pretraining image.
         self.test_set = BatchedTensors(*make_shapes(self.num_test, self.image_size, seed=self.seed + 1_000_003))
-        self.num_classes = len(SHAPES)
+        self.num_classes, self.classes = len(SHAPES), list(SHAPES)
 
     def pretrain_dataset(self) -> Dataset:
         return self.train_set

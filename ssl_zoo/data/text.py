@@ -149,7 +149,7 @@ class TextDataModule(SSLDataModule):
         probe = self.probe_texts()
         self._probe_labels = sorted(probe) if probe else []
         self._probe_text = probe
-        self.num_classes = len(self._probe_labels)
+        self.num_classes, self.classes = len(self._probe_labels), self._probe_labels
 
     def _cached_tokenizer(self, path: Path) -> TextTokenizer:
         if path.exists():

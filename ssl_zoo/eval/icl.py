@@ -214,23 +214,16 @@ def scaling_table(rows) -> str:
 
 def scaling_plot(rows, path: Path) -> None:
     """Mean accuracy over tasks against parameters, one line per number of shots; and per task."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+
+    from ssl_zoo.plots import panels, save_figure
 
     tasks = sorted({t for _, _, t, _, _ in rows})
     shots = sorted({k for *_, k, _ in rows})
     params = sorted({p for p, *_ in rows})
-    panels = ["mean over tasks"] + tasks
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows), sharey=True, squeeze=False)
-    axes = axes.ravel()
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    for ax, task in zip(axes, panels):
+    names = ["mean over tasks"] + tasks
+    fig, axes = panels(len(names), width=3.6, height=3.0, sharey=True)
+    for ax, task in zip(axes, names):
         for k in shots:
             ys = []
             for p in params:
@@ -243,15 +236,11 @@ def scaling_plot(rows, path: Path) -> None:
         ax.set_title(task, fontsize=10)
         ax.set_xlabel("parameters")
         ax.grid(alpha=0.3)
-    for ax in axes[::ncols]:
+    for ax in axes[:: min(3, len(names))]:
         ax.set_ylabel("accuracy %")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def write_scaling_report(folder: str | Path) -> tuple[Path, Path] | None:

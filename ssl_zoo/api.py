@@ -1,0 +1,83 @@
+"""The Python API, for notebooks and scripts: compose a config from the same overrides as the command
+line, then train, probe, compare, map, generate and fill with the functions the CLI calls.
+
+    from ssl_zoo import api
+    results = api.train("method=simclr", "trainer.max_steps=200", run_dir="outputs/nb/simclr")
+    print(api.compare("outputs/nb", plot=True))
+"""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from ssl_zoo import config_dir
+
+
+def compose(*overrides: str, config_name: str = "train") -> DictConfig:
+    """The config `ssl-zoo <command> overrides...` would run with (command = config_name)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from ssl_zoo.cli import check_group_choices
+
+    check_group_choices(list(overrides))
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def train(*overrides: str, run_dir: str | Path) -> dict:
+    """Pretrain and probe as `ssl-zoo train overrides...`, into run_dir; the results.json contents."""
+    from ssl_zoo.train import train as train_run
+
+    return train_run(compose(*overrides), run_dir)
+
+
+def checkpoint_of(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "checkpoints" / "last.ckpt"
+
+
+def probe(run_dir: str | Path, *overrides: str) -> dict:
+    """Re-probe a run (e.g. on other data: "data=fsdd", "data.root=..."), as `ssl-zoo probe`."""
+    from ssl_zoo.train import probe as probe_run
+
+    return probe_run(compose(f"checkpoint={checkpoint_of(run_dir)}", *overrides, config_name="probe"))
+
+
+def embed_plot(run_dir: str | Path, *overrides: str) -> Path:
+    """The t-SNE maps of `ssl-zoo embed-plot`; the PNG's path."""
+    from ssl_zoo.train import embed_plot as embed_plot_run
+
+    return embed_plot_run(compose(f"checkpoint={checkpoint_of(run_dir)}", *overrides, config_name="embed_plot"))
+
+
+def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = False) -> str:
+    """The leaderboard (Markdown) of every results.json under paths; comparison.md/.csv (and with plot,
+    the PNGs) are written to out (default: the first path)."""
+    from ssl_zoo.errors import UserError
+    from ssl_zoo.results import find_results, leaderboard, write_comparison
+
+    rows, problems = find_results([str(p) for p in paths])
+    for problem in problems:
+        print(problem)
+    if not rows:
+        raise UserError(f"no results.json found under {', '.join(map(str, paths))}")
+    write_comparison(rows, out or paths[0], plot=plot)
+    return leaderboard(rows)
+
+
+def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,
+             top_k: int | None = 50, top_p: float | None = None, seed: int = 0) -> str:
+    """A GPT run's continuation of prompt, as `ssl-zoo generate` prints it."""
+    from ssl_zoo.eval.generate import SamplingSettings, generate_text, load_text_model
+
+    settings = SamplingSettings(max_new_tokens, temperature, top_k, top_p, seed)
+    settings.check()
+    method = load_text_model(checkpoint_of(run_dir), "gpt", "cpu")
+    return prompt + "".join(generate_text(method, prompt, settings))
+
+
+def fill(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
+    """A BERT run's top_k (token, probability) for each [MASK] in text, as `ssl-zoo fill` lists them."""
+    from ssl_zoo.eval.generate import fill_masks, load_text_model
+
+    return fill_masks(load_text_model(checkpoint_of(run_dir), "bert", "cpu"), text, top_k)
