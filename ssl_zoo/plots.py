@@ -83,7 +83,7 @@ def probe_bars(rows: list[dict], path: Path) -> Path | None:
     if not groups:
         return None
     fig, axes = panels(len(groups), width=4.8)
-    colours = {"pretrained": "tab:blue", "random init": "tab:gray"}
+    palette = ["tab:orange", "tab:green", "tab:purple", "tab:brown"]  # the methods' own baselines
     for ax, ((data, task), runs) in zip(axes, sorted(groups.items())):
         names = ["pretrained", "random init"] + sorted({b for r in runs for b in (r["probe"].get("baselines") or {})})
         width = 0.8 / len(names)
@@ -95,7 +95,7 @@ def probe_bars(rows: list[dict], path: Path) -> Path | None:
                     name, (p.get("baselines") or {}).get(name, {}).get("linear_acc"))
                 values.append(float("nan") if value is None else 100 * value)
             ax.bar([i + (j - (len(names) - 1) / 2) * width for i in range(len(runs))], values, width,
-                   label=name, color=colours.get(name))
+                   label=name, color={"pretrained": "tab:blue", "random init": "tab:gray"}.get(name, palette[(j - 2) % 4]))
         ax.set_xticks(range(len(runs)), [r["method"] for r in runs], rotation=20, fontsize=8)
         ax.set_ylabel("linear probe accuracy %")
         ax.set_title(f"{data} · {task}", fontsize=10)

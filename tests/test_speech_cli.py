@@ -47,6 +47,9 @@ def test_a_learned_mix_of_layers_and_fine_tuning_on_waveform_batches(tmp_path):
     weights = probe["chosen"]["layer_weights"]
     assert len(weights) == 2 + 1 and sum(weights) == pytest.approx(1.0, abs=1e-3)  # nano: 2 layers + the embeddings
     assert 0 <= probe["finetune_acc"] <= 1 and "learned layer weights" in result.stdout
+    maps = run_cli("embed-plot", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "split=train")
+    assert maps.returncode == 0, maps.stderr[-3000:]  # every layer's features side by side, on t-SNE's map
+    assert (run_dir / "embeddings.png").read_bytes()[:4] == b"\x89PNG"
 
 
 @pytest.mark.parametrize(
