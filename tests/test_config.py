@@ -103,3 +103,27 @@ def test_experiments_compose(experiment):
         assert cfg.data.name == "icl_mix" and len(cfg.hydra.sweeper.params.model.split(",")) >= 3
         assert "ScalingReport" in cfg.hydra.callbacks.icl_scaling._target_
         assert list(cfg.icl.shots) == [0, 1, 4] and cfg.trainer.max_steps == 1500  # the experiment wins over train.yaml
+
+
+@pytest.mark.parametrize("method", ["masked_speech", "apc"])
+@pytest.mark.parametrize("data", ["spoken_words", "audio_folder", "fsdd", "speech_commands", "librispeech"])
+def test_every_speech_combination_composes(method, data):
+    extra = [] if data == "spoken_words" else ["data.root=/somewhere"]
+    cfg = compose_train(f"method={method}", f"data={data}", *extra)
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert get_class(cfg.method._target_).modality == get_class(cfg.data._target_).modality == "speech"
+    assert resolved["method"]["features"] == resolved["data"]["features"]  # the method reads the data's features
+    assert resolved["method"]["sample_rate"] == resolved["data"]["sample_rate"] == 16_000
+
+
+def test_zoo_demo_sweeps_every_method_on_its_own_data_and_budget():
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        demo = compose(config_name="train", overrides=["experiment=zoo_demo"], return_hydra_config=True)
+    methods = demo.hydra.sweeper.params.method.split(",")
+    assert sorted(methods) == ["apc", "bert", "byol", "gpt", "masked_speech", "simclr"] and str(demo.hydra.mode).endswith("MULTIRUN")
+    assert "ComparisonReport" in demo.hydra.callbacks.comparison._target_
+    expected_data = {"simclr": "shapes", "byol": "shapes", "gpt": "python_stdlib", "bert": "python_stdlib",
+                     "masked_speech": "spoken_words", "apc": "spoken_words"}
+    for method in methods:  # one job of the sweep: the method's own defaults, the demo's step budget
+        cfg = compose_train("experiment=zoo_demo", f"method={method}")
+        assert cfg.data.name == expected_data[method] and cfg.trainer.max_steps == demo.demo_steps[method]
