@@ -51,18 +51,14 @@ def embed_plot(run_dir: str | Path, *overrides: str) -> Path:
 
 
 def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = False) -> str:
-    """The leaderboard (Markdown) of every results.json under paths; comparison.md/.csv (and with plot,
-    the PNGs) are written to out (default: the first path)."""
-    from ssl_zoo.errors import UserError
-    from ssl_zoo.results import find_results, leaderboard, write_comparison
+    """The leaderboard (Markdown) of every results.json under paths, as `ssl-zoo compare` prints it;
+    comparison.md/.csv (and with plot, the PNGs) are written to out (default: the one folder given)."""
+    from ssl_zoo.results import compare_runs
 
-    rows, problems = find_results([str(p) for p in paths])
+    table, _, problems = compare_runs(list(paths), out, plot)
     for problem in problems:
         print(problem)
-    if not rows:
-        raise UserError(f"no results.json found under {', '.join(map(str, paths))}")
-    write_comparison(rows, out or paths[0], plot=plot)
-    return leaderboard(rows)
+    return table
 
 
 def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,

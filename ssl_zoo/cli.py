@@ -182,7 +182,7 @@ def embed_plot_task(cfg):
 def compare(args: list[str]) -> None:
     import argparse
 
-    from ssl_zoo.results import find_results, leaderboard, write_comparison
+    from ssl_zoo.results import compare_runs
 
     parser = argparse.ArgumentParser(prog="ssl-zoo compare", description="Leaderboard of results.json files, per "
                                      "modality, data and probe task; written as comparison.md and comparison.csv.")
@@ -190,14 +190,11 @@ def compare(args: list[str]) -> None:
     parser.add_argument("--out", help="folder for comparison.md/.csv and the plots (default: the one folder given, else .)")
     parser.add_argument("--plot", action="store_true", help="also write loss_curves.png, probe_accuracy.png, icl_*.png")
     opts = parser.parse_args(args)
-    rows, problems = find_results(opts.paths)
+    table, written, problems = compare_runs(opts.paths, opts.out, opts.plot)
     for problem in problems:
         print(f"ssl-zoo compare: {problem}", file=sys.stderr)
-    if not rows:
-        raise UserError(f"no results.json found under {', '.join(opts.paths)}; run `ssl-zoo train` first")
-    print(leaderboard(rows))
-    out = opts.out or (opts.paths[0] if len(opts.paths) == 1 and Path(opts.paths[0]).is_dir() else ".")
-    for path in write_comparison(rows, out, plot=opts.plot):
+    print(table)
+    for path in written:
         print(f"written: {path}")
 
 

@@ -158,18 +158,34 @@ def write_comparison(rows: list[dict], out_dir: str | Path, plot: bool = False) 
     return written
 
 
+def compare_runs(paths: list, out=None, plot: bool = False) -> tuple[str, list[Path], list[str]]:
+    """`ssl-zoo compare`: (leaderboard, files written, problems found) for every results.json under
+    paths; comparison.md/.csv (and with plot, the PNGs) go to out (default: the one folder given, else .)."""
+    from ssl_zoo.errors import UserError
+
+    paths = [str(p) for p in paths]
+    rows, problems = find_results(paths)
+    if not rows:
+        raise UserError(f"no results.json found under {', '.join(paths)}; run `ssl-zoo train` first")
+    out = out or (paths[0] if len(paths) == 1 and Path(paths[0]).is_dir() else ".")
+    return leaderboard(rows), write_comparison(rows, out, plot=plot), problems
+
+
 class ComparisonReport(HydraCallback):
     """Hydra callback: after a multirun, the leaderboard (comparison.md / .csv) and the plots in its
     sweep folder (`experiment=zoo_demo` uses it)."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from ssl_zoo.errors import UserError
+
         folder = Path(config.hydra.sweep.dir)
-        rows, problems = find_results([str(folder)])
-        for problem in problems:
-            print(f"comparison: {problem}")
-        if not rows:
+        try:
+            table, written, problems = compare_runs([folder], folder, plot=True)
+        except UserError:
             print(f"no results under {folder}: no comparison")
             return
-        print(leaderboard(rows))
-        for path in write_comparison(rows, folder, plot=True):
+        for problem in problems:
+            print(f"comparison: {problem}")
+        print(table)
+        for path in written:
             print(f"written: {path}")

@@ -346,13 +346,13 @@ def embed_plot(cfg: DictConfig) -> Path:
     from ssl_zoo.eval.probe import extract_features, standardise, subsample
     from ssl_zoo.plots import embedding_maps
 
+    if cfg.split not in ("train", "test"):
+        raise UserError(f"split must be train or test, got '{cfg.split}'")
     method, train_cfg, run_cfg, datamodule = load_for_probe(cfg)
     datamodule.setup()
     splits = datamodule.probe_splits()
     if splits is None:
         raise UserError(f"data '{run_cfg.data.name}' has no labels to colour the map by; pick data with a probe task (data=...)")
-    if cfg.split not in ("train", "test"):
-        raise UserError(f"split must be train or test, got '{cfg.split}'")
     dataset = subsample(splits.test if cfg.split == "test" else splits.train, cfg.max_points, cfg.seed)
     torch.manual_seed(train_cfg.seed)  # the initialisation the encoder started from
     random_init = build_method(run_cfg).to(method.device)

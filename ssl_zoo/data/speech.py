@@ -209,6 +209,9 @@ class SpeechDataModule(SSLDataModule):
         self.task, self.sample_rate, self.max_seconds, self.bad_files = task, sample_rate, max_seconds, bad_files
         self.features = dict(features or {})
         self.frontend = LogMel(sample_rate, **self.features)  # only to count frames; the method computes features
+        if self.max_samples < self.frontend.win:
+            raise UserError(f"data.max_seconds={max_seconds} is shorter than one analysis window "
+                            f"({self.frontend.win / sample_rate:g} s); set it to the longest clip length to keep, e.g. 1.0")
 
     # --- what a dataset defines ------------------------------------------------------------------
     def clips(self) -> list[Clip]:

@@ -2,6 +2,7 @@
 frame `shift` steps ahead of the one it has just read, so it must model what comes next rather than
 copy a neighbour."""
 
+from ssl_zoo.errors import UserError
 from ssl_zoo.losses import masked_l1
 from ssl_zoo.methods.speech import SpeechMethod
 from ssl_zoo.nn.transformer import Transformer, mean_pool
@@ -13,6 +14,8 @@ class APC(SpeechMethod):
 
     def __init__(self, backbone: Transformer, shift: int = 3, **speech):
         super().__init__(backbone, **speech)
+        if not isinstance(shift, int) or not 1 <= shift < backbone.cfg.block_size:
+            raise UserError(f"method.shift={shift} must be a whole number of frames ahead, from 1 to {backbone.cfg.block_size - 1}")
         self.shift = shift
         self.head = self.prediction_head(hidden_layers=0)  # APC's linear postnet
 
