@@ -1,5 +1,5 @@
 """`ssl-zoo <command> [key=value ...]`: one Hydra app per command (train, probe, generate, fill, icl,
-embed-plot), plus `compare`.
+embed-plot, serve), plus `compare`.
 
 `python -m ssl_zoo ...` is the same. Config group choices are checked before Hydra starts, so that
 a typo gets one line listing the valid names.
@@ -21,6 +21,7 @@ commands:
   fill      a BERT's candidates for [MASK]:   ssl-zoo fill checkpoint=... text="import [MASK]" top_k=5
   icl       in-context learning accuracy:     ssl-zoo icl checkpoint=... task=reverse shots=[0,1,4,16]
   embed-plot  t-SNE map of a run's features:   ssl-zoo embed-plot checkpoint=...  (beside the random-init encoder's)
+  serve     a web page to try GPT and BERT:     ssl-zoo serve checkpoint=<gpt ckpt> checkpoint2=<bert ckpt> port=8000
   compare   leaderboard of results.json files: ssl-zoo compare outputs/ [--out DIR] [--plot]
 
 Every key of the config can be set on the command line (see conf/); -m sweeps comma-separated values.
@@ -145,6 +146,20 @@ def icl_task(cfg):
     print(f"written to {path}")
 
 
+def serve_task(cfg):
+    from omegaconf import OmegaConf
+
+    from ssl_zoo.serve import Limits, serve
+    from ssl_zoo.train import require_values
+
+    require_values(cfg)
+    checkpoints = []
+    for key in sorted((k for k in cfg if re.fullmatch(r"checkpoint\d*", str(k))), key=lambda k: int(k[10:] or 1)):
+        value = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        checkpoints += [str(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
+    serve(checkpoints, cfg.host, cfg.port, cfg.device, Limits(**cfg.limits))
+
+
 def print_summary(results: dict, run_dir: Path) -> None:
     t, p = results["train"], results["probe"] or {}
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
@@ -217,10 +232,12 @@ def main(argv: list[str] | None = None) -> None:
         elif command == "embed-plot":
             check_group_choices(rest)
             run_hydra_app("embed_plot", embed_plot_task, rest)
+        elif command == "serve":
+            run_hydra_app("serve", serve_task, rest)
         elif command == "compare":
             compare(rest)
         else:
             raise UserError(f"unknown command '{command}'; choose one of: train, probe, generate, fill, icl, "
-                            "embed-plot, compare (ssl-zoo --help)")
+                            "embed-plot, serve, compare (ssl-zoo --help)")
     except UserError as e:
         fail(e)

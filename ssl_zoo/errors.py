@@ -5,6 +5,14 @@ class UserError(Exception):
     """A problem with what the user asked for (config, file, checkpoint) that the user can fix."""
 
 
+class BadValue(UserError):
+    """A UserError about one named value (a setting, a request field): `serve` answers it with 422 naming it."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def one_line(error: BaseException) -> str:
     """The message of a UserError, also when a DataLoader worker re-raised it with its traceback."""
     text = str(error)

@@ -264,6 +264,13 @@ def read_checkpoint(path: str | Path, hint: str = "pass checkpoint=<run dir>/che
     return ckpt
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: the GPU when there is one, else the CPU; otherwise the device named (cpu, cuda:1, ...)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
 def load_method(path: str | Path):
     """(method with the checkpoint's weights, the run config it was trained with)."""
     ckpt = read_checkpoint(path)
@@ -272,6 +279,7 @@ def load_method(path: str | Path):
     state = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith(("online_head.", "online_acc."))}
     method.load_state_dict(state)
     method.tokenizer = TextTokenizer.from_str(ckpt[TOKENIZER_KEY]) if TOKENIZER_KEY in ckpt else None  # text
+    method.run_config, method.trained_steps = cfg, ckpt.get("global_step")  # what it was trained with, how long
     return method, cfg
 
 
@@ -290,9 +298,7 @@ def load_for_probe(cfg: DictConfig):
     run_cfg.probe = cfg.probe
     check_modalities(run_cfg)
     require_values(run_cfg)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
-    method.to(device)
+    method.to(pick_device(cfg.device))
     datamodule = build_datamodule(run_cfg)
     if method.tokenizer is not None:
         datamodule.tokenizer = method.tokenizer  # the text is read with the tokenizer the model learned

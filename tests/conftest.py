@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -12,6 +14,7 @@ from ssl_zoo import config_dir
 ROOT = Path(__file__).resolve().parents[1]
 # Tokenizers and token ids are cached here, not in the user's ~/.cache (the CLI subprocesses inherit it).
 os.environ["SSL_ZOO_CACHE"] = tempfile.mkdtemp(prefix="ssl_zoo_test_cache_")
+atexit.register(shutil.rmtree, os.environ["SSL_ZOO_CACHE"], ignore_errors=True)
 
 # A run small enough for a test: a few steps on a few hundred tiny images, a quick probe.
 TINY = [
@@ -41,3 +44,43 @@ def run_cli(*args: str, cwd=None, timeout=600) -> subprocess.CompletedProcess:
 @pytest.fixture
 def tiny_overrides():
     return list(TINY)
+
+
+# Tiny text runs on a toy corpus, trained once per test session.
+WORDS = "the cat sat on the mat and the dog ate the bone while a bird sang in the tree by the river".split()
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    import random
+
+    rng = random.Random(0)
+    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + "." for _ in range(1500)]
+    lines += [f"{a} + {b} => {a + b}" for a, b in ((rng.randint(10, 99), rng.randint(10, 99)) for _ in range(300))]
+    path = tmp_path_factory.mktemp("text") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def tiny_text(method, corpus, run_dir, *extra):
+    return ["train", f"method={method}", "data=text_file", f"data.path={corpus}", "data.block_size=48",
+            "data.batch_size=8", "data.val_windows=16", "model=transformer_nano", "trainer=debug",
+            f"hydra.run.dir={run_dir}", *extra]
+
+
+def trained(method, corpus, tmp_path_factory):
+    """A tiny GPT or BERT run through the CLI (run dir, CompletedProcess); shared by the text and serve tests."""
+    run_dir = tmp_path_factory.mktemp(method)
+    result = run_cli(*tiny_text(method, corpus, run_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir, result
+
+
+@pytest.fixture(scope="session")
+def gpt_run(corpus, tmp_path_factory):
+    return trained("gpt", corpus, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def bert_run(corpus, tmp_path_factory):
+    return trained("bert", corpus, tmp_path_factory)

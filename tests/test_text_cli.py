@@ -7,43 +7,6 @@ import pytest
 from conftest import run_cli
 from test_cli import one_error_line
 
-WORDS = "the cat sat on the mat and the dog ate the bone while a bird sang in the tree by the river".split()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    import random
-
-    rng = random.Random(0)
-    lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 12))) + "." for _ in range(1500)]
-    lines += [f"{a} + {b} => {a + b}" for a, b in ((rng.randint(10, 99), rng.randint(10, 99)) for _ in range(300))]
-    path = tmp_path_factory.mktemp("text") / "corpus.txt"
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def tiny_text(method, corpus, run_dir, *extra):
-    return ["train", f"method={method}", "data=text_file", f"data.path={corpus}", "data.block_size=48",
-            "data.batch_size=8", "data.val_windows=16", "model=transformer_nano", "trainer=debug",
-            f"hydra.run.dir={run_dir}", *extra]
-
-
-def trained(method, corpus, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp(method)
-    result = run_cli(*tiny_text(method, corpus, run_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir, result
-
-
-@pytest.fixture(scope="module")
-def gpt_run(corpus, tmp_path_factory):
-    return trained("gpt", corpus, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def bert_run(corpus, tmp_path_factory):
-    return trained("bert", corpus, tmp_path_factory)
-
 
 def test_gpt_trains_reports_validation_loss_and_a_sample(gpt_run):
     run_dir, result = gpt_run

@@ -7,27 +7,26 @@ from dataclasses import dataclass
 import torch
 
 from ssl_zoo.data.tokenizer import MASK_ID
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.nn.transformer import generate
 
 WHAT_FOR = {"gpt": "generate", "bert": "fill"}
 
 
-def load_text_model(checkpoint: str, method_name: str, device: str = "auto"):
-    """The trained method in eval mode on `device`, refusing a checkpoint of another kind."""
-    from ssl_zoo.train import load_method
+def load_text_model(checkpoint: str, method_names: str | tuple[str, ...], device: str = "auto", command: str | None = None):
+    """The trained method in eval mode on `device`, refusing a checkpoint of another kind than method_names."""
+    from ssl_zoo.train import load_method, pick_device
 
+    names = (method_names,) if isinstance(method_names, str) else tuple(method_names)
     method, cfg = load_method(checkpoint)
-    if method.name != method_name:
-        command = WHAT_FOR.get(method.name)
-        hint = f"use `ssl-zoo {command}` with it" if command else "pass a checkpoint of a text model"
+    if method.name not in names:
+        other = WHAT_FOR.get(method.name)
+        hint = f"use `ssl-zoo {other}` with it" if other else "pass a checkpoint of a text model"
         raise UserError(
-            f"{checkpoint} holds a {method.name} model, but `{WHAT_FOR[method_name]}` needs a {method_name} "
-            f"checkpoint; {hint}"
+            f"{checkpoint} holds a {method.name} model, but `{command or WHAT_FOR[names[0]]}` needs a "
+            f"{' or '.join(names)} checkpoint; {hint}"
         )
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return method.to(device).eval()
+    return method.to(pick_device(device)).eval()
 
 
 def check_range(name: str, value, low=None, high=None, allow_none: bool = False) -> None:
@@ -37,7 +36,7 @@ def check_range(name: str, value, low=None, high=None, allow_none: bool = False)
     ok = ok and (low is None or value >= low) and (high is None or value <= high)
     if not ok:
         bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise UserError(f"{name}={value} is out of range; it must be a number {bounds}" + (" (or null)" if allow_none else ""))
+        raise BadValue(name, f"{name}={value} is out of range; it must be a number {bounds}" + (" (or null)" if allow_none else ""))
 
 
 @dataclass
@@ -51,7 +50,7 @@ class SamplingSettings:
     def check(self, max_new_tokens_limit: int | None = None) -> None:
         check_range("max_new_tokens", self.max_new_tokens, 1, max_new_tokens_limit)
         if not isinstance(self.max_new_tokens, int):
-            raise UserError(f"max_new_tokens={self.max_new_tokens} must be a whole number")
+            raise BadValue("max_new_tokens", f"max_new_tokens={self.max_new_tokens} must be a whole number")
         check_range("temperature", self.temperature, 0.0, 100.0)
         check_range("top_k", self.top_k, 1, allow_none=True)
         check_range("top_p", self.top_p, 1e-6, 1.0, allow_none=True)
@@ -59,13 +58,17 @@ class SamplingSettings:
 
 
 def generate_text(method, prompt: str, settings: SamplingSettings) -> Iterator[str]:
-    """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached)."""
+    """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached).
+    The prompt is checked here, at the call, so that a bad one fails before any text is streamed."""
     tokenizer = method.tokenizer
     # an empty prompt starts a new line; a character vocabulary refuses characters it never saw
     ids = torch.tensor([tokenizer.encode(prompt or "\n", strict=tokenizer.kind == "char")], device=method.device)
     block = method.backbone.cfg.block_size
-    if ids.shape[1] > block:
-        ids = ids[:, -block:]  # the model sees at most block_size tokens: the end of a long prompt
+    return _continuation(method, ids[:, -block:], settings)  # the model sees at most block_size tokens
+
+
+def _continuation(method, ids: torch.Tensor, settings: SamplingSettings) -> Iterator[str]:
+    tokenizer = method.tokenizer
     generator = torch.Generator(device=method.device).manual_seed(settings.seed)
     new, shown = [], ""
     for token in generate(method.backbone, ids, settings.max_new_tokens, settings.temperature, settings.top_k,
@@ -89,10 +92,10 @@ def fill_masks(method, text: str, top_k: int = 5) -> list[list[tuple[str, float]
     ids = tokenizer.encode(text, strict=tokenizer.kind == "char")
     positions = [i for i, t in enumerate(ids) if t == MASK_ID]
     if not positions:
-        raise UserError('the text has no [MASK]; write [MASK] where a token should be filled in, e.g. text="def [MASK](self):"')
+        raise BadValue("text", 'the text has no [MASK]; write [MASK] where a token should be filled in, e.g. text="def [MASK](self):"')
     block = method.backbone.cfg.block_size
     if len(ids) > block:
-        raise UserError(f"the text is {len(ids)} tokens long; this model reads at most {block}: shorten it")
+        raise BadValue("text", f"the text is {len(ids)} tokens long; this model reads at most {block}: shorten it")
     inputs = torch.tensor([ids], device=method.device)
     probs = method.backbone.logits(method.backbone(inputs))[0, positions].float().softmax(-1)  # (masks, V)
     top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)

@@ -1,0 +1,200 @@
+"""`ssl-zoo serve`: the JSON API through the ASGI test client, streaming and cancellation through a real
+uvicorn server on 127.0.0.1, and every bad request answered with a 4xx that names the problem."""
+
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from conftest import run_cli
+from ssl_zoo.serve import Limits, create_app, load_models
+
+
+@pytest.fixture(scope="module")
+def models(gpt_run, bert_run):
+    return load_models([gpt_run[0] / "checkpoints" / "last.ckpt", bert_run[0] / "checkpoints" / "last.ckpt"], "cpu")
+
+
+@pytest.fixture(scope="module")
+def client(models):
+    with TestClient(create_app(models, Limits(max_new_tokens=300, max_prompt_chars=200, max_top_k=20))) as client:
+        yield client
+
+
+def events(body: str) -> list[tuple[str, dict]]:
+    """(event, data) of each server-sent event in a response body."""
+    parsed = []
+    for block in body.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        parsed.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return parsed
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    """A real server on a free loopback port (at most two generations at once, long generations allowed)."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(models, Limits(max_new_tokens=5000, max_concurrent=2))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_models_lists_the_checkpoints_with_method_size_and_data(client):
+    listing = client.get("/models").json()
+    by_name = {m["name"]: m for m in listing["models"]}
+    assert set(by_name) == {"gpt-text_file", "bert-text_file"}
+    gpt = by_name["gpt-text_file"]
+    assert (gpt["task"], gpt["method"], gpt["model"], gpt["data"]) == ("generate", "gpt", "transformer_nano", "text_file")
+    assert gpt["params"] > 10_000 and gpt["steps"] > 0 and gpt["block_size"] == 48
+    assert by_name["bert-text_file"]["task"] == "fill"
+    assert listing["limits"]["max_new_tokens"] == 300
+    assert "<title>ssl-zoo" in client.get("/").text  # the page, shipped inside the package
+
+
+def test_generate_streams_events_and_ends_with_done(client):
+    body = {"prompt": "the cat", "max_new_tokens": 40, "temperature": 1.0, "top_k": 10, "seed": 3}
+    with client.stream("POST", "/generate", json=body) as response:
+        assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+        text = "".join(response.iter_text())
+    stream = events(text)
+    pieces = [data["text"] for event, data in stream if event == "message"]
+    assert len(pieces) >= 10 and all(pieces)
+    assert stream[-1][0] == "done" and stream[-1][1]["tokens"] == 40
+    assert [event for event, _ in stream].count("done") == 1
+
+
+def test_the_same_seed_writes_what_ssl_zoo_generate_writes(client, gpt_run):
+    settings = {"max_new_tokens": 30, "temperature": 1.0, "top_k": 10, "top_p": 0.9, "seed": 7}
+    served = events(client.post("/generate", json={"prompt": "the dog", **settings}).text)
+    text = "".join(data["text"] for event, data in served if event == "message")
+    cli = run_cli("generate", f"checkpoint={gpt_run[0] / 'checkpoints' / 'last.ckpt'}", "prompt=the dog",
+                  *(f"{k}={v}" for k, v in settings.items()))
+    assert cli.returncode == 0, cli.stderr[-2000:]
+    assert cli.stdout == "the dog" + text + "\n"
+    other = events(client.post("/generate", json={"prompt": "the dog", **settings, "seed": 8}).text)
+    assert "".join(d["text"] for e, d in other if e == "message") != text
+
+
+def test_fill_returns_candidates_sorted_by_probability(client):
+    answer = client.post("/fill", json={"text": "the cat [MASK] on the [MASK].", "top_k": 4})
+    assert answer.status_code == 200, answer.text
+    reply = answer.json()
+    assert reply["model"] == "bert-text_file" and len(reply["masks"]) == 2
+    for candidates in reply["masks"]:
+        probs = [c["prob"] for c in candidates]
+        assert len(candidates) == 4 and probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+    top = [candidates[0]["token"] for candidates in reply["masks"]]
+    assert reply["filled"] == f"the cat {top[0]} on the {top[1]}."
+
+
+@pytest.mark.parametrize("path, body, status, field, message", [
+    ("/generate", {"max_new_tokens": 5}, 422, "prompt", "prompt: field required"),
+    ("/generate", {"prompt": 12}, 422, "prompt", "prompt: input should be a valid string"),
+    ("/generate", {"prompt": "a", "max_new_tokens": "ten"}, 422, "max_new_tokens", "max_new_tokens: input should be a valid integer"),
+    ("/generate", {"prompt": "a", "max_new_tokens": 301}, 422, "max_new_tokens", "max_new_tokens=301 is out of range; it must be a number between 1 and 300"),
+    ("/generate", {"prompt": "a", "temperature": -1}, 422, "temperature", "temperature=-1.0 is out of range"),
+    ("/generate", {"prompt": "a", "top_p": 1.5}, 422, "top_p", "top_p=1.5 is out of range"),
+    ("/generate", {"prompt": "a" * 201}, 422, "prompt", "prompt is 201 characters long; this server takes at most 200"),
+    ("/generate", {"prompt": "a", "temprature": 1}, 422, "temprature", "temprature: unknown field; the fields are: model, prompt, max_new_tokens"),
+    ("/generate", {"prompt": "a", "model": "gpt-2"}, 404, "model", "unknown model 'gpt-2'; loaded: gpt-text_file (gpt), bert-text_file (bert)"),
+    ("/generate", {"prompt": "a", "model": "bert-text_file"}, 400, "model", "model 'bert-text_file' is a BERT: it does not generate; use /fill"),
+    ("/fill", {"text": "the [MASK]", "model": "gpt-text_file"}, 400, "model", "model 'gpt-text_file' is a GPT: it does not fill; use /generate"),
+    ("/fill", {"text": "the cat sat"}, 422, "text", "the text has no [MASK]"),
+    ("/fill", {"text": "the [MASK]", "top_k": 0}, 422, "top_k", "top_k=0 is out of range; it must be a number between 1 and 20"),
+    ("/fill", {"text": "the [MASK]", "top_k": 21}, 422, "top_k", "top_k=21 is out of range"),
+    ("/fill", [1, 2], 422, "body", "the body must be a JSON object"),
+])
+def test_bad_requests_get_a_4xx_naming_the_problem_and_the_server_goes_on(client, path, body, status, field, message):
+    answer = client.post(path, json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["field"] == field and answer.json()["error"].startswith(message), answer.json()
+    assert "\n" not in answer.json()["error"]
+    assert client.get("/models").status_code == 200
+    assert client.post("/fill", json={"text": "the [MASK]", "top_k": 2}).status_code == 200
+
+
+def test_broken_json_and_oversized_bodies_are_refused(client):
+    broken = client.post("/generate", content=b'{"prompt": "a",', headers={"content-type": "application/json"})
+    assert broken.status_code == 422 and broken.json()["field"] == "body"
+    assert broken.json()["error"].startswith("the body is not valid JSON")
+    huge = client.post("/generate", content=b"x" * 70000, headers={"content-type": "application/json"})
+    assert huge.status_code == 413 and "at most 65536" in huge.json()["error"]
+
+
+def test_tokens_arrive_while_the_server_is_still_generating(server):
+    with httpx.Client(base_url=server, timeout=30) as http:
+        body = {"prompt": "the", "max_new_tokens": 3000, "temperature": 1.0, "seed": 0}
+        with http.stream("POST", "/generate", json=body) as response:
+            lines = response.iter_lines()
+            first = next(line for line in lines if line.startswith("data: "))
+            assert json.loads(first[6:])["text"]
+            assert http.get("/health").json()["generating"] == 1  # the first token came before the last
+            rest = list(lines)
+        assert "event: done" in rest
+        assert http.get("/health").json()["generating"] == 0
+
+
+def test_a_client_that_goes_away_stops_its_generation(server):
+    with httpx.Client(base_url=server, timeout=30) as http:
+        before = http.get("/health").json()
+        body = {"prompt": "the", "max_new_tokens": 5000, "temperature": 1.0}
+        with http.stream("POST", "/generate", json=body) as response:
+            next(line for line in response.iter_lines() if line.startswith("data: "))
+        # leaving the block closes the connection mid-stream
+        deadline = time.time() + 10
+        while (health := http.get("/health").json())["generating"] and time.time() < deadline:
+            time.sleep(0.05)
+        assert health["generating"] == 0 and health["stopped"] == before["stopped"] + 1
+        assert health["pieces_sent"] - before["pieces_sent"] < 5000  # it stopped well before the end
+        time.sleep(0.3)
+        assert http.get("/health").json()["pieces_sent"] == health["pieces_sent"]  # and nothing runs on
+
+
+def test_too_many_generations_at_once_are_told_to_retry(server):
+    body = {"prompt": "the", "max_new_tokens": 5000}
+    with httpx.Client(base_url=server, timeout=30) as one, httpx.Client(base_url=server, timeout=30) as two, \
+            httpx.Client(base_url=server, timeout=30) as three:
+        with one.stream("POST", "/generate", json=body) as a, two.stream("POST", "/generate", json=body) as b:
+            for response in (a, b):
+                next(line for line in response.iter_lines() if line.startswith("data: "))
+            busy = three.post("/generate", json=body)
+            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert "busy (2 generations running)" in busy.json()["error"]
+        deadline = time.time() + 10
+        while three.get("/health").json()["generating"] and time.time() < deadline:
+            time.sleep(0.05)
+        small = three.post("/generate", json={"prompt": "the", "max_new_tokens": 3})
+        assert small.status_code == 200 and "event: done" in small.text
+
+
+def test_serve_refuses_bad_checkpoints_and_a_busy_port_in_one_line(tmp_path, gpt_run):
+    from test_cli import one_error_line
+
+    not_text = tmp_path / "nope.ckpt"
+    not_text.write_bytes(b"not a checkpoint")
+    result = run_cli("serve", f"checkpoint={not_text}")
+    assert result.returncode == 2 and "nope.ckpt" in one_error_line(result)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", f"checkpoint={gpt_run[0] / 'checkpoints' / 'last.ckpt'}", f"port={port}")
+    assert result.returncode == 2
+    assert one_error_line(result).startswith(f"ssl-zoo: error: cannot listen on 127.0.0.1:{port}")
+    assert f"port={port + 1}" in one_error_line(result)
