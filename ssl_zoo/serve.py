@@ -113,7 +113,8 @@ def sse(data: dict, event: str | None = None) -> str:
 
 
 def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
-    app = FastAPI(title="ssl-zoo serve", docs_url="/docs", redoc_url=None)
+    # no /docs: FastAPI's docs page loads its scripts from a CDN; the schema is at /openapi.json
+    app = FastAPI(title="ssl-zoo serve", docs_url=None, redoc_url=None)
     page = files("ssl_zoo").joinpath("web", "index.html").read_text(encoding="utf-8")
     running: set[tuple] = set()  # (client host, port) of every generation streaming now
     counts = {"finished": 0, "stopped": 0, "pieces_sent": 0}  # since the server started
@@ -264,5 +265,7 @@ def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, dev
         info = served.info
         print(f"  {info['name']}: {info['method']} {info['model']}, {info['params'] / 1e6:.2f}M params, "
               f"{info['steps']} steps on {info['data']}  ({info['checkpoint']})")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"ssl-zoo serve: listening on {host}: anyone who can reach this machine can use these models")
     print(f"ssl-zoo serve: http://{host}:{port}/  (Ctrl+C stops)", flush=True)
     uvicorn.run(create_app(models, limits), host=host, port=port, log_level="warning")

@@ -50,6 +50,7 @@ def test_configs_ship_inside_the_wheel(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for path in sorted(p.relative_to(ROOT / "conf") for p in (ROOT / "conf").rglob("*.yaml")):
         assert f"ssl_zoo/conf/{path.as_posix()}" in names
+    assert "ssl_zoo/web/index.html" in names  # the serve page
 
 
 TRANSFORMERS = ["transformer_nano", "transformer_micro", "transformer_tiny", "transformer_small", "transformer_gpt2"]
@@ -116,14 +117,18 @@ def test_every_speech_combination_composes(method, data):
     assert resolved["method"]["sample_rate"] == resolved["data"]["sample_rate"] == 16_000
 
 
-def test_zoo_demo_sweeps_every_method_on_its_own_data_and_budget():
+def test_zoo_demo_runs_one_job_per_file_of_conf_zoo_demo():
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         demo = compose(config_name="train", overrides=["experiment=zoo_demo"], return_hydra_config=True)
-    methods = demo.hydra.sweeper.params.method.split(",")
-    assert sorted(methods) == ["apc", "bert", "byol", "gpt", "masked_speech", "simclr"] and str(demo.hydra.mode).endswith("MULTIRUN")
-    assert "ComparisonReport" in demo.hydra.callbacks.comparison._target_
-    expected_data = {"simclr": "shapes", "byol": "shapes", "gpt": "python_stdlib", "bert": "python_stdlib",
-                     "masked_speech": "spoken_words", "apc": "spoken_words"}
-    for method in methods:  # one job of the sweep: the method's own defaults, the demo's step budget
-        cfg = compose_train("experiment=zoo_demo", f"method={method}")
-        assert cfg.data.name == expected_data[method] and cfg.trainer.max_steps == demo.demo_steps[method]
+    jobs = demo.hydra.sweeper.params["+zoo_demo"].split(",")
+    files = sorted(p.stem for p in (config_dir() / "zoo_demo").glob("*.yaml"))
+    assert sorted(jobs) == files == ["apc", "bert", "byol", "gpt", "masked_speech", "simclr"]
+    assert str(demo.hydra.mode).endswith("MULTIRUN") and "ComparisonReport" in demo.hydra.callbacks.comparison._target_
+    expected = {"simclr": ("shapes", "small_cnn"), "byol": ("shapes", "small_cnn"),
+                "gpt": ("python_stdlib", "transformer_micro"), "bert": ("python_stdlib", "transformer_micro"),
+                "masked_speech": ("spoken_words", "transformer_micro"), "apc": ("spoken_words", "transformer_micro")}
+    for job in jobs:  # one job of the sweep: the method with its own data, the job's model and step budget
+        cfg = compose_train("experiment=zoo_demo", f"+zoo_demo={job}")
+        assert cfg.method.name == job and (cfg.data.name, cfg.model.name) == expected[job]
+        assert 0 < cfg.trainer.max_steps <= 2500 and cfg.probe.max_train == 5000
+    assert compose_train("experiment=zoo_demo", "+zoo_demo=gpt", "trainer.max_steps=7").trainer.max_steps == 7
