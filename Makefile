@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/simclr_throughput.py
 	$(BIN)/python bench/text_throughput.py
 	$(BIN)/python bench/speech_features.py
+	$(BIN)/python bench/serve_load.py
 
 clean:
 	rm -rf outputs multirun
