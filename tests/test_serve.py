@@ -171,10 +171,12 @@ def test_too_many_generations_at_once_are_told_to_retry(server):
     with httpx.Client(base_url=server, timeout=30) as one, httpx.Client(base_url=server, timeout=30) as two, \
             httpx.Client(base_url=server, timeout=30) as three:
         with one.stream("POST", "/generate", json=body) as a, two.stream("POST", "/generate", json=body) as b:
-            for response in (a, b):
-                next(line for line in response.iter_lines() if line.startswith("data: "))
+            streams = [response.iter_lines() for response in (a, b)]  # held: a dropped iterator closes its stream
+            for lines in streams:
+                next(line for line in lines if line.startswith("data: "))
             busy = three.post("/generate", json=body)
-            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+            assert busy.status_code == 503, (busy.text[-300:], three.get("/health").json())
+            assert busy.headers["retry-after"] == "1"
             assert "busy (2 generations running)" in busy.json()["error"]
         deadline = time.time() + 10
         while three.get("/health").json()["generating"] and time.time() < deadline:

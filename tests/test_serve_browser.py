@@ -53,7 +53,9 @@ def server_url(gpt_run, bert_run):
     assert process.wait(timeout=20) is not None
 
 
-def test_the_page_writes_a_continuation_and_fills_a_mask(server_url, tmp_path):
+@pytest.fixture
+def page(server_url):
+    """The page in a fresh headless Chromium, its model pickers filled from /models."""
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
@@ -61,54 +63,54 @@ def test_the_page_writes_a_continuation_and_fills_a_mask(server_url, tmp_path):
         page = browser.new_page(viewport={"width": 1280, "height": 820})
         page.goto(server_url)
         expect(page.locator("#gpt-model option")).to_have_count(1)
-        expect(page.locator("#loaded")).to_contain_text("gpt-")
-
-        prompt = os.environ.get("SSL_ZOO_SERVE_PROMPT", "the cat")
-        page.fill("#prompt", prompt)
-        page.locator("#max-new-tokens").fill("80")
-        page.click("#generate")
-        expect(page.locator("#gen-status")).to_contain_text("tokens/s", timeout=60_000)
-        assert page.text_content("#shown-prompt") == prompt
-        assert len(page.text_content("#continuation")) >= 20
-        expect(page.locator("#stop")).to_be_disabled()
-
-        page.fill("#fill-text", os.environ.get("SSL_ZOO_SERVE_MASKED", "the cat [MASK] on the [MASK]."))
-        page.click("#fill")
-        expect(page.locator(".mask")).to_have_count(2)
-        expect(page.locator(".mask").first.locator(".candidate")).to_have_count(5)
-        assert "[MASK]" not in page.text_content("#filled")
-
-        page.fill("#fill-text", "the cat sat")  # no mask: the server's one line shows on the page
-        page.click("#fill")
-        expect(page.locator("#fill-error")).to_contain_text("the text has no [MASK]")
-        page.fill("#fill-text", os.environ.get("SSL_ZOO_SERVE_MASKED", "the cat [MASK] on the [MASK]."))
-        page.click("#fill")
-        expect(page.locator("#fill-error")).to_have_text("")
-
-        shot = tmp_path / "serve.png"
-        page.screenshot(path=str(shot), full_page=True)
+        expect(page.locator("#bert-model option")).to_have_count(1)
+        yield page
         browser.close()
+
+
+def test_the_page_writes_a_continuation_and_fills_a_mask(page, tmp_path):
+    from playwright.sync_api import expect
+
+    expect(page.locator("#loaded")).to_contain_text("gpt-")
+    prompt = os.environ.get("SSL_ZOO_SERVE_PROMPT", "the cat")
+    page.fill("#prompt", prompt)
+    page.locator("#max-new-tokens").fill("80")
+    page.click("#generate")
+    expect(page.locator("#gen-status")).to_contain_text("tokens/s", timeout=60_000)
+    assert page.text_content("#shown-prompt") == prompt
+    assert len(page.text_content("#continuation")) >= 20
+    expect(page.locator("#stop")).to_be_disabled()
+
+    page.fill("#fill-text", os.environ.get("SSL_ZOO_SERVE_MASKED", "the cat [MASK] on the [MASK]."))
+    page.click("#fill")
+    expect(page.locator(".mask")).to_have_count(2)
+    expect(page.locator(".mask").first.locator(".candidate")).to_have_count(5)
+    assert "[MASK]" not in page.text_content("#filled")
+
+    page.fill("#fill-text", "the cat sat")  # no mask: the server's one line shows on the page
+    page.click("#fill")
+    expect(page.locator("#fill-error")).to_contain_text("the text has no [MASK]")
+    page.fill("#fill-text", os.environ.get("SSL_ZOO_SERVE_MASKED", "the cat [MASK] on the [MASK]."))
+    page.click("#fill")
+    expect(page.locator("#fill-error")).to_have_text("")
+
+    shot = tmp_path / "serve.png"
+    page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     if os.environ.get("SSL_ZOO_SCREENSHOT"):
         shutil.copy(shot, os.environ["SSL_ZOO_SCREENSHOT"])
 
 
-def test_the_stop_button_ends_a_long_generation(server_url):
-    from playwright.sync_api import expect, sync_playwright
+def test_the_stop_button_ends_a_long_generation(page, server_url):
+    from playwright.sync_api import expect
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.goto(server_url)
-        expect(page.locator("#gpt-model option")).to_have_count(1)
-        page.fill("#prompt", "the dog")
-        page.locator("#max-new-tokens").fill("5000")  # seconds of writing: time to press stop
-        page.click("#generate")
-        page.wait_for_function("document.getElementById('continuation').textContent.length > 5")
-        page.click("#stop")
-        expect(page.locator("#gen-status")).to_have_text("stopped")
-        expect(page.locator("#generate")).to_be_enabled()
-        browser.close()
+    page.fill("#prompt", "the dog")
+    page.locator("#max-new-tokens").fill("5000")  # seconds of writing: time to press stop
+    page.click("#generate")
+    page.wait_for_function("document.getElementById('continuation').textContent.length > 5")
+    page.click("#stop")
+    expect(page.locator("#gen-status")).to_have_text("stopped")
+    expect(page.locator("#generate")).to_be_enabled()
     deadline = time.time() + 10
     while httpx.get(f"{server_url}/health").json()["generating"] and time.time() < deadline:
         time.sleep(0.05)
