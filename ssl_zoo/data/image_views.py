@@ -36,31 +36,24 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> hue, saturation, value in [0, 1]. The hue, in sixths of a turn, is
+    (g - b) / delta, 2 + (b - r) / delta or 4 + (r - g) / delta as r, g or b is the largest channel."""
     r, g, b = x.unbind(1)
-    maxc, argmax = x.max(dim=1)
-    minc = x.min(dim=1).values
-    delta = maxc - minc
-    safe = delta.clamp_min(1e-8)
-    rc, gc, bc = (maxc - r) / safe, (maxc - g) / safe, (maxc - b) / safe
-    h = torch.where(argmax == 0, bc - gc, torch.where(argmax == 1, 2.0 + rc - bc, 4.0 + gc - rc))
-    h = torch.where(delta > 0, (h / 6.0) % 1.0, torch.zeros_like(h))
-    s = torch.where(maxc > 0, delta / maxc.clamp_min(1e-8), torch.zeros_like(maxc))
+    maxc, argmax = x.max(dim=1)  # (B, H, W)
+    delta = maxc - x.min(dim=1).values
+    between = torch.where(argmax == 0, g - b, torch.where(argmax == 1, b - r, r - g))
+    h = torch.where(delta > 0, (between / delta.clamp_min(1e-8) + 2 * argmax) / 6 % 1.0, 0.0)
+    s = delta / maxc.clamp_min(1e-8)  # 0 where the pixel is black (delta is 0 there too)
     return torch.stack([h, s, maxc], dim=1)
 
 
 def hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
-    h, s, v = x.unbind(1)
-    i = torch.floor(h * 6.0)
-    f = h * 6.0 - i
-    i = i.long() % 6
-    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
-    # For each sextant i, which of (v, q, p, t) goes to r, g and b.
-    table = torch.stack([
-        torch.stack([v, q, p, p, t, v]),
-        torch.stack([t, v, v, q, p, p]),
-        torch.stack([p, p, t, v, v, q]),
-    ])  # (3, 6, B, H, W)
-    return table.gather(1, i.unsqueeze(0).unsqueeze(0).expand(3, 1, *i.shape)).squeeze(1).transpose(0, 1)
+    """(B, 3, H, W) hue, saturation, value in [0, 1] -> RGB. Closed form, all channels at once: channel
+    n = 5, 3, 1 (r, g, b) is v - v s clamp(min(k, 4 - k), 0, 1) with k = (n + 6 h) mod 6."""
+    h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = (n + 6 * h) % 6  # (B, 3, H, W)
+    return v - v * s * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
 def color_jitter(x: torch.Tensor, brightness, contrast, saturation, hue) -> torch.Tensor:
