@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 __version__ = "0.1.0"
 
 
@@ -9,3 +11,15 @@ def config_dir() -> Path:
     """The Hydra config tree: shipped inside the installed package, or conf/ of a checkout."""
     packaged = Path(__file__).resolve().parent / "conf"
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[1] / "conf"
+
+
+def cpu_precision() -> str:
+    """`${cpu_precision:}` in conf/: bf16 autocast where this CPU computes bf16 natively (AMX or
+    AVX512-BF16; there it halves a convolutional step), full fp32 elsewhere (emulated bf16 is slower)."""
+    import torch
+
+    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    return "bf16-mixed" if native else "32-true"
+
+
+OmegaConf.register_new_resolver("cpu_precision", cpu_precision, replace=True)

@@ -24,7 +24,7 @@ def test_every_image_combination_composes_to_importable_classes(method, data, mo
     assert cfg.method.optim.batch_size == cfg.data.batch_size
 
 
-@pytest.mark.parametrize("trainer", ["cpu", "cpu_text", "cpu_bert", "gpu", "ddp", "debug"])
+@pytest.mark.parametrize("trainer", ["cpu", "cpu_image", "cpu_byol", "cpu_text", "cpu_bert", "gpu", "ddp", "debug"])
 def test_trainer_configs_are_trainer_arguments(trainer):
     import inspect
 
@@ -33,6 +33,21 @@ def test_trainer_configs_are_trainer_arguments(trainer):
     cfg = compose_train(f"trainer={trainer}")
     accepted = inspect.signature(pl.Trainer.__init__).parameters
     assert set(cfg.trainer) <= set(accepted)
+
+
+@pytest.mark.parametrize("native_bf16", [True, False])
+def test_image_methods_autocast_to_bf16_on_a_cpu_only_where_bf16_is_native(monkeypatch, native_bf16):
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native_bf16)
+    image = "bf16-mixed" if native_bf16 else "32-true"
+    assert compose_train("method=simclr").trainer.precision == image
+    assert compose_train("method=byol").trainer.precision == image
+    assert compose_train("method=byol").trainer.max_steps == 1500  # BYOL's own budget
+    assert compose_train("method=gpt").trainer.precision == "32-true"  # tiny transformers: bf16 is slower on a CPU
+    assert compose_train("method=byol", "trainer=debug").trainer.precision == "32-true"  # trainer= wins
+    assert compose_train("method=byol", "trainer.precision=32-true").trainer.precision == "32-true"
 
 
 def test_slurm_launcher_config_resolves_to_submitit():

@@ -27,15 +27,16 @@ class InterruptAt(Callback):
 RESUMABLE = [*TINY, "data.num_train=128", "trainer.max_steps=8", "checkpoint_every_n_steps=2", "probe.enabled=false"]
 
 
-@pytest.mark.parametrize("method", ["simclr", "byol"])
+@pytest.mark.parametrize("method, precision", [("simclr", "32-true"), ("byol", "32-true"), ("byol", "bf16-mixed")])
 @pytest.mark.parametrize("stop_at", [4, 6])  # at an epoch boundary, and mid-epoch
-def test_resume_ends_with_the_same_weights(tmp_path, method, stop_at):
-    cfg = compose_train(f"method={method}", *RESUMABLE)
+def test_resume_ends_with_the_same_weights(tmp_path, method, precision, stop_at):
+    overrides = [f"method={method}", *RESUMABLE, f"trainer.precision={precision}"]
+    cfg = compose_train(*overrides)
     train(cfg, tmp_path / "straight")
     with pytest.raises(Interrupt):
         train(cfg, tmp_path / "resumed", callbacks=[InterruptAt(stop_at)])
     assert read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["global_step"] == stop_at
-    train(compose_train(f"method={method}", *RESUMABLE, "resume=auto"), tmp_path / "resumed")
+    train(compose_train(*overrides, "resume=auto"), tmp_path / "resumed")
 
     straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
     resumed = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")
