@@ -25,6 +25,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python bench/simclr_throughput.py
+	$(BIN)/python bench/image_step.py
 	$(BIN)/python bench/text_throughput.py
 	$(BIN)/python bench/speech_features.py
 	$(BIN)/python bench/serve_load.py

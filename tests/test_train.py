@@ -104,3 +104,19 @@ def test_random_init_baseline_is_the_initialisation_training_started_from(tmp_pa
     rebuilt = build_method(cfg).backbone.state_dict()
     for key, value in grab.weights.items():
         torch.testing.assert_close(rebuilt[key], value, msg=key)
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_a_method_step_runs_outside_a_trainer_and_channels_last_changes_no_feature(method):
+    """A notebook or a benchmark calls ssl_step and embed directly; the backbone's channels-last layout
+    is an implementation detail: the same features as the layers fed channels-first."""
+    from ssl_zoo.train import build_method
+
+    torch.manual_seed(0)
+    model = build_method(compose_train(f"method={method}"))
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    loss, features = model.ssl_step(images)
+    assert torch.isfinite(loss) and features.shape == (8, model.embed_dim)
+    model.eval()
+    x = model.views[0].normalize(images) if method == "byol" else model.views.normalize(images)
+    torch.testing.assert_close(model.embed(images), model.backbone.features(x).mean(dim=(2, 3)))

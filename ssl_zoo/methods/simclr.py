@@ -33,7 +33,7 @@ class SimCLR(SSLMethod):
         z1, z2 = self.projector(h1), self.projector(h2)  # (B, P) projections
         # Under DDP every rank scores its views against the views of all ranks (sync_grads keeps the
         # gradient flowing back to the rank that made each projection).
-        if self.trainer is not None and self.trainer.world_size > 1:
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
             z1, z2 = (self.all_gather(z, sync_grads=True).flatten(0, 1) for z in (z1, z2))
         self.log("train/negatives", 2.0 * len(z1) - 2)  # per anchor: all other views but its positive
         return nt_xent(z1, z2, self.temperature), h1
