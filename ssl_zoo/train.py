@@ -208,6 +208,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
             **{k.replace("/", "_"): float(v) for k, v in val_metrics.items()},  # val_loss, val_perplexity, ...
             **method.report(datamodule),
             "world_size": trainer.world_size,
+            "precision": trainer.precision,  # 32-true, bf16-mixed, ...: step times depend on it
             "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
         },
     }

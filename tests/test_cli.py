@@ -26,6 +26,7 @@ def test_train_then_probe_round_trip(tmp_path):
     assert results["method"] == "byol" and results["modality"] == "image" and results["data"] == "shapes"
     assert results["model"] == "small_cnn" and results["params"] > 0 and results["seed"] == 0
     assert results["train"]["steps"] == 4 and results["train"]["final_loss"] is not None
+    assert results["extra"]["precision"] == "32-true"  # trainer=debug
     probe = results["probe"]
     assert probe["task"] == "shape" and probe["num_classes"] == 10
     for key in ("linear_acc", "knn_acc", "random_init_linear_acc"):
