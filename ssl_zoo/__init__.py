@@ -18,7 +18,8 @@ def cpu_precision() -> str:
     AVX512-BF16; there it halves a convolutional step), full fp32 elsewhere (emulated bf16 is slower)."""
     import torch
 
-    native = torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported()
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private in torch.cpu: absent means no
+    native = any(getattr(torch.cpu, name, lambda: False)() for name in checks)
     return "bf16-mixed" if native else "32-true"
 
 
