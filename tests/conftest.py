@@ -1,6 +1,7 @@
 import atexit
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,13 @@ def run_cli(*args: str, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ssl_zoo", *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env
     )
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on now (for a test server)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import run_cli
+from conftest import free_port, run_cli
 from ssl_zoo.serve import Limits, create_app, load_models
 
 
@@ -39,9 +39,7 @@ def server(models):
     """A real server on a free loopback port (at most two generations at once, long generations allowed)."""
     import uvicorn
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     app = create_app(models, Limits(max_new_tokens=5000, max_concurrent=2))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

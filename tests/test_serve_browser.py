@@ -8,7 +8,6 @@ docs/serve.png was taken so, against real checkpoints: $SSL_ZOO_SERVE_GPT / $SSL
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 
 CHROMIUM = os.environ.get("SSL_ZOO_CHROMIUM", "/usr/bin/chromium")
 # As root in a closed network: no sandbox, and none of Chromium's own background connections.
@@ -34,9 +33,7 @@ if not Path(CHROMIUM).exists():
 def server_url(gpt_run, bert_run):
     gpt = os.environ.get("SSL_ZOO_SERVE_GPT") or gpt_run[0] / "checkpoints" / "last.ckpt"
     bert = os.environ.get("SSL_ZOO_SERVE_BERT") or bert_run[0] / "checkpoints" / "last.ckpt"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "ssl_zoo", "serve", f"checkpoint={gpt}", f"checkpoint2={bert}",
                                 f"port={port}", "limits.max_new_tokens=5000"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"

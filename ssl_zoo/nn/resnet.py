@@ -27,11 +27,12 @@ class ResNet(nn.Module):
             net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
         self.out_dim = net.fc.in_features  # 512 or 2048
+        self.memory_format = torch.channels_last  # of the convolutions' input (bench/image_step.py compares)
         net.fc = nn.Identity()
         self.net = net
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.contiguous(memory_format=torch.channels_last))  # (B, out_dim)
+        return self.net(images.contiguous(memory_format=self.memory_format))  # (B, out_dim)
 
 
 class SmallCNN(nn.Module):
@@ -54,7 +55,8 @@ class SmallCNN(nn.Module):
                 in_ch = width
         self.features = nn.Sequential(*layers)
         self.out_dim = in_ch
+        self.memory_format = torch.channels_last  # of the convolutions' input (bench/image_step.py compares)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.contiguous(memory_format=torch.channels_last)
+        x = images.contiguous(memory_format=self.memory_format)
         return self.features(x).mean(dim=(2, 3))  # (B, C, H, W) -> (B, C)
