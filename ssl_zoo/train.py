@@ -133,6 +133,8 @@ def make_trainer(cfg: DictConfig, **kwargs) -> pl.Trainer:
         return pl.Trainer(**OmegaConf.to_container(cfg.trainer, resolve=True), **kwargs)
     except (MisconfigurationException, ModuleNotFoundError) as e:  # e.g. trainer=gpu on a machine without one
         raise UserError(f"the trainer settings do not fit this machine ({e}); try trainer=cpu") from None
+    except (ValueError, TypeError) as e:  # e.g. trainer.precision=bf17
+        raise UserError(f"a trainer setting is invalid: {e}; fix it on the command line (trainer.<name>=...)") from None
 
 
 def checkpoint_for_resume(cfg: DictConfig, run_dir: Path) -> tuple[str | None, dict]:

@@ -55,6 +55,8 @@ def test_train_then_probe_round_trip(tmp_path):
         pytest.param(["train", "trainer=gpu"], "the trainer settings do not fit this machine",
                      marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
         (["train", "resume=/no/such.ckpt"], "pass resume=auto or resume="),
+        (["train", "trainer.precision=bf17"], "a trainer setting is invalid: Precision 'bf17' is invalid"),
+        (["train", "method=byol", "method.tau_base=abc"], "method.tau_base=abc is out of range; it must be a number between 0.0 and 1.0"),
     ],
 )
 def test_bad_input_gets_one_clear_line(args, expected):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ssl_zoo.data.tokenizer import MASK_ID
-from ssl_zoo.errors import BadValue, UserError
+from ssl_zoo.errors import BadValue, UserError, check_range
 from ssl_zoo.nn.transformer import generate
 
 WHAT_FOR = {"gpt": "generate", "bert": "fill"}
@@ -27,16 +27,6 @@ def load_text_model(checkpoint: str, method_names: str | tuple[str, ...], device
             f"{' or '.join(names)} checkpoint; {hint}"
         )
     return method.to(pick_device(device)).eval()
-
-
-def check_range(name: str, value, low=None, high=None, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and (low is None or value >= low) and (high is None or value <= high)
-    if not ok:
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise BadValue(name, f"{name}={value} is out of range; it must be a number {bounds}" + (" (or null)" if allow_none else ""))
 
 
 @dataclass

@@ -6,6 +6,7 @@ import math
 import torch
 from torch import nn
 
+from ssl_zoo.errors import check_range
 from ssl_zoo.losses import byol_loss
 from ssl_zoo.methods.base import SSLMethod
 from ssl_zoo.nn.heads import mlp
@@ -41,6 +42,7 @@ class BYOL(SSLMethod):
         **base,
     ):
         super().__init__(**base)
+        check_range("method.tau_base", tau_base, 0.0, 1.0)
         self.views = nn.ModuleList([view_a, view_b])  # asymmetric: blur 1.0/0.1, solarize 0/0.2
         self.backbone, self.tau_base = backbone, tau_base
         self.embed_dim = backbone.out_dim
