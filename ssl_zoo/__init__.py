@@ -15,7 +15,7 @@ def config_dir() -> Path:
 
 def cpu_precision() -> str:
     """`${cpu_precision:}` in conf/: bf16 autocast where this CPU computes bf16 natively (AMX or
-    AVX512-BF16; there it halves a convolutional step), full fp32 elsewhere (emulated bf16 is slower)."""
+    AVX512-BF16), full fp32 elsewhere (emulated bf16 is slower); measured in docs/benchmarks.md."""
     import torch
 
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private in torch.cpu: absent means no
