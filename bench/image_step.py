@@ -22,7 +22,7 @@ from text_throughput import timed
 
 from ssl_zoo import cpu_precision
 from ssl_zoo.api import compose
-from ssl_zoo.train import build_method
+from ssl_zoo.build import build_method
 
 
 def set_memory_format(method, memory_format) -> None:

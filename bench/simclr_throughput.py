@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_zoo.data.base import BatchedTensors, collate
-from ssl_zoo.data.image_views import ImageViews
+from ssl_zoo.views import ImageViews
 from ssl_zoo.data.shapes import make_shapes
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)

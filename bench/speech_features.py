@@ -21,9 +21,10 @@ import torch
 import torchaudio
 from text_throughput import timed, training_step
 
-from ssl_zoo.data.speech import LogMel, SpokenWords
+from ssl_zoo.data.speech import SpokenWords
 from ssl_zoo.methods.apc import APC
 from ssl_zoo.methods.masked_speech import MaskedSpeech
+from ssl_zoo.nn.logmel import LogMel
 from ssl_zoo.nn.transformer import Transformer
 
 
@@ -81,8 +82,7 @@ def main():
     print(f"share of a training step spent on features (batch {args.batch_size}, transformer_tiny):")
     for method_class in (MaskedSpeech, APC):
         torch.manual_seed(0)
-        backbone = Transformer(input_dim=logmel.n_mels, block_size=data.max_frames(), n_layer=4, n_head=4, n_embd=128,
-                               **method_class.encoder_settings)
+        backbone = Transformer(input_dim=logmel.n_mels, block_size=data.max_frames(), n_layer=4, n_head=4, n_embd=128)
         method = method_class(backbone, sample_rate=data.sample_rate, features=data.features).to(device)
         step_s = timed(training_step(method, lambda: method.ssl_step(waves)[0], args, device), args.warmup, args.steps, device)
         print(f"  {method.name:14s} step {1000 * step_s:7.1f} ms, features {1000 * features_s:5.1f} ms: {100 * features_s / step_s:.1f}%")

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ssl_zoo.data.text import mask_tokens
+from ssl_zoo.masking import mask_tokens
 from ssl_zoo.methods.bert import BERT
 from ssl_zoo.methods.gpt import GPT
 from ssl_zoo.nn.transformer import Transformer, generate

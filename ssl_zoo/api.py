@@ -38,14 +38,14 @@ def checkpoint_of(run_dir: str | Path) -> Path:
 
 def probe(run_dir: str | Path, *overrides: str) -> dict:
     """Re-probe a run (e.g. on other data: "data=fsdd", "data.root=..."), as `ssl-zoo probe`."""
-    from ssl_zoo.train import probe as probe_run
+    from ssl_zoo.commands.probe import probe as probe_run
 
     return probe_run(compose(f"checkpoint={checkpoint_of(run_dir)}", *overrides, config_name="probe"))
 
 
 def embed_plot(run_dir: str | Path, *overrides: str) -> Path:
     """The t-SNE maps of `ssl-zoo embed-plot`; the PNG's path."""
-    from ssl_zoo.train import embed_plot as embed_plot_run
+    from ssl_zoo.commands.embed_plot import embed_plot as embed_plot_run
 
     return embed_plot_run(compose(f"checkpoint={checkpoint_of(run_dir)}", *overrides, config_name="embed_plot"))
 
@@ -53,7 +53,7 @@ def embed_plot(run_dir: str | Path, *overrides: str) -> Path:
 def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = False) -> str:
     """The leaderboard (Markdown) of every results.json under paths, as `ssl-zoo compare` prints it;
     comparison.md/.csv (and with plot, the PNGs) are written to out (default: the one folder given)."""
-    from ssl_zoo.results import compare_runs
+    from ssl_zoo.report import compare_runs
 
     table, _, problems = compare_runs(list(paths), out, plot)
     for problem in problems:
@@ -64,7 +64,8 @@ def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = Fals
 def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,
              top_k: int | None = 50, top_p: float | None = None, seed: int = 0) -> str:
     """A GPT run's continuation of prompt, as `ssl-zoo generate` prints it."""
-    from ssl_zoo.eval.generate import SamplingSettings, generate_text, load_text_model
+    from ssl_zoo.commands.generate import load_text_model
+    from ssl_zoo.eval.generate import SamplingSettings, generate_text
 
     settings = SamplingSettings(max_new_tokens, temperature, top_k, top_p, seed)
     settings.check()
@@ -74,6 +75,7 @@ def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temper
 
 def fill(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """A BERT run's top_k (token, probability) for each [MASK] in text, as `ssl-zoo fill` lists them."""
-    from ssl_zoo.eval.generate import fill_masks, load_text_model
+    from ssl_zoo.commands.generate import load_text_model
+    from ssl_zoo.eval.generate import fill_masks
 
     return fill_masks(load_text_model(checkpoint_of(run_dir), "bert", "cpu"), text, top_k)

@@ -20,7 +20,6 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.999)  # adamw
     warmup: float = 0.05  # warmup length: a fraction of all steps if < 1, else a number of steps
     min_lr_ratio: float = 0.0  # cosine decays from lr to lr * min_lr_ratio
-    batch_size: int = 256  # per-device batch size, for the scaling rule
     scale_lr: bool = False  # linear scaling rule: lr * global_batch / 256 (SimCLR, BYOL)
     exclude_bias_and_norm: bool = True  # biases and norm weights: no weight decay, no LARS adaptation
 

@@ -1,6 +1,6 @@
 """Pictures for comparing runs (matplotlib, written atomically as PNG): training loss curves from each
-run's metrics.csv, probe accuracy bars with the baselines, in-context accuracy against shots (and,
-through eval/icl.py, against model size), and the t-SNE maps of `ssl-zoo embed-plot`."""
+run's metrics.csv, probe accuracy bars with the baselines, in-context accuracy against shots and
+against model size, and the t-SNE maps of `ssl-zoo embed-plot`."""
 
 import csv
 import math
@@ -11,16 +11,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ssl_zoo.atomic import atomic_write  # noqa: E402
+from ssl_zoo.results import primary_metric, scaling_rows  # noqa: E402
+
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
-    """Save to a temporary file beside path, then rename: never half a PNG."""
+    """Write the figure (its format from the file name), atomically: never half a PNG."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip("."), dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def panels(count: int, width: float = 4.2, height: float = 3.2, max_cols: int = 3, **kwargs):
@@ -108,8 +109,6 @@ def probe_bars(rows: list[dict], path: Path) -> Path | None:
 
 def icl_shots(rows: list[dict], path: Path) -> Path | None:
     """One panel per in-context task: accuracy against the number of demonstrations, one line per model."""
-    from ssl_zoo.eval.icl import primary_metric
-
     tasks: dict[str, list] = {}
     for row in sorted(rows, key=lambda r: r["params"]):
         for task, by_k in (row.get("icl") or {}).items():
@@ -134,16 +133,43 @@ def icl_shots(rows: list[dict], path: Path) -> Path | None:
 def comparison_plots(rows: list[dict], out_dir: Path) -> list[Path]:
     """Every picture the rows allow, in out_dir: loss_curves.png, probe_accuracy.png, icl_shots.png and,
     when runs of several sizes have in-context scores, icl_scaling.png."""
-    from ssl_zoo.eval.icl import scaling_plot, scaling_rows
-
     out_dir = Path(out_dir)
     written = [loss_curves(rows, out_dir / "loss_curves.png"), probe_bars(rows, out_dir / "probe_accuracy.png"),
                icl_shots(rows, out_dir / "icl_shots.png")]
     scaling = scaling_rows(rows)
     if len({params for params, *_ in scaling}) > 1:
-        scaling_plot(scaling, out_dir / "icl_scaling.png")
-        written.append(out_dir / "icl_scaling.png")
+        written.append(scaling_plot(scaling, out_dir / "icl_scaling.png"))
     return [p for p in written if p is not None]
+
+
+def scaling_plot(rows, path: Path) -> Path:
+    """Mean accuracy over tasks against parameters, one line per number of shots; and per task
+    (rows: results.scaling_rows)."""
+    import matplotlib.ticker
+
+    tasks = sorted({t for _, _, t, _, _ in rows})
+    shots = sorted({k for *_, k, _ in rows})
+    params = sorted({p for p, *_ in rows})
+    names = ["mean over tasks"] + tasks
+    fig, axes = panels(len(names), width=3.6, height=3.0, sharey=True)
+    for ax, task in zip(axes, names):
+        for k in shots:
+            ys = []
+            for p in params:
+                vals = [a for q, _, t, kk, a in rows if q == p and kk == k and (t == task or task == "mean over tasks")]
+                ys.append(100 * sum(vals) / len(vals) if vals else float("nan"))
+            ax.plot(params, ys, marker="o", label=f"{k}-shot")
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(params, [f"{p / 1e6:.2g}M" for p in params])
+        ax.set_title(task, fontsize=10)
+        ax.set_xlabel("parameters")
+        ax.grid(alpha=0.3)
+    for ax in axes[:: min(3, len(names))]:
+        ax.set_ylabel("accuracy %")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def embedding_maps(maps: dict[str, tuple], class_names: list[str], title: str, path: Path) -> Path:

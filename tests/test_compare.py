@@ -5,7 +5,8 @@ import io
 import json
 
 from ssl_zoo.plots import comparison_plots
-from ssl_zoo.results import find_results, leaderboard, leaderboard_csv
+from ssl_zoo.report import leaderboard, leaderboard_csv
+from ssl_zoo.results import find_results
 
 
 def result(method, modality, data, task, linear, random_init, params=1000, icl=None, baselines=None):

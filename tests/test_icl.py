@@ -6,7 +6,8 @@ import pytest
 
 from ssl_zoo.data.icl_tasks import SYNTHETIC, Example, Task, load_task, made_up_lexicon, read_jsonl_task, synthetic_task
 from ssl_zoo.errors import UserError
-from ssl_zoo.eval.icl import ICLConfig, build_prompt, draw_demonstrations, evaluate_icl, icl_table, score_query, wilson_interval
+from ssl_zoo.eval.icl import ICLConfig, build_prompt, draw_demonstrations, evaluate_icl, score_query, wilson_interval
+from ssl_zoo.report import icl_table
 
 
 class HandMadeModel:
@@ -134,12 +135,12 @@ def test_jsonl_task_with_choices_round_trips(tmp_path):
 
 
 def test_scaling_report_tables_and_plots_accuracy_against_size(tmp_path):
-    from ssl_zoo.eval.icl import write_scaling_report
-    from ssl_zoo.results import write_json_atomic
+    from ssl_zoo.report import write_scaling_report
+    from ssl_zoo.results import write_json
 
     for i, (model, params, acc) in enumerate([("small", 100_000, 0.1), ("big", 800_000, 0.5)]):
         row = lambda a: {"n": 10, "exact_match": a, "exact_match_ci95": [0, 1]}  # noqa: E731
-        write_json_atomic(tmp_path / f"{i}" / "results.json", {
+        write_json(tmp_path / f"{i}" / "results.json", {
             "method": "gpt", "modality": "text", "data": "icl_mix", "model": model, "params": params, "seed": 0,
             "train": {"steps": 1, "seconds": 1, "final_loss": 1.0}, "probe": None,
             "icl": {"reverse_words": {"0": row(acc / 2), "4": row(acc)},

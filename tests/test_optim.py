@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from ssl_zoo.optim import LARS, OptimConfig, build_optimizer, param_groups, warmup_cosine
@@ -31,3 +32,17 @@ def test_warmup_then_cosine():
     assert warmup_cosine(9, 10, 110, 0.0) == 1.0
     assert math.isclose(warmup_cosine(60, 10, 110, 0.0), 0.5)
     assert math.isclose(warmup_cosine(110, 10, 110, 0.1), 0.1)
+
+
+def test_the_linear_scaling_rule_reads_the_batch_size_the_data_hands_over():
+    """lr * global batch / 256, the global batch = the datamodule's batch size x devices x accumulation."""
+    from types import SimpleNamespace
+
+    from conftest import compose_train
+    from ssl_zoo.build import build_method
+    from ssl_zoo.data.base import DataInfo
+
+    method = build_method(compose_train("method=simclr", "method.optim.scale_lr=true", "method.optim.lr=0.3"))
+    method.use_data(DataInfo(batch_size=64))
+    method._trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=4, estimated_stepping_batches=100)
+    assert method.configure_optimizers()["optimizer"].defaults["lr"] == pytest.approx(0.3 * 64 * 2 * 4 / 256)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import free_port, run_cli
-from ssl_zoo.serve import Limits, create_app, load_models
+from ssl_zoo.commands.serve import Limits, create_app, load_models
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def test_fill_returns_candidates_sorted_by_probability(client):
     ("/generate", {"max_new_tokens": 5}, 422, "prompt", "prompt: field required"),
     ("/generate", {"prompt": 12}, 422, "prompt", "prompt: input should be a valid string"),
     ("/generate", {"prompt": "a", "max_new_tokens": "ten"}, 422, "max_new_tokens", "max_new_tokens: input should be a valid integer"),
-    ("/generate", {"prompt": "a", "max_new_tokens": 301}, 422, "max_new_tokens", "max_new_tokens=301 is out of range; it must be a number between 1 and 300"),
+    ("/generate", {"prompt": "a", "max_new_tokens": 301}, 422, "max_new_tokens", "max_new_tokens=301 is out of range; it must be a whole number between 1 and 300"),
     ("/generate", {"prompt": "a", "temperature": -1}, 422, "temperature", "temperature=-1.0 is out of range"),
     ("/generate", {"prompt": "a", "top_p": 1.5}, 422, "top_p", "top_p=1.5 is out of range"),
     ("/generate", {"prompt": "a" * 201}, 422, "prompt", "prompt is 201 characters long; this server takes at most 200"),

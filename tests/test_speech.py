@@ -9,10 +9,12 @@ import soundfile
 import torch
 from torch import nn
 
-from ssl_zoo.data.speech import FSDD, AudioFolder, Utterances, Waves, mask_frames, span_mask
+from ssl_zoo.data.base import Waves
+from ssl_zoo.data.speech import FSDD, AudioFolder, Utterances
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import ProbeConfig, Readout, linear_probe
 from ssl_zoo.losses import masked_l1
+from ssl_zoo.masking import mask_frames, span_mask
 from ssl_zoo.methods.apc import APC
 from ssl_zoo.nn.transformer import Transformer
 

@@ -61,7 +61,7 @@ def test_a_learned_mix_of_layers_and_fine_tuning_on_waveform_batches(tmp_path):
         (["train", "method=apc", "data=spoken_words", "data.task=gender"], "data 'spoken_words' has no task 'gender'; set data.task to one of: voice, word"),
         (["train", "method=apc", "method.probe_layer=7"], "method.probe_layer=7 is out of range"),
         (["train", "method=apc", "data=spoken_words", "data.num_voices=99"], "at most 60 voices can be made"),
-        (["train", "method=apc", "method.shift=0"], "method.shift=0 must be a whole number of frames ahead, from 1 to 97"),
+        (["train", "method=apc", "method.shift=0"], "method.shift=0 is out of range; it must be a whole number between 1 and 97"),
         (["train", "method=masked_speech", "data.max_seconds=0"], "data.max_seconds=0 is shorter than one analysis window"),
     ],
 )

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchaudio
 
-from ssl_zoo.data.speech import LogMel
+from ssl_zoo.nn.logmel import LogMel
 
 
 def test_log_mel_of_a_padded_batch_matches_each_utterance_alone():

@@ -5,10 +5,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssl_zoo.data.text import PythonStdlib, TextFile, mask_tokens
+from ssl_zoo.data.text import PythonStdlib, TextFile
 from ssl_zoo.data.tokenizer import MASK_ID, NUM_SPECIAL, PAD_ID, SPECIAL_TOKENS, TextTokenizer
 from ssl_zoo.errors import UserError
 from ssl_zoo.losses import IGNORE, token_cross_entropy
+from ssl_zoo.masking import mask_tokens
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n" * 40
 
@@ -142,3 +143,24 @@ def test_bert_loss_covers_the_selected_tokens_only():
     assert torch.equal(targets, all_targets[chosen]) and logits.shape == (chosen.sum(), 40)
     # the same generator draws the same masks: the same loss
     assert bert.masked_step(ids, torch.Generator().manual_seed(3))[0].item() == pytest.approx(loss.item())
+
+
+@pytest.mark.parametrize("method, needs", [("gpt", True), ("bert", False)])
+def test_a_text_method_sets_its_own_attention_and_refuses_the_other(method, needs):
+    from ssl_zoo.methods.bert import BERT
+    from ssl_zoo.methods.gpt import GPT
+    from ssl_zoo.nn.transformer import Transformer
+
+    method_class = {"gpt": GPT, "bert": BERT}[method]
+    unset = Transformer(vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=16)  # as model= builds it
+    assert method_class(unset).backbone.cfg.causal is needs
+    with pytest.raises(UserError, match=f"method={method} needs {'causal' if needs else 'bidirectional'} attention, "
+                                        f"but model.causal={not needs}; drop model.causal"):
+        method_class(tiny_transformer(causal=not needs))
+
+
+def test_a_transformer_without_an_attention_mode_refuses_to_run():
+    from ssl_zoo.nn.transformer import Transformer
+
+    with pytest.raises(ValueError, match="the attention is not set"):
+        Transformer(vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=16)(torch.zeros(1, 4, dtype=torch.long))

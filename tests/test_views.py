@@ -1,7 +1,7 @@
 import torch
 from torchvision.transforms.v2 import functional as TF
 
-from ssl_zoo.data.image_views import ImageViews, color_jitter, gaussian_blur, grayscale
+from ssl_zoo.views import ImageViews, color_jitter, gaussian_blur, grayscale
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
 

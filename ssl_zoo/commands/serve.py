@@ -9,13 +9,16 @@
     POST /fill      {model?, text, top_k}: a BERT's candidates and probabilities for each [MASK]
     GET  /health    {"ok": true, "generating": generations running now, "finished", "stopped", "pieces_sent"}
 
-Bad requests get a 4xx with {"error": one line, "field": the field at fault} and the server goes on.
-Generation runs token by token in a worker thread, the streams taking turns (one token of each in
-order), so that many clients share the model and a client that disconnects (or presses stop) ends
-its generation at the next token.
+Bad requests get a 4xx with {"error": one line, "field": the field at fault} and the server goes on:
+whatever a request fails with is turned into that answer in one place (`refusal`). Generation runs
+token by token in a worker thread, the streams taking turns (one token of each in order), so that
+many clients share the model and a client that disconnects (or presses stop) ends its generation at
+the next token. The handlers share one `Server` (app.state.server): the models, the limits and what
+is running.
 """
 
 import json
+import re
 import socket
 import threading
 import time
@@ -25,15 +28,20 @@ from typing import Any
 
 import anyio
 import torch
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict
 
-from ssl_zoo.errors import BadValue, UserError
-from ssl_zoo.eval.generate import SamplingSettings, fill_masks, generate_text, load_text_model
+from ssl_zoo.build import require_values
+from ssl_zoo.commands.generate import load_text_model, top_1
+from ssl_zoo.errors import BadValue, UserError, check_range
+from ssl_zoo.eval.generate import SamplingSettings, fill_masks, generate_text
+from ssl_zoo.results import encoder_parameters
 
 TASK_OF = {"gpt": "generate", "bert": "fill"}
+TEXT_FIELD = {"/generate": "prompt", "/fill": "text"}  # the field a request's text is in
 
 
 @dataclass
@@ -82,10 +90,11 @@ class FillRequest(BaseModel):
     top_k: int = 5
 
 
+REQUESTS = {"/generate": GenerateRequest, "/fill": FillRequest}
+
+
 def load_models(checkpoints: list[str], device: str = "auto") -> dict[str, Served]:
     """The GPT and BERT checkpoints to serve, by name (`<method>-<data>`, numbered when a name repeats)."""
-    from ssl_zoo.train import count_parameters
-
     served = {}
     for path in checkpoints:
         method = load_text_model(path, tuple(TASK_OF), device, command="serve")
@@ -100,7 +109,7 @@ def load_models(checkpoints: list[str], device: str = "auto") -> dict[str, Serve
             "task": TASK_OF[method.name],
             "method": method.name,
             "model": cfg.model.name,
-            "params": count_parameters(method),
+            "params": encoder_parameters(method),
             "data": cfg.data.name,
             "steps": method.trained_steps,
             "block_size": method.backbone.cfg.block_size,
@@ -115,8 +124,8 @@ _worker = threading.local()
 
 def on_one_core(function, *args):
     """function(*args) in a worker thread whose torch runs on one core. OpenMP's thread count is per
-    calling thread, and a second team per worker only competes for the same cores (measured on 2
-    cores: a token 3x slower in a worker thread with two OpenMP threads than with one)."""
+    calling thread, and a second team per worker only competes for the same cores (see
+    docs/benchmarks.md, serving)."""
     if not getattr(_worker, "single", False):
         torch.set_num_threads(1)
         _worker.single = True
@@ -128,142 +137,159 @@ def sse(data: dict, event: str | None = None) -> str:
     return (f"event: {event}\n" if event else "") + f"data: {json.dumps(data)}\n\n"
 
 
-def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
-    # no /docs: FastAPI's docs page loads its scripts from a CDN; the schema is at /openapi.json
-    app = FastAPI(title="ssl-zoo serve", docs_url=None, redoc_url=None)
-    page = files("ssl_zoo").joinpath("web", "index.html").read_text(encoding="utf-8")
-    running: set[tuple] = set()  # (client host, port) of every generation streaming now
-    # The model computes one thing at a time (a token of some stream, or a fill), in turn: threads of one
-    # process running torch side by side only contend for the GIL (measured: half the total tokens/s).
-    compute = anyio.CapacityLimiter(1)
+class Server:
+    """What the handlers share: the models and limits, the generations streaming now, counts since the
+    start, and the lock that lets the model compute one thing at a time (a token of some stream, or a
+    fill), in turn: threads of one process running torch side by side only contend for the GIL."""
 
-    async def computed(function, *args):
-        return await anyio.to_thread.run_sync(on_one_core, function, *args, limiter=compute)
-    counts = {"finished": 0, "stopped": 0, "pieces_sent": 0}  # since the server started
+    def __init__(self, models: dict[str, Served], limits: Limits):
+        self.models, self.limits = models, limits
+        self.page = files("ssl_zoo").joinpath("web", "index.html").read_text(encoding="utf-8")
+        self.running: set[tuple] = set()  # (client host, port) of every generation streaming now
+        self.counts = {"finished": 0, "stopped": 0, "pieces_sent": 0}
+        self.compute = anyio.CapacityLimiter(1)
 
-    @app.exception_handler(ServeError)
-    async def refused(request: Request, error: ServeError):
-        headers = {"Retry-After": "1"} if error.status == 503 else None
-        return JSONResponse({"error": error.message, "field": error.field}, status_code=error.status, headers=headers)
+    async def computed(self, function, *args):
+        return await anyio.to_thread.run_sync(on_one_core, function, *args, limiter=self.compute)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, error: RequestValidationError):
-        problem = error.errors()[0]
-        where = [str(part) for part in problem["loc"] if part != "body"]
-        if problem["type"] == "json_invalid":
-            field, message = "body", f"the body is not valid JSON ({problem.get('ctx', {}).get('error', 'parse error')})"
-        elif problem["type"] in ("model_attributes_type", "dict_type") or not where:
-            field, message = "body", "the body must be a JSON object, e.g. {\"prompt\": \"def main(\"}"
-        else:
-            field = where[0]
-            message = f"{'.'.join(where)}: {problem['msg'].lower()}"
-            if problem["type"] == "extra_forbidden":
-                message = f"{field}: unknown field; the fields are: {', '.join(known_fields(request.url.path))}"
-        return JSONResponse({"error": message, "field": field}, status_code=422)
-
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next):
-        size = request.headers.get("content-length")
-        if size is not None and size.isdigit() and int(size) > limits.max_body_bytes:
-            return JSONResponse({"error": f"the body is {size} bytes; this server takes at most {limits.max_body_bytes}",
-                                 "field": "body"}, status_code=413)
-        return await call_next(request)
-
-    def pick(name: str | None, task: str) -> Served:
+    def pick(self, name: str | None, task: str) -> Served:
         """The model asked for, or the first one that can do `task`."""
-        loaded = ", ".join(f"{m.name} ({m.info['method']})" for m in models.values())
+        loaded = ", ".join(f"{m.name} ({m.info['method']})" for m in self.models.values())
         if name is None:
-            for served in models.values():
+            for served in self.models.values():
                 if served.info["task"] == task:
                     return served
             kind = "GPT" if task == "generate" else "BERT"
             raise ServeError(400, f"no {kind} checkpoint is loaded, and /{task} needs one (loaded: {loaded})", "model")
-        if name not in models:
+        if name not in self.models:
             raise ServeError(404, f"unknown model '{name}'; loaded: {loaded}", "model")
-        served = models[name]
+        served = self.models[name]
         if served.info["task"] != task:
             raise ServeError(400, f"model '{name}' is a {served.info['method'].upper()}: it does not {task}; "
                                   f"use /{served.info['task']} with it, or pick another (loaded: {loaded})", "model")
         return served
 
-    def checked_text(text: str, field: str) -> str:
-        if len(text) > limits.max_prompt_chars:
+    def checked_text(self, text: str, field: str) -> str:
+        if len(text) > self.limits.max_prompt_chars:
             raise ServeError(422, f"{field} is {len(text)} characters long; this server takes at most "
-                                  f"{limits.max_prompt_chars}: shorten it", field)
+                                  f"{self.limits.max_prompt_chars}: shorten it", field)
         return text
 
-    @app.get("/", response_class=HTMLResponse)
-    async def index():
-        return page
-
-    @app.get("/models")
-    async def list_models():
-        return {"models": [m.info for m in models.values()], "limits": asdict(limits)}
-
-    @app.get("/health")
-    async def health():
-        return {"ok": True, "generating": len(running), **counts}
-
-    @app.post("/generate")
-    async def generate(body: GenerateRequest, request: Request):
-        served = pick(body.model, "generate")
-        prompt = checked_text(body.prompt, "prompt")
-        settings = SamplingSettings(body.max_new_tokens, body.temperature, body.top_k, body.top_p, body.seed)
-        try:
-            settings.check(limits.max_new_tokens)
-            pieces = generate_text(served.method, prompt, settings)
-        except BadValue as e:
-            raise ServeError(422, str(e), e.field) from None
-        except UserError as e:
-            raise ServeError(422, str(e), "prompt") from None
-        connection = (request.client.host, request.client.port) if request.client else None
-        if connection in running:
+    def start_stream(self, connection) -> None:
+        if connection in self.running:
             raise ServeError(429, "this connection is already generating: one generation per connection", None)
-        if len(running) >= limits.max_concurrent:
-            raise ServeError(503, f"the server is busy ({limits.max_concurrent} generations running); retry shortly")
-        running.add(connection)
-        return StreamingResponse(stream(pieces, settings, connection), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        if len(self.running) >= self.limits.max_concurrent:
+            raise ServeError(503, f"the server is busy ({self.limits.max_concurrent} generations running); retry shortly")
+        self.running.add(connection)
 
-    async def stream(pieces, settings: SamplingSettings, connection):
+    async def stream(self, pieces, settings: SamplingSettings, connection):
         """Pieces of text as events. Each token is computed in a worker thread; when the client goes,
         the response is cancelled between tokens and the generator closed: no work is left running."""
         start, done = time.perf_counter(), False
         try:
-            while (piece := await computed(next, pieces, None)) is not None:
+            while (piece := await self.computed(next, pieces, None)) is not None:
                 yield sse({"text": piece})
-                counts["pieces_sent"] += 1
+                self.counts["pieces_sent"] += 1
             seconds = time.perf_counter() - start
             done = True
             yield sse({"tokens": settings.max_new_tokens, "seconds": round(seconds, 3),
                        "tokens_per_second": round(settings.max_new_tokens / max(seconds, 1e-9), 1)}, "done")
         finally:
             pieces.close()
-            running.discard(connection)
-            counts["finished" if done else "stopped"] += 1
+            self.running.discard(connection)
+            self.counts["finished" if done else "stopped"] += 1
 
-    @app.post("/fill")
-    async def fill(body: FillRequest):
-        served = pick(body.model, "fill")
-        text = checked_text(body.text, "text")
-        if not isinstance(body.top_k, int) or not 1 <= body.top_k <= limits.max_top_k:
-            raise ServeError(422, f"top_k={body.top_k} is out of range; it must be a number between 1 and "
-                                  f"{limits.max_top_k}", "top_k")
-        try:
-            candidates = await computed(fill_masks, served.method, text, body.top_k)
-        except BadValue as e:
-            raise ServeError(422, str(e), e.field) from None
-        except UserError as e:
-            raise ServeError(422, str(e), "text") from None
-        filled = text
-        for options in candidates:
-            filled = filled.replace("[MASK]", options[0][0], 1)
-        return {"model": served.name, "filled": filled,
-                "masks": [[{"token": token, "prob": prob} for token, prob in options] for options in candidates]}
 
-    def known_fields(path: str) -> list[str]:
-        return list((GenerateRequest if path.endswith("generate") else FillRequest).model_fields)
+def server_of(request: Request) -> Server:
+    return request.app.state.server
 
+
+router = APIRouter()
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(request: Request):
+    return server_of(request).page
+
+
+@router.get("/models")
+async def list_models(request: Request):
+    server = server_of(request)
+    return {"models": [m.info for m in server.models.values()], "limits": asdict(server.limits)}
+
+
+@router.get("/health")
+async def health(request: Request):
+    server = server_of(request)
+    return {"ok": True, "generating": len(server.running), **server.counts}
+
+
+@router.post("/generate")
+async def generate(body: GenerateRequest, request: Request):
+    server = server_of(request)
+    served = server.pick(body.model, "generate")
+    prompt = server.checked_text(body.prompt, "prompt")
+    settings = SamplingSettings(body.max_new_tokens, body.temperature, body.top_k, body.top_p, body.seed)
+    settings.check(server.limits.max_new_tokens)
+    pieces = generate_text(served.method, prompt, settings)  # the prompt is encoded (and checked) now
+    connection = (request.client.host, request.client.port) if request.client else None
+    server.start_stream(connection)
+    return StreamingResponse(server.stream(pieces, settings, connection), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/fill")
+async def fill(body: FillRequest, request: Request):
+    server = server_of(request)
+    served = server.pick(body.model, "fill")
+    text = server.checked_text(body.text, "text")
+    check_range("top_k", body.top_k, 1, server.limits.max_top_k)
+    candidates = await server.computed(fill_masks, served.method, text, body.top_k)
+    return {"model": served.name, "filled": top_1(text, candidates),
+            "masks": [[{"token": token, "prob": prob} for token, prob in options] for options in candidates]}
+
+
+def refusal(error: Exception, path: str) -> ServeError:
+    """Whatever a request failed with, as the answer the server gives: status, one line, field at fault."""
+    if isinstance(error, ServeError):
+        return error
+    if isinstance(error, BadValue):  # a value out of range: the same check as the command line's
+        return ServeError(422, str(error), error.field)
+    if isinstance(error, UserError):  # the text itself (characters the vocabulary never saw, no [MASK], ...)
+        return ServeError(422, str(error), TEXT_FIELD.get(path))
+    problem = error.errors()[0]  # RequestValidationError: pydantic's first complaint
+    where = [str(part) for part in problem["loc"] if part != "body"]
+    if problem["type"] == "json_invalid":
+        return ServeError(422, f"the body is not valid JSON ({problem.get('ctx', {}).get('error', 'parse error')})", "body")
+    if problem["type"] in ("model_attributes_type", "dict_type") or not where:
+        return ServeError(422, "the body must be a JSON object, e.g. {\"prompt\": \"def main(\"}", "body")
+    if problem["type"] == "extra_forbidden":
+        known = ", ".join(REQUESTS[path].model_fields) if path in REQUESTS else ""
+        return ServeError(422, f"{where[0]}: unknown field; the fields are: {known}", where[0])
+    return ServeError(422, f"{'.'.join(where)}: {problem['msg'].lower()}", where[0])
+
+
+async def refused(request: Request, error: Exception) -> JSONResponse:
+    answer = refusal(error, request.url.path)
+    headers = {"Retry-After": "1"} if answer.status == 503 else None
+    return JSONResponse({"error": answer.message, "field": answer.field}, status_code=answer.status, headers=headers)
+
+
+async def bounded_body(request: Request, call_next):
+    limit, size = server_of(request).limits.max_body_bytes, request.headers.get("content-length")
+    if size is not None and size.isdigit() and int(size) > limit:
+        return await refused(request, ServeError(413, f"the body is {size} bytes; this server takes at most {limit}", "body"))
+    return await call_next(request)
+
+
+def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
+    # no /docs: FastAPI's docs page loads its scripts from a CDN; the schema is at /openapi.json
+    app = FastAPI(title="ssl-zoo serve", docs_url=None, redoc_url=None)
+    app.state.server = Server(models, limits)
+    app.include_router(router)
+    for error in (ServeError, UserError, RequestValidationError):
+        app.add_exception_handler(error, refused)
+    app.middleware("http")(bounded_body)
     return app
 
 
@@ -291,3 +317,13 @@ def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, dev
         print(f"ssl-zoo serve: listening on {host}: anyone who can reach this machine can use these models")
     print(f"ssl-zoo serve: http://{host}:{port}/  (Ctrl+C stops)", flush=True)
     uvicorn.run(create_app(models, limits), host=host, port=port, log_level="warning")
+
+
+def run(cfg: DictConfig) -> None:
+    """The command: checkpoint, checkpoint2, ... (each a path or a list of them), in order."""
+    require_values(cfg)
+    checkpoints = []
+    for key in sorted((k for k in cfg if re.fullmatch(r"checkpoint\d*", str(k))), key=lambda k: int(k[10:] or 1)):
+        value = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]
+        checkpoints += [str(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
+    serve(checkpoints, cfg.host, cfg.port, cfg.device, Limits(**cfg.limits))

@@ -2,8 +2,16 @@
 
 A datamodule has a `modality`, a pretraining `train_dataloader()` of (inputs, labels) batches (labels
 are -1 where unknown) and `probe_splits()`: labelled train and test sets in the same input form.
+Inputs are uint8 images (B, 3, H, W), token ids (B, T) int64, or `Waves` (padded audio and lengths).
+What a method learns about its data it is handed (`info()` -> DataInfo) by the trainer: a method never
+reads a datamodule, and data knows no method.
 """
 
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import pytorch_lightning as pl
@@ -11,6 +19,36 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from ssl_zoo.errors import UserError
+
+
+class Waves(NamedTuple):
+    """A zero-padded batch of waveforms: audio (B, S) in [-1, 1], lengths (B,) in samples."""
+
+    audio: torch.Tensor
+    lengths: torch.Tensor
+
+    def to(self, device, non_blocking: bool = False) -> "Waves":
+        return Waves(self.audio.to(device, non_blocking=non_blocking), self.lengths.to(device, non_blocking=non_blocking))
+
+
+@dataclass
+class DataInfo:
+    """What the trainer hands a method about the data it pretrains on."""
+
+    batch_size: int  # per device: the global batch of the linear lr-scaling rule
+    num_classes: int = 0  # of the probe task, for the online probe (0: unlabelled)
+    tokenizer: object = None  # text: the TextTokenizer fitted to the corpus; the model keeps it
+    clip_lengths: torch.Tensor | None = None  # speech: samples in each clip
+
+
+def cache_root(cache_dir: str | None) -> Path:
+    """Where prepared data is cached: cache_dir, else $SSL_ZOO_CACHE, else ~/.cache/ssl_zoo."""
+    return Path(cache_dir or os.environ.get("SSL_ZOO_CACHE") or Path.home() / ".cache" / "ssl_zoo").expanduser()
+
+
+def digest(*parts) -> str:
+    """A short stable key of plain values (for cache file names)."""
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class ProbeSplits(NamedTuple):
@@ -69,8 +107,12 @@ class SSLDataModule(pl.LightningDataModule):
     def __init__(self, batch_size: int = 256, num_workers: int = 0, seed: int = 0):
         super().__init__()
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
-        self.num_classes = 0  # of the probe task, known after setup()
+        self.classes: list = []  # names of the probe task's classes, known after setup()
         self._ready = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
 
     def setup(self, stage: str | None = None) -> None:
         if not self._ready:
@@ -79,7 +121,7 @@ class SSLDataModule(pl.LightningDataModule):
 
     # --- what a dataset defines ----------------------------------------------------------------
     def prepare(self) -> None:
-        """Load or build the data; set self.num_classes."""
+        """Load or build the data; set self.classes."""
         raise NotImplementedError
 
     def pretrain_dataset(self) -> Dataset:
@@ -91,6 +133,16 @@ class SSLDataModule(pl.LightningDataModule):
 
     def encoder_settings(self) -> dict:
         """What an encoder must be built with to read this data (a vocabulary size...); none by default."""
+        return {}
+
+    def info(self) -> DataInfo:
+        """What a method pretraining on this data is told about it (after setup)."""
+        self.setup()
+        return DataInfo(self.batch_size, self.num_classes)
+
+    def baselines(self) -> dict[str, float]:
+        """Figures of a model that learns nothing but counts, for results.json (text: the unigram
+        model's held-out cross-entropy and top-1); none by default."""
         return {}
 
     # --- loaders -------------------------------------------------------------------------------

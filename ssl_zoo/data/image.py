@@ -1,7 +1,7 @@
 """Image data: the embedded `shapes`, CIFAR-10/100 and STL-10 in their on-disk formats, and any folder.
 
 Pretraining batches are uint8 images (B, 3, H, W) with int64 labels (-1 where unknown); the methods
-draw their random views from them on the device (see image_views.py).
+draw their random views from them on the device (see ssl_zoo/views.py).
 """
 
 import pickle
@@ -14,7 +14,7 @@ from torch.utils.data import Dataset, Subset
 
 from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule
 from ssl_zoo.data.shapes import SHAPES, make_shapes
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import UserError, check_range
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -35,12 +35,12 @@ class Shapes(ImageDataModule):
         self.num_train, self.num_test = num_train, num_test
 
     def prepare(self) -> None:
-        if self.num_train <= 0 or self.num_test <= 0:
-            raise UserError("data.num_train and data.num_test must be positive")
+        check_range("data.num_train", self.num_train, 1, whole=True)
+        check_range("data.num_test", self.num_test, 1, whole=True)
         self.train_set = BatchedTensors(*make_shapes(self.num_train, self.image_size, seed=self.seed))
         # The test images come from another seed: none of them is a pretraining image.
         self.test_set = BatchedTensors(*make_shapes(self.num_test, self.image_size, seed=self.seed + 1_000_003))
-        self.num_classes, self.classes = len(SHAPES), list(SHAPES)
+        self.classes = list(SHAPES)
 
     def pretrain_dataset(self) -> Dataset:
         return self.train_set
@@ -55,6 +55,8 @@ CIFAR_LAYOUT = {  # folder, train files, test files, label key, torchvision clas
     10: ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels", "CIFAR10"),
     100: ("cifar-100-python", ["train"], ["test"], b"fine_labels", "CIFAR100"),
 }
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
 
 def read_cifar(root: Path, classes: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,29 +82,29 @@ class CIFAR(ImageDataModule):
         super().__init__(image_size=image_size, **kwargs)
         if classes not in CIFAR_LAYOUT:
             raise UserError(f"data.classes must be 10 or 100, got {classes}")
-        self.root, self.classes, self.download = Path(root).expanduser(), classes, download
+        self.root, self.variant, self.download = Path(root).expanduser(), classes, download  # variant: 10 or 100
 
     def prepare(self) -> None:
-        folder, *_, torchvision_name = CIFAR_LAYOUT[self.classes]
+        folder, *_, torchvision_name = CIFAR_LAYOUT[self.variant]
         if not (self.root / folder).is_dir():
             if not self.download:
                 raise UserError(
-                    f"CIFAR-{self.classes} is not in {self.root / folder}; set data.root to the folder that "
+                    f"CIFAR-{self.variant} is not in {self.root / folder}; set data.root to the folder that "
                     "holds it, or data.download=true to download it (needs internet)"
                 )
             import torchvision
 
             getattr(torchvision.datasets, torchvision_name)(str(self.root), train=True, download=True)
-        self.train_set = BatchedTensors(*read_cifar(self.root, self.classes, train=True))
-        self.test_set = BatchedTensors(*read_cifar(self.root, self.classes, train=False))
-        self.num_classes = self.classes
+        self.train_set = BatchedTensors(*read_cifar(self.root, self.variant, train=True))
+        self.test_set = BatchedTensors(*read_cifar(self.root, self.variant, train=False))
+        self.classes = CIFAR10_CLASSES if self.variant == 10 else [str(i) for i in range(100)]  # CIFAR-100: fine label ids
 
     def pretrain_dataset(self) -> Dataset:
         return self.train_set
 
     def probe_splits(self) -> ProbeSplits:
         self.setup()
-        return ProbeSplits(self.train_set, self.test_set, self.num_classes, f"cifar{self.classes}")
+        return ProbeSplits(self.train_set, self.test_set, self.num_classes, f"cifar{self.variant}")
 
 
 # --- STL-10 -------------------------------------------------------------------------------------
@@ -141,7 +143,7 @@ class STL10(ImageDataModule):
         self.train_set = BatchedTensors(*read_stl10(folder, "train"))
         self.test_set = BatchedTensors(*read_stl10(folder, "test"))
         self.unlabeled_set = BatchedTensors(*read_stl10(folder, "unlabeled")) if self.unlabeled else None
-        self.num_classes = 10
+        self.classes = STL10_CLASSES
 
     def pretrain_dataset(self) -> Dataset:
         if self.unlabeled_set is None:
@@ -222,7 +224,6 @@ class ImageFolder(ImageDataModule):
         index = {c: i for i, c in enumerate(classes)}
         labels = [index.get(class_of(f), -1) for f in files]
         self.classes = classes
-        self.num_classes = len(classes)
         self.all_images = ImageFiles(files, labels, self.image_size)
 
     def pretrain_dataset(self) -> Dataset:

@@ -1,5 +1,5 @@
-"""Speech data: clips of audio as padded batches of waveforms, log-mel features computed on the batch
-(on the GPU when the batch is there), and the span masking of masked speech prediction.
+"""Speech data: clips of audio as padded batches of waveforms (the methods compute log-mel features
+from them on the device: nn/logmel.py).
 
 - `spoken_words` (embedded): words spoken by many synthetic voices (eSpeak NG, see speech_synth.py),
   synthesised once into a cache folder; probe tasks `voice` (speaker identification) and `word`
@@ -8,7 +8,7 @@
   `fsdd`, `speech_commands` and `librispeech` are its ready layouts.
 
 A batch is (Waves(audio (B, S) float32, lengths (B,)), labels (B,)): every clip is resampled to
-`sample_rate` when read and cut to `max_seconds`, so the encoder sees at most `max_frames` frames.
+`sample_rate` when read and cut to `max_seconds`, so the encoder sees at most `max_frames()` frames.
 """
 
 import csv
@@ -16,133 +16,16 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
-
 import numpy as np
 import torch
 import torchaudio
-from torch import nn
 from torch.utils.data import Dataset
 
-from ssl_zoo.data.base import ProbeSplits, SSLDataModule
-from ssl_zoo.errors import UserError
+from ssl_zoo.data.base import DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, digest
+from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.nn.logmel import logmel_settings
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
-
-
-class Waves(NamedTuple):
-    """A zero-padded batch of waveforms: audio (B, S) in [-1, 1], lengths (B,) in samples."""
-
-    audio: torch.Tensor
-    lengths: torch.Tensor
-
-    def to(self, device, non_blocking: bool = False) -> "Waves":
-        return Waves(self.audio.to(device, non_blocking=non_blocking), self.lengths.to(device, non_blocking=non_blocking))
-
-
-# --- features -----------------------------------------------------------------------------------
-class LogMel(nn.Module):
-    """(waves (B, S) padded, lengths (B,) in samples) -> (features (B, T, n_mels), mask (B, T), True = real).
-
-    The real frames of the whole batch are transformed in one call (torchaudio's window and mel
-    filterbank), so padding costs nothing and the result equals MelSpectrogram on each clip alone.
-
-    80 mel bins over 25 ms windows every 10 ms by default; padded frames are zero. Normalisation per
-    utterance, over its own real frames: `utterance` subtracts the clip's mean log energy and divides
-    by its spread (loudness goes, the spectral envelope that tells voices apart stays); `bins` does
-    so per mel bin (CMVN: also removes the clip's average spectrum); `none` keeps the raw log-mel.
-    """
-
-    NORMALISE = ("utterance", "bins", "none")
-
-    def __init__(self, sample_rate: int = 16_000, n_mels: int = 80, win_ms: float = 25.0, hop_ms: float = 10.0,
-                 normalise: str = "utterance"):
-        super().__init__()
-        if normalise not in self.NORMALISE:
-            raise UserError(f"unknown normalise '{normalise}' in data.features; choose one of: {', '.join(self.NORMALISE)}")
-        self.sample_rate, self.n_mels, self.normalise = sample_rate, n_mels, normalise
-        self.win = int(sample_rate * win_ms / 1000)
-        self.hop = int(sample_rate * hop_ms / 1000)
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=self.win, win_length=self.win, hop_length=self.hop, n_mels=n_mels,
-            center=False,  # frame t covers samples [t * hop, t * hop + win): padding never leaks into real frames
-        )
-
-    def frames(self, lengths: torch.Tensor) -> torch.Tensor:
-        """Number of whole windows in each utterance."""
-        return ((lengths - self.win) // self.hop + 1).clamp_min(0)
-
-    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        frames = waves.float().unfold(1, self.win, self.hop)  # (B, T, win): a view, no copy
-        mask = torch.arange(frames.shape[1], device=waves.device)[None, :] < self.frames(lengths)[:, None]  # (B, T)
-        with torch.autocast(waves.device.type, enabled=False):  # the FFT and the log in float32, also under bf16
-            # Only the real frames of the whole batch go through one FFT: padding costs no work. Window,
-            # power spectrum and mel filterbank are torchaudio's MelSpectrogram's own (center=False).
-            real = frames[mask] * self.mel.spectrogram.window  # (N_real, win)
-            power = torch.fft.rfft(real, n=self.mel.spectrogram.n_fft).abs().pow(2)  # (N_real, n_fft // 2 + 1)
-            mels = (power @ self.mel.mel_scale.fb + 1e-6).log()  # (N_real, n_mels)
-        feats = mels.new_zeros(*mask.shape, self.n_mels).masked_scatter(mask[..., None], mels)  # (B, T, n_mels)
-        weights = mask[..., None].to(feats.dtype)  # (B, T, 1)
-        if self.normalise != "none":
-            dims = (1, 2) if self.normalise == "utterance" else (1,)
-            count = weights.sum(dims, keepdim=True).clamp_min(1.0) * (feats.shape[2] if self.normalise == "utterance" else 1)
-            mean = (feats * weights).sum(dims, keepdim=True) / count
-            var = ((feats - mean) ** 2 * weights).sum(dims, keepdim=True) / count
-            feats = (feats - mean) / (var.sqrt() + 1e-5)
-        return feats * weights, mask
-
-
-# --- masked speech prediction's corruption --------------------------------------------------------
-def span_mask(lengths: torch.Tensor, max_len: int, prob: float, span: int, generator: torch.Generator) -> torch.Tensor:
-    """Choose about `prob` of each utterance's real frames in non-overlapping spans of `span` frames.
-
-    lengths: (B,) real frames. Returns chosen (B, max_len) bool. An utterance of n frames gets
-    round(prob * n / span) spans (at least one, so a short word is never left unmasked) placed
-    uniformly at random: the frames left free are shared out over the gaps between spans. A clip
-    shorter than one span gets a single span of round(prob * n) frames (at least one).
-    """
-    device = lengths.device
-    short = lengths < span
-    span_len = torch.where(short, (prob * lengths).round().long().clamp_min(1), span)  # (B,)
-    count = torch.where(short, 1, (prob * lengths / span).round().long().clamp_min(1))  # (B,) spans per utterance
-    free = (lengths - count * span_len).clamp_min(0)  # (B,) frames outside the spans
-    slots = torch.arange(int(count.max()), device=device)  # (K,)
-    used = slots[None, :] < count[:, None]  # (B, K)
-    # Stars and bars: K sorted gap offsets in [0, free] put K spans in order without overlap.
-    offsets = (torch.rand(used.shape, generator=generator, device=device) * (free[:, None] + 1)).floor().long()
-    offsets = offsets.masked_fill(~used, torch.iinfo(torch.long).max).sort(dim=1).values.masked_fill(~used, 0)
-    starts = offsets + slots[None, :] * span_len[:, None]  # (B, K)
-    edges = torch.zeros(len(lengths), max_len + 1, device=device)
-    edges.scatter_add_(1, starts.clamp(max=max_len), used.float())
-    edges.scatter_add_(1, (starts + span_len[:, None]).clamp(max=max_len), -used.float())
-    return edges.cumsum(1)[:, :max_len] > 0
-
-
-def mask_frames(feats: torch.Tensor, mask: torch.Tensor, generator: torch.Generator, prob: float = 0.15, span: int = 7,
-                zero_frac: float = 0.8, replace_frac: float = 0.1, freq_mask_width: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mockingjay / TERA's corruption of log-mel frames (B, T, F) with real-frame mask (B, T).
-
-    Spans of frames are chosen (see span_mask); then, decided once per utterance, the chosen frames are
-    zeroed (zero_frac of utterances), replaced by randomly drawn real frames of the same utterance
-    (replace_frac) or kept as they are (the rest). With freq_mask_width > 0 (TERA), each utterance also
-    loses a band of 0..freq_mask_width consecutive mel bins at every frame. Returns (inputs, chosen).
-    """
-    b, t, f = feats.shape
-    lengths = mask.sum(1)
-    chosen = span_mask(lengths, t, prob, span, generator)
-    action = torch.rand(b, 1, 1, generator=generator, device=feats.device)  # (B, 1, 1): one decision per utterance
-    source = (torch.rand(b, t, generator=generator, device=feats.device) * lengths[:, None]).long()  # (B, T) real frames
-    replaced = feats.gather(1, source[..., None].expand(-1, -1, f))
-    corrupted = torch.where(action < zero_frac, torch.zeros_like(feats),
-                            torch.where(action < zero_frac + replace_frac, replaced, feats))
-    inputs = torch.where(chosen[..., None], corrupted, feats)
-    if freq_mask_width > 0:
-        width = torch.randint(0, freq_mask_width + 1, (b, 1), generator=generator, device=feats.device)
-        low = (torch.rand(b, 1, generator=generator, device=feats.device) * (f - width + 1)).long()
-        bins = torch.arange(f, device=feats.device)[None, :]
-        band = (bins >= low) & (bins < low + width)  # (B, F)
-        inputs = inputs.masked_fill(band[:, None, :], 0.0)
-    return inputs, chosen
 
 
 # --- clips in memory ------------------------------------------------------------------------------
@@ -208,10 +91,10 @@ class SpeechDataModule(SSLDataModule):
             raise UserError(f"data.bad_files must be skip or error, got '{bad_files}'")
         self.task, self.sample_rate, self.max_seconds, self.bad_files = task, sample_rate, max_seconds, bad_files
         self.features = dict(features or {})
-        self.frontend = LogMel(sample_rate, **self.features)  # only to count frames; the method computes features
-        if self.max_samples < self.frontend.win:
+        self.framing = logmel_settings(sample_rate, self.features)  # how the method's front end will frame the clips
+        if self.max_samples < self.framing.win:
             raise UserError(f"data.max_seconds={max_seconds} is shorter than one analysis window "
-                            f"({self.frontend.win / sample_rate:g} s); set it to the longest clip length to keep, e.g. 1.0")
+                            f"({self.framing.win / sample_rate:g} s); set it to the longest clip length to keep, e.g. 1.0")
 
     # --- what a dataset defines ------------------------------------------------------------------
     def clips(self) -> list[Clip]:
@@ -223,10 +106,14 @@ class SpeechDataModule(SSLDataModule):
         return int(self.max_seconds * self.sample_rate)
 
     def max_frames(self) -> int:
-        return int(self.frontend.frames(torch.tensor(self.max_samples)))
+        return int(self.framing.frames(torch.tensor(self.max_samples)))
 
     def encoder_settings(self) -> dict:
-        return {"input_dim": self.frontend.n_mels, "block_size": self.max_frames()}
+        return {"input_dim": self.framing.n_mels, "block_size": self.max_frames()}
+
+    def info(self) -> DataInfo:
+        self.setup()
+        return DataInfo(self.batch_size, self.num_classes, clip_lengths=self.all_clips.lengths)
 
     def prepare(self) -> None:
         clips = self.clips()
@@ -235,12 +122,12 @@ class SpeechDataModule(SSLDataModule):
             self.task = tasks[0]
         if tasks and self.task not in tasks:
             raise UserError(f"data '{self.name}' has no task '{self.task}'; set data.task to one of: {', '.join(tasks)}")
-        audio, kept, problems, resampled = [], [], {}, set()
+        audio, kept, problems = [], [], {}
         for clip in clips:
             try:
                 wave = read_audio(clip.path, self.sample_rate)[: self.max_samples]
-                if len(wave) < self.frontend.win:
-                    raise ValueError(f"shorter than one {1000 * self.frontend.win / self.sample_rate:g} ms window")
+                if len(wave) < self.framing.win:
+                    raise ValueError(f"shorter than one {1000 * self.framing.win / self.sample_rate:g} ms window")
             except Exception as e:  # soundfile's errors for corrupt files, or too short
                 reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
                 if self.bad_files == "error":
@@ -257,7 +144,6 @@ class SpeechDataModule(SSLDataModule):
         index = {label: i for i, label in enumerate(self.classes)}
         labels = torch.tensor([index.get(c.labels.get(self.task), -1) for c in kept])
         lengths = torch.tensor([len(a) for a in audio])
-        self.num_classes = len(self.classes)
         test = torch.tensor([c.test for c in kept])
         samples = torch.cat(audio)
         self.all_clips = Utterances(samples, lengths, labels)
@@ -304,14 +190,12 @@ class SpokenWords(SpeechDataModule):
     def __init__(self, words: list[str] = DIGIT_WORDS, num_voices: int = 20, takes: int = 8, test_takes: int = 2,
                  cache_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        if not 0 < test_takes < takes:
-            raise UserError(f"data.test_takes must be between 1 and data.takes - 1 ({takes - 1}), got {test_takes}")
+        check_range("data.test_takes", test_takes, 1, takes - 1, whole=True)  # at least one take of each is for pretraining
         self.words, self.num_voices, self.takes, self.test_takes = list(words), num_voices, takes, test_takes
         self.cache_dir = cache_dir
 
     def clips(self) -> list[Clip]:
         from ssl_zoo.data.speech_synth import SYNTH_VERSION, build_spoken_words, make_voices
-        from ssl_zoo.data.text import cache_root, digest
 
         make_voices(self.num_voices, self.seed)  # refuses too many voices before any work
         key = digest("spoken_words", SYNTH_VERSION, self.words, self.num_voices, self.takes, self.seed, self.sample_rate)

@@ -10,7 +10,6 @@ bit for bit. The `spoken_words` datamodule (data/speech.py) reads the corpus.
 """
 
 import ctypes
-import os
 import random
 import zlib
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from ssl_zoo.atomic import atomic_write
 from ssl_zoo.errors import UserError
 
 ESPEAK_RATE = 22_050  # what eSpeak NG synthesises at
@@ -133,33 +133,28 @@ MANIFEST = "manifest.csv"
 
 def synthesise_corpus(root: str | Path, words: list[str], num_voices: int, takes: int, seed: int = 0,
                       sample_rate: int = 16_000) -> Path:
-    """Write every (word, voice, take) as a 16-bit WAV under root and a manifest.csv listing them
-    (path, word, voice, take); into a temporary folder renamed at the end: never half a corpus."""
+    """Write every (word, voice, take) as a 16-bit WAV under root, then manifest.csv listing them
+    (path, word, voice, take). Each file is written atomically and the manifest last: a corpus is
+    complete once its manifest exists, and one cut short is synthesised again."""
     import csv
-    import shutil
+    import io
 
     import soundfile
 
     root = Path(root)
-    tmp = root.with_name(f".{root.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     rows = []
     for v, voice in enumerate(make_voices(num_voices, seed)):
         for word in words:
             for take in range(takes):
                 rel = f"{word}/{v:02d}_{take}.wav"
-                (tmp / word).mkdir(exist_ok=True)
-                soundfile.write(tmp / rel, speak(word, voice, take, seed, sample_rate).numpy(), sample_rate, subtype="PCM_16")
+                audio = speak(word, voice, take, seed, sample_rate).numpy()
+                atomic_write(root / rel, lambda f: soundfile.write(f, audio, sample_rate, subtype="PCM_16", format="WAV"))
                 rows.append({"path": rel, "word": word, "voice": f"{v:02d}:{voice.id}", "take": take})
-    with open(tmp / MANIFEST, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "word", "voice", "take"])
-        writer.writeheader()
-        writer.writerows(rows)
-    if root.exists():
-        shutil.rmtree(root)
-    tmp.replace(root)
-    return root / MANIFEST
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["path", "word", "voice", "take"])
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write(root / MANIFEST, table.getvalue())
 
 
 def build_spoken_words(root: str | Path, words: list[str], num_voices: int, takes: int, seed: int = 0,

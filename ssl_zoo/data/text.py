@@ -11,9 +11,7 @@ streamed from disk: a batch reads only its windows.
 """
 
 import glob as globlib
-import hashlib
 import json
-import os
 import random
 import sys
 import sysconfig
@@ -24,18 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule
+from ssl_zoo.atomic import atomic_write
+from ssl_zoo.data.base import BatchedTensors, DataInfo, ProbeSplits, SSLDataModule, cache_root, digest
 from ssl_zoo.data.icl_tasks import SYNTHETIC, episode, synthetic_task
-from ssl_zoo.data.tokenizer import KINDS, MASK_ID, NUM_SPECIAL, TextTokenizer
+from ssl_zoo.data.tokenizer import KINDS, NUM_SPECIAL, TextTokenizer
 from ssl_zoo.errors import UserError
-
-
-def cache_root(cache_dir: str | None) -> Path:
-    return Path(cache_dir or os.environ.get("SSL_ZOO_CACHE") or Path.home() / ".cache" / "ssl_zoo").expanduser()
-
-
-def digest(*parts) -> str:
-    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class TokenWindows(Dataset):
@@ -58,24 +49,17 @@ class TokenWindows(Dataset):
         return inputs[0], labels[0]
 
 
-def private_tmp(path: Path) -> Path:
-    """A temporary name beside path, unique to this process (DDP ranks may prepare the same file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def write_ids(path: Path, id_lists: Iterator[list[int]], dtype) -> int:
-    """Stream token ids to a raw binary file (atomically: a tmp file renamed at the end); their count."""
-    tmp = private_tmp(path)
+    """Stream token ids to a raw binary file (atomically); their count."""
     count = 0
-    try:
-        with open(tmp, "wb") as f:
-            for ids in id_lists:
-                f.write(np.asarray(ids, dtype=dtype).tobytes())
-                count += len(ids)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    def stream(f):
+        nonlocal count
+        for ids in id_lists:
+            f.write(np.asarray(ids, dtype=dtype).tobytes())
+            count += len(ids)
+
+    atomic_write(path, stream)
     return count
 
 
@@ -95,8 +79,11 @@ class TextDataModule(SSLDataModule):
         probe_train_per_class: int = 200,
         probe_test_per_class: int = 50,
         cache_dir: str | None = None,
+        model_tokenizer: TextTokenizer | None = None,
         **base,
     ):
+        """model_tokenizer: a trained model's own tokenizer, to read the text as that model reads it
+        (probing a checkpoint, resuming a run) instead of fitting one to the corpus."""
         super().__init__(**base)
         if tokenizer not in KINDS:
             raise UserError(f"unknown tokenizer '{tokenizer}'; set data.tokenizer to one of: {', '.join(KINDS)}")
@@ -106,7 +93,7 @@ class TextDataModule(SSLDataModule):
         self.probe_length = probe_length
         self.probe_per_class = (probe_train_per_class, probe_test_per_class)
         self.cache_dir = cache_dir
-        self.tokenizer: TextTokenizer | None = None  # set before setup() to reuse a checkpoint's tokenizer
+        self.tokenizer: TextTokenizer | None = model_tokenizer
 
     # --- what a corpus defines -----------------------------------------------------------------
     def corpus_key(self) -> str:
@@ -149,7 +136,7 @@ class TextDataModule(SSLDataModule):
         probe = self.probe_texts()
         self._probe_labels = sorted(probe) if probe else []
         self._probe_text = probe
-        self.num_classes, self.classes = len(self._probe_labels), self._probe_labels
+        self.classes = self._probe_labels
 
     def _cached_tokenizer(self, path: Path) -> TextTokenizer:
         if path.exists():
@@ -158,15 +145,17 @@ class TextDataModule(SSLDataModule):
         tokenizer = TextTokenizer.train(self.tokenizer_kind, self.corpus_chunks(), self.tokenizer_vocab_size)
         if tokenizer.vocab_size <= NUM_SPECIAL:
             raise UserError(f"the text of data '{self.name}' is empty; point data.path at a file with text in it")
-        tmp = private_tmp(path)
-        tmp.write_text(tokenizer.to_str())
-        tmp.replace(path)
+        atomic_write(path, tokenizer.to_str())
         return tokenizer
 
     def encoder_settings(self) -> dict:
         """What the encoder must be built with to read this data."""
         self.setup()
         return {"vocab_size": self.tokenizer.vocab_size, "block_size": self.block_size}
+
+    def info(self) -> DataInfo:
+        self.setup()
+        return DataInfo(self.batch_size, self.num_classes, tokenizer=self.tokenizer)
 
     # --- datasets ------------------------------------------------------------------------------
     def pretrain_dataset(self) -> Dataset:
@@ -204,10 +193,10 @@ class TextDataModule(SSLDataModule):
         )
         return ProbeSplits(train, test, self.num_classes, self.probe_task)
 
-    def unigram_baselines(self) -> dict:
+    def baselines(self) -> dict[str, float]:
         """What a model that ignores context scores on the held-out text: the cross-entropy (nats per
-        token) of the train-set unigram distribution (add-one smoothed), and the top-1 accuracy of
-        always guessing the most frequent ordinary token."""
+        token) of the train-set unigram distribution (add-one smoothed), GPT's figure to beat; and the
+        top-1 accuracy of always guessing the most frequent ordinary token, BERT's."""
         vocab = self.tokenizer.vocab_size
         counts = np.zeros(vocab, dtype=np.float64)
         for start in range(0, len(self.train_ids), 1 << 24):  # chunked: the array may be huge
@@ -320,26 +309,6 @@ class PythonStdlib(TextDataModule):
             cut = int(0.8 * len(text))
             out[package] = (text[:cut], text[cut:])
         return out
-
-
-# --- BERT's masking -----------------------------------------------------------------------------
-def mask_tokens(ids: torch.Tensor, generator: torch.Generator, vocab_size: int, select_prob: float = 0.15,
-                mask_frac: float = 0.8, random_frac: float = 0.1) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT's corruption of a batch of ids (B, T): each ordinary token is selected with probability
-    select_prob; of the selected, mask_frac become [MASK], random_frac a random ordinary token and the
-    rest stay. Returns (inputs, targets), targets = the original id where selected, else IGNORE."""
-    from ssl_zoo.losses import IGNORE
-
-    def uniform():
-        return torch.rand(ids.shape, generator=generator, device=ids.device)
-
-    selected = (uniform() < select_prob) & (ids >= NUM_SPECIAL)  # never [PAD], [CLS], ...
-    action = uniform()
-    to_mask = selected & (action < mask_frac)
-    to_random = selected & (action >= mask_frac) & (action < mask_frac + random_frac)
-    random_ids = torch.randint(NUM_SPECIAL, vocab_size, ids.shape, generator=generator, device=ids.device)
-    inputs = torch.where(to_mask, MASK_ID, torch.where(to_random, random_ids, ids))
-    return inputs, torch.where(selected, ids, IGNORE)
 
 
 class ICLMix(TextDataModule):

@@ -1,5 +1,6 @@
-"""Using trained text models: GPT writes (`generate`), BERT fills in [MASK] (`fill`). The `generate`,
-`fill` and `serve` commands and the notebooks all go through these functions."""
+"""Using trained text models: GPT writes (`generate_text`), BERT fills in [MASK] (`fill_masks`). The
+`generate`, `fill` and `serve` commands, GPT's training sample and the notebooks all go through these
+functions."""
 
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -7,27 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from ssl_zoo.data.tokenizer import MASK_ID
-from ssl_zoo.errors import BadValue, UserError, check_range
+from ssl_zoo.errors import BadValue, check_range
 from ssl_zoo.nn.transformer import generate
-
-WHAT_FOR = {"gpt": "generate", "bert": "fill"}
-
-
-def load_text_model(checkpoint: str, method_names: str | tuple[str, ...], device: str = "auto", command: str | None = None):
-    """The trained method in eval mode on `device`, refusing a checkpoint of another kind than method_names."""
-    from ssl_zoo.train import load_method, pick_device
-
-    names = (method_names,) if isinstance(method_names, str) else tuple(method_names)
-    method, cfg = load_method(checkpoint)
-    if method.name not in names:
-        other = WHAT_FOR.get(method.name)
-        hint = f"use `ssl-zoo {other}` with it" if other else "pass a checkpoint of a text model"
-        raise UserError(
-            f"{checkpoint} holds a {method.name} model, but `{command or WHAT_FOR[names[0]]}` needs a "
-            f"{' or '.join(names)} checkpoint; {hint}"
-        )
-    return method.to(pick_device(device)).eval()
-
 
 @dataclass
 class SamplingSettings:
@@ -38,9 +20,7 @@ class SamplingSettings:
     seed: int = 0
 
     def check(self, max_new_tokens_limit: int | None = None) -> None:
-        check_range("max_new_tokens", self.max_new_tokens, 1, max_new_tokens_limit)
-        if not isinstance(self.max_new_tokens, int):
-            raise BadValue("max_new_tokens", f"max_new_tokens={self.max_new_tokens} must be a whole number")
+        check_range("max_new_tokens", self.max_new_tokens, 1, max_new_tokens_limit, whole=True)
         check_range("temperature", self.temperature, 0.0, 100.0)
         check_range("top_k", self.top_k, 1, allow_none=True)
         check_range("top_p", self.top_p, 1e-6, 1.0, allow_none=True)

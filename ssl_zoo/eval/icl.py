@@ -15,24 +15,26 @@ Wilson interval.
 import math
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
-from hydra.experimental.callback import Callback as HydraCallback
 
-from ssl_zoo.data.icl_tasks import Example, Task, load_task
-from ssl_zoo.errors import UserError
+from ssl_zoo.data.icl_tasks import SYNTHETIC, Example, Task, load_task
+from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.nn.transformer import generate
 
 
 @dataclass
 class ICLConfig:
-    tasks: list[str] = field(default_factory=lambda: ["addition", "cycle_letters", "remove_symbols", "reverse_words", "translate"])
+    tasks: list[str] | None = None  # built-in task names or .jsonl paths; None: every built-in task
     shots: list[int] = field(default_factory=lambda: [0, 1, 4, 16])
     num_queries: int = 100  # queries per task (built-in tasks; a JSONL task uses at most this many)
     describe: bool = True  # start each prompt with the task description
     digits: int = 2  # for addition
     seed: int = 1234  # draws the queries and their demonstrations (not the training data's seed)
+
+    def __post_init__(self):
+        self.tasks = list(SYNTHETIC) if self.tasks is None else [self.tasks] if isinstance(self.tasks, str) else list(self.tasks)
+        self.shots = [self.shots] if isinstance(self.shots, int) else list(self.shots)
 
 
 SEPARATOR = " =>"
@@ -156,8 +158,7 @@ def evaluate_icl(model, cfg: ICLConfig) -> dict:
     bad = [k for k in cfg.shots if not isinstance(k, int) or k < 0]
     if bad or not cfg.shots:
         raise UserError(f"shots must be a list of whole numbers >= 0, got {bad or cfg.shots}")
-    if not isinstance(cfg.num_queries, int) or cfg.num_queries < 1:
-        raise UserError(f"num_queries={cfg.num_queries} is out of range; it must be a whole number of at least 1")
+    check_range("num_queries", cfg.num_queries, 1, whole=True)
     results = {}
     for name in cfg.tasks:
         pool = cfg.num_queries + max(cfg.shots) + 200  # queries first, demonstrations from the whole pool
@@ -166,105 +167,14 @@ def evaluate_icl(model, cfg: ICLConfig) -> dict:
     return results
 
 
-def icl_table(results: dict) -> str:
-    """Markdown: one row per (task, shots)."""
-    pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
-    lines = ["| task | shots | n | exact match % (95% CI) | acc % | acc_norm % |", "|---|---:|---:|---|---:|---:|"]
-    for task, by_k in results.items():
-        for k, row in by_k.items():
-            lo, hi = row["exact_match_ci95"]
-            acc = pct(row["acc"]) if "acc" in row else "-"
-            acc_norm = pct(row["acc_norm"]) if "acc_norm" in row else "-"
-            lines.append(f"| {task} | {k} | {row['n']} | {pct(row['exact_match'])} ({pct(lo)}-{pct(hi)}) | {acc} | {acc_norm} |")
-    return "\n".join(lines)
-
-
-# --- accuracy against model size (GPT-3's scaling figure in miniature) ---------------------------
-def primary_metric(row: dict) -> float:
-    """A task's headline score: choice accuracy where it has choices, else exact match."""
-    return row["acc"] if "acc" in row else row["exact_match"]
-
-
-def scaling_rows(results: list[dict]) -> list[tuple[int, str, str, int, float]]:
-    """(params, model, task, shots, accuracy) for every run that has ICL scores, smallest model first."""
-    rows = []
-    for r in results:
-        for task, by_k in (r.get("icl") or {}).items():
-            rows += [(r["params"], r["model"], task, int(k), primary_metric(row)) for k, row in by_k.items()]
-    return sorted(rows)
-
-
-def scaling_table(rows) -> str:
-    shots = sorted({k for *_, k, _ in rows})
-    tasks = sorted({t for _, _, t, _, _ in rows})
-    models = sorted({(p, m) for p, m, *_ in rows})
-    score = {(m, t, k): a for _, m, t, k, a in rows}
-    head = "| model | params | task | " + " | ".join(f"{k}-shot %" for k in shots) + " |"
-    lines = [head, "|---|---:|---|" + "---:|" * len(shots)]
-    for params, model in models:
-        for task in tasks + ["mean"]:
-            cells = []
-            for k in shots:
-                vals = [score.get((model, t, k)) for t in (tasks if task == "mean" else [task])]
-                vals = [v for v in vals if v is not None]
-                cells.append(f"{100 * sum(vals) / len(vals):.1f}" if vals else "-")
-            lines.append(f"| {model} | {params / 1e6:.2f}M | {task} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def scaling_plot(rows, path: Path) -> None:
-    """Mean accuracy over tasks against parameters, one line per number of shots; and per task."""
-    import matplotlib.ticker
-
-    from ssl_zoo.plots import panels, save_figure
-
-    tasks = sorted({t for _, _, t, _, _ in rows})
-    shots = sorted({k for *_, k, _ in rows})
-    params = sorted({p for p, *_ in rows})
-    names = ["mean over tasks"] + tasks
-    fig, axes = panels(len(names), width=3.6, height=3.0, sharey=True)
-    for ax, task in zip(axes, names):
-        for k in shots:
-            ys = []
-            for p in params:
-                vals = [a for q, _, t, kk, a in rows if q == p and kk == k and (t == task or task == "mean over tasks")]
-                ys.append(100 * sum(vals) / len(vals) if vals else float("nan"))
-            ax.plot(params, ys, marker="o", label=f"{k}-shot")
-        ax.set_xscale("log")
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xticks(params, [f"{p / 1e6:.2g}M" for p in params])
-        ax.set_title(task, fontsize=10)
-        ax.set_xlabel("parameters")
-        ax.grid(alpha=0.3)
-    for ax in axes[:: min(3, len(names))]:
-        ax.set_ylabel("accuracy %")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
-
-
-def write_scaling_report(folder: str | Path) -> tuple[Path, Path] | None:
-    """icl_scaling.md and icl_scaling.png in folder, from the results.json files under it."""
-    from ssl_zoo.results import find_results
-
-    folder = Path(folder)
-    results, _ = find_results([str(folder)])
-    rows = scaling_rows(results)
-    if not rows:
-        print(f"no ICL results under {folder}: no scaling report")
-        return None
-    table, plot = folder / "icl_scaling.md", folder / "icl_scaling.png"
-    tmp = table.with_name(".icl_scaling.md.tmp")
-    tmp.write_text(scaling_table(rows) + "\n")
-    tmp.replace(table)
-    scaling_plot(rows, plot)
-    print(scaling_table(rows))
-    print(f"written: {table}, {plot}")
-    return table, plot
-
-
-class ScalingReport(HydraCallback):
-    """Hydra callback: after a multirun, the ICL scaling table and plot in its sweep folder."""
-
-    def on_multirun_end(self, config, **kwargs) -> None:
-        write_scaling_report(config.hydra.sweep.dir)
+def evaluate_gpt(method, cfg: ICLConfig) -> dict:
+    """evaluate_icl of a trained GPT, in eval mode for the while."""
+    if method.name != "gpt":
+        raise UserError(f"in-context evaluation needs a gpt model, not {method.name}; pass a GPT checkpoint "
+                        "(or drop the icl settings)")
+    was_training = method.training
+    method.eval()
+    try:
+        return evaluate_icl(GPTScorer(method), cfg)
+    finally:
+        method.train(was_training)

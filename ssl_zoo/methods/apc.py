@@ -2,7 +2,7 @@
 frame `shift` steps ahead of the one it has just read, so it must model what comes next rather than
 copy a neighbour."""
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import check_range
 from ssl_zoo.losses import masked_l1
 from ssl_zoo.methods.speech import SpeechMethod
 from ssl_zoo.nn.transformer import Transformer, mean_pool
@@ -10,12 +10,11 @@ from ssl_zoo.nn.transformer import Transformer, mean_pool
 
 class APC(SpeechMethod):
     name = "apc"
-    encoder_settings = {"causal": True}  # frame t attends to frames <= t only
+    causal = True  # frame t attends to frames <= t only
 
     def __init__(self, backbone: Transformer, shift: int = 3, **speech):
         super().__init__(backbone, **speech)
-        if not isinstance(shift, int) or not 1 <= shift < backbone.cfg.block_size:
-            raise UserError(f"method.shift={shift} must be a whole number of frames ahead, from 1 to {backbone.cfg.block_size - 1}")
+        check_range("method.shift", shift, 1, backbone.cfg.block_size - 1, whole=True)  # frames ahead
         self.shift = shift
         self.head = self.prediction_head(hidden_layers=0)  # APC's linear postnet
 

@@ -1,8 +1,9 @@
 """SSLMethod: what every method shares, and nothing more.
 
 A method implements `ssl_step(inputs) -> (loss, features)` for pretraining and `embed(inputs) -> (B, D)`
-for the probe. The base owns the optimizer and its warmup-cosine schedule, per-step randomness that
-survives a resume, the NaN guard and the optional online linear probe.
+for the probe. The base owns the encoder (`backbone`), the optimizer and its warmup-cosine schedule,
+per-step randomness that survives a resume, the NaN guard and the optional online linear probe. What
+it needs to know about the data it is handed (`use_data`); it never reads a datamodule.
 """
 
 import pytorch_lightning as pl
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from ssl_zoo.data.base import DataInfo
 from ssl_zoo.errors import UserError
 from ssl_zoo.optim import OptimConfig, build_optimizer, param_groups, warmup_cosine_scheduler
 
@@ -19,12 +21,14 @@ class SSLMethod(pl.LightningModule):
     name: str = "?"
     modality: str = "?"  # text | image | speech
 
-    def __init__(self, optim: dict | None = None, online_probe: bool = True, seed: int = 0):
+    def __init__(self, backbone: nn.Module, optim: dict | None = None, online_probe: bool = True, seed: int = 0):
         super().__init__()
+        self.backbone = backbone
+        self.embed_dim = backbone.out_dim  # width of embed()'s features
         self.optim = OptimConfig(**(optim or {}))
         self.use_online_probe = online_probe
         self.seed = seed
-        self.embed_dim = 0  # set by the subclass: width of embed()'s features
+        self.batch_size: int | None = None  # per device, for the lr scaling rule: from use_data()
         self.online_head: nn.Module | None = None
 
     # --- the two things a method defines -------------------------------------------------------
@@ -42,8 +46,21 @@ class SSLMethod(pl.LightningModule):
         the log-mel input itself, SUPERB's FBANK row); none by default."""
         return {}
 
-    def report(self, datamodule) -> dict:
+    def report(self) -> dict:
         """Extra figures for results.json after training (e.g. a text sample); none by default."""
+        return {}
+
+    # --- what the data tells the method, and what a datamodule needs to feed it ----------------
+    def use_data(self, info: DataInfo) -> None:
+        """Called by the trainer before fitting, with what the data it pretrains on tells it."""
+        self.batch_size = info.batch_size
+        if self.use_online_probe and self.online_head is None and info.num_classes:
+            self.attach_online_probe(info.num_classes)
+
+    @staticmethod
+    def data_settings(checkpoint: dict) -> dict:
+        """Keyword arguments for a datamodule that feeds the model saved in `checkpoint` as it was
+        trained (text: its tokenizer); none by default."""
         return {}
 
     # --- shared machinery ----------------------------------------------------------------------
@@ -52,11 +69,6 @@ class SSLMethod(pl.LightningModule):
         so that a resumed run draws exactly what the uninterrupted run would have drawn."""
         seed = hash((self.seed, self.global_step, self.global_rank)) & 0xFFFF_FFFF_FFFF
         return torch.Generator(device=self.device).manual_seed(seed)
-
-    def setup(self, stage: str) -> None:
-        num_classes = getattr(self.trainer.datamodule, "num_classes", 0) if self.trainer else 0
-        if self.use_online_probe and self.online_head is None and num_classes:
-            self.attach_online_probe(num_classes)
 
     def attach_online_probe(self, num_classes: int) -> None:
         # Standardised features, as the offline probe sees them; the running statistics follow the
@@ -86,7 +98,9 @@ class SSLMethod(pl.LightningModule):
         cfg = self.optim
         lr = cfg.lr
         if cfg.scale_lr:
-            global_batch = cfg.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
+            if self.batch_size is None:
+                raise UserError("method.optim.scale_lr needs the batch size: train through ssl-zoo train (or call use_data)")
+            global_batch = self.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
             lr = cfg.lr * global_batch / 256
         head = self.online_head
         encoder = nn.ModuleList([m for n, m in self.named_children() if n != "online_head"])

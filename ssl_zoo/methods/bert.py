@@ -3,26 +3,21 @@
 import torch
 from torchmetrics import MeanMetric
 
-from ssl_zoo.data.text import mask_tokens
-from ssl_zoo.data.tokenizer import PAD_ID
 from ssl_zoo.losses import IGNORE, token_cross_entropy
-from ssl_zoo.methods.base import SSLMethod
+from ssl_zoo.masking import mask_tokens
+from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer
 
 
-class BERT(SSLMethod):
+class BERT(TextMethod):
     name = "bert"
-    modality = "text"
-    encoder_settings = {"causal": False}  # every position sees the whole sequence
+    causal = False  # every position sees the whole sequence
 
     def __init__(self, backbone: Transformer, select_prob: float = 0.15, mask_frac: float = 0.8,
-                 random_frac: float = 0.1, probe_layer: int = -1, **base):
-        super().__init__(**base)
-        self.backbone, self.probe_layer = backbone, backbone.check_layer(probe_layer, "method.probe_layer")
+                 random_frac: float = 0.1, **text):
+        super().__init__(backbone, **text)
         self.select_prob, self.mask_frac, self.random_frac = select_prob, mask_frac, random_frac
-        self.embed_dim = backbone.out_dim
         self.val_loss, self.val_acc = MeanMetric(), MeanMetric()
-        self.tokenizer = None  # the data's, set by train() or load_method()
 
     def masked_step(self, ids, generator):
         """Loss, logits and targets at the selected positions only (N, V), (N,); hidden states (B, T, C)."""
@@ -50,9 +45,3 @@ class BERT(SSLMethod):
         self.log_dict({"val/loss": self.val_loss.compute(), "val/masked_acc": self.val_acc.compute()}, prog_bar=True)
         self.val_loss.reset()
         self.val_acc.reset()
-
-    def embed(self, ids):
-        return self.backbone.pooled(ids, ids != PAD_ID, self.probe_layer)
-
-    def report(self, datamodule) -> dict:
-        return {"unigram_top1_acc": datamodule.unigram_baselines()["unigram_top1_acc"]}

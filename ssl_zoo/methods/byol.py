@@ -8,7 +8,7 @@ from torch import nn
 
 from ssl_zoo.errors import check_range
 from ssl_zoo.losses import byol_loss
-from ssl_zoo.methods.base import SSLMethod
+from ssl_zoo.methods.image import ImageMethod
 from ssl_zoo.nn.heads import mlp
 
 
@@ -27,26 +27,15 @@ def update_momentum(online: nn.Module, target: nn.Module, tau: float) -> None:
         b_t.copy_(b_o)
 
 
-class BYOL(SSLMethod):
+class BYOL(ImageMethod):
     name = "byol"
-    modality = "image"
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        view_a: nn.Module,
-        view_b: nn.Module,
-        projector_hidden_dim: int = 1024,
-        projector_dim: int = 256,
-        tau_base: float = 0.99,
-        **base,
-    ):
-        super().__init__(**base)
+    def __init__(self, backbone: nn.Module, view_a: nn.Module, view_b: nn.Module, projector_hidden_dim: int = 1024,
+                 projector_dim: int = 256, tau_base: float = 0.99, **base):
+        # Asymmetric views: blur 1.0 / 0.1, solarize 0 / 0.2 (conf/method/byol.yaml).
+        super().__init__(backbone, [view_a, view_b], projector_hidden_dim, projector_dim, **base)
         check_range("method.tau_base", tau_base, 0.0, 1.0)
-        self.views = nn.ModuleList([view_a, view_b])  # asymmetric: blur 1.0/0.1, solarize 0/0.2
-        self.backbone, self.tau_base = backbone, tau_base
-        self.embed_dim = backbone.out_dim
-        self.projector = mlp(backbone.out_dim, projector_hidden_dim, projector_dim)
+        self.tau_base = tau_base
         self.predictor = mlp(projector_dim, projector_hidden_dim, projector_dim)
         # The target network: same architecture, no gradients, moved only by EMA of the online one.
         self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
@@ -71,6 +60,3 @@ class BYOL(SSLMethod):
         update_momentum(self.backbone, self.target_backbone, tau)
         update_momentum(self.projector, self.target_projector, tau)
         self.log("train/tau", tau)
-
-    def embed(self, images):
-        return self.backbone(self.views[0].normalize(images))

@@ -1,15 +1,16 @@
 """Masked speech prediction (Mockingjay, Liu et al. 2020; TERA, Liu et al. 2021): a bidirectional
 transformer reconstructs spans of log-mel frames that were hidden from it."""
 
-from ssl_zoo.data.speech import mask_frames
+from ssl_zoo.data.base import DataInfo
 from ssl_zoo.losses import masked_l1
+from ssl_zoo.masking import mask_frames
 from ssl_zoo.methods.speech import SpeechMethod
 from ssl_zoo.nn.transformer import Transformer, mean_pool
 
 
 class MaskedSpeech(SpeechMethod):
     name = "masked_speech"
-    encoder_settings = {"causal": False}  # every frame sees the whole utterance
+    causal = False  # every frame sees the whole utterance
 
     def __init__(self, backbone: Transformer, mask_prob: float = 0.15, span: int = 7, zero_frac: float = 0.8,
                  replace_frac: float = 0.1, freq_mask_width: int = 0, **speech):
@@ -18,10 +19,9 @@ class MaskedSpeech(SpeechMethod):
         self.freq_mask_width = freq_mask_width
         self.head = self.prediction_head(hidden_layers=1)
 
-    def on_fit_start(self):
-        datamodule = self.trainer.datamodule
-        note = short_clip_note(datamodule.frontend.frames(datamodule.all_clips.lengths), self.span,
-                               self.frontend.hop / self.frontend.sample_rate)
+    def use_data(self, info: DataInfo) -> None:
+        super().use_data(info)
+        note = info.clip_lengths is not None and short_clip_note(self.frontend.frames(info.clip_lengths), self.span, self.frontend.hop / self.frontend.sample_rate)
         if note:
             print(note)
 

@@ -4,31 +4,20 @@ import torch
 from torch import nn
 
 from ssl_zoo.losses import nt_xent
-from ssl_zoo.methods.base import SSLMethod
-from ssl_zoo.nn.heads import mlp
+from ssl_zoo.methods.image import ImageMethod
 
 
-class SimCLR(SSLMethod):
+class SimCLR(ImageMethod):
     name = "simclr"
-    modality = "image"
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        views: nn.Module,
-        temperature: float = 0.2,
-        projector_hidden_dim: int = 512,
-        projector_dim: int = 128,
-        **base,
-    ):
-        super().__init__(**base)
-        self.backbone, self.views, self.temperature = backbone, views, temperature
-        self.embed_dim = backbone.out_dim
-        self.projector = mlp(backbone.out_dim, projector_hidden_dim, projector_dim)
+    def __init__(self, backbone: nn.Module, views: nn.Module, temperature: float = 0.2, projector_hidden_dim: int = 512,
+                 projector_dim: int = 128, **base):
+        super().__init__(backbone, [views], projector_hidden_dim, projector_dim, **base)  # symmetric: one recipe
+        self.temperature = temperature
 
     def ssl_step(self, images):
         g = self.step_generator()
-        x1, x2 = self.views(images, g), self.views(images, g)  # two random views of each image
+        x1, x2 = self.views[0](images, g), self.views[0](images, g)  # two random views of each image
         h1, h2 = self.backbone(x1), self.backbone(x2)  # (B, D) representations
         z1, z2 = self.projector(h1), self.projector(h2)  # (B, P) projections
         # Under DDP every rank scores its views against the views of all ranks (sync_grads keeps the
@@ -37,6 +26,3 @@ class SimCLR(SSLMethod):
             z1, z2 = (self.all_gather(z, sync_grads=True).flatten(0, 1) for z in (z1, z2))
         self.log("train/negatives", 2.0 * len(z1) - 2)  # per anchor: all other views but its positive
         return nt_xent(z1, z2, self.temperature), h1
-
-    def embed(self, images):
-        return self.backbone(self.views.normalize(images))

@@ -1,24 +1,27 @@
 """What the speech methods share: log-mel features computed on the device from the batch of
-waveforms, the shared transformer reading them, and the probe's features (mean-pooled frames of one
-layer, or of every layer for a learned weighted sum), with the log-mel input itself as a baseline."""
+waveforms, the shared transformer reading them with the attention the method needs, and the probe's
+features (mean-pooled frames of one layer, or of every layer for a learned weighted sum), with the
+log-mel input itself as a baseline."""
 
 import torch
 from torch import nn
 
-from ssl_zoo.data.speech import LogMel, Waves
+from ssl_zoo.data.base import Waves
 from ssl_zoo.methods.base import SSLMethod
+from ssl_zoo.nn.logmel import LogMel
 from ssl_zoo.nn.transformer import Transformer, mean_pool
 
 
 class SpeechMethod(SSLMethod):
     modality = "speech"
+    causal: bool  # the attention the method trains with
 
     def __init__(self, backbone: Transformer, sample_rate: int = 16_000, features: dict | None = None,
                  probe_layer: int | str = -1, **base):
-        super().__init__(**base)
-        self.backbone, self.probe_layer = backbone, backbone.check_layer(probe_layer, "method.probe_layer")
+        super().__init__(backbone, **base)
+        backbone.use_attention(self.causal, f"method={self.name}")
+        self.probe_layer = backbone.check_layer(probe_layer, "method.probe_layer")
         self.frontend = LogMel(sample_rate, **(features or {}))
-        self.embed_dim = backbone.out_dim
 
     def log_mel(self, waves: Waves) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) normalised log-mel frames and (B, T) mask of the real ones."""

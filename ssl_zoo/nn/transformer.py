@@ -1,5 +1,5 @@
 """One transformer for GPT, BERT and the speech models: pre-LN blocks, SDPA attention with a causal
-flag, a key/value cache for generation, and optional weight tying.
+flag (the method sets it: `use_attention`), a key/value cache for generation, and optional weight tying.
 
 Inputs are token ids (B, T) when `vocab_size` is set, or feature vectors (B, T, input_dim) (log-mel
 frames) when `input_dim` is set. The model returns hidden states (B, T, n_embd); `logits()` maps them
@@ -26,7 +26,7 @@ class TransformerConfig:
     n_embd: int = 384
     dropout: float = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers
-    causal: bool = True  # GPT and APC: True; BERT and masked speech: False
+    causal: bool | None = None  # GPT and APC: True; BERT and masked speech: False; None: the method decides
     tie_weights: bool = True  # output layer shares the token embedding (tokens only)
 
     def __post_init__(self):
@@ -43,7 +43,7 @@ KVCache = list[tuple[torch.Tensor, torch.Tensor]]
 class SelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
-        self.n_head, self.causal, self.dropout = cfg.n_head, cfg.causal, cfg.dropout
+        self.cfg, self.n_head, self.dropout = cfg, cfg.n_head, cfg.dropout  # cfg.causal is read at each call
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=cfg.bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
@@ -56,7 +56,7 @@ class SelfAttention(nn.Module):
             k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nh, T_past + T, hs)
         present = (k, v)
         mask, is_causal = None, False
-        if self.causal and t > 1:
+        if self.cfg.causal and t > 1:
             p = k.shape[2] - t  # positions already in the cache
             if p == 0 and key_padding_mask is None:
                 is_causal = True  # the fast path
@@ -124,6 +124,14 @@ class Transformer(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
+    def use_attention(self, causal: bool, method: str) -> None:
+        """Set the attention a method trains with; a model config that asks for the other is refused."""
+        if self.cfg.causal is not None and self.cfg.causal != causal:
+            want = "causal" if causal else "bidirectional"
+            raise UserError(f"{method} needs {want} attention, but model.causal={self.cfg.causal}; drop model.causal "
+                            "(the method sets it)")
+        self.cfg.causal = causal
+
     def forward(self, inputs, key_padding_mask=None, cache: KVCache | None = None, all_layers: bool = False):
         """inputs: ids (B, T) or vectors (B, T, input_dim); key_padding_mask: (B, T_past + T), True = real.
 
@@ -131,6 +139,8 @@ class Transformer(nn.Module):
         output (embeddings first, final LayerNorm applied to the last); and the updated cache if one
         was passed (an empty list starts one).
         """
+        if self.cfg.causal is None:
+            raise ValueError("the attention is not set: build with causal=True/False, or let a method set it (use_attention)")
         t = inputs.shape[1]
         past_len = cache[0][0].shape[2] if cache else 0
         if past_len + t > self.cfg.block_size:

@@ -1,0 +1,33 @@
+"""Files written whole or not at all: every file ssl-zoo writes (checkpoints, results, tables, plots,
+the text cache, synthesised audio) goes through `atomic_write`, so that a reader, or a run that was
+killed, never finds half a file."""
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], object]) -> Path:
+    """Write `path` from text (UTF-8), bytes, or a function that writes to the open binary file
+    (torch.save, savefig, a stream of ids): into a temporary file of its own in the same folder, flushed
+    to disk, then renamed over `path` (a rename within a folder is atomic). On any failure the
+    temporary file is removed and `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # unique: ranks may race
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if callable(data):
+                data(f)
+            else:
+                f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone who can read the folder
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

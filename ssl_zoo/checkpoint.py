@@ -1,0 +1,121 @@
+"""The checkpoint: its format, its one atomic writer, and reading it back into a method.
+
+A checkpoint is Lightning's (weights, optimizer and loop state, callback state) plus
+`ssl_zoo_config`, the resolved run config that rebuilds the method without its data, and
+`ssl_zoo_format`, the version of that layout. Whatever else a model needs to run is the method's own
+state, written and read by its `on_save_checkpoint` / `on_load_checkpoint` (text: the tokenizer).
+Reading never runs code from the file (`torch.load(weights_only=True)`). Checkpoints of an older
+layout are brought up to date as they are read (`upgrade`).
+"""
+
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from ssl_zoo.atomic import atomic_write
+from ssl_zoo.build import build_method
+from ssl_zoo.errors import UserError
+
+CONFIG_KEY = "ssl_zoo_config"  # the resolved run config
+FORMAT_KEY, FORMAT = "ssl_zoo_format", 2  # format 1 (no key) was written before ssl_zoo/checkpoint.py existed
+HEADS_LEFT_BEHIND = ("online_head.", "online_acc.")  # trained with the encoder, not part of the model
+
+# Format 1 named classes by where they lived then, and copied the batch size into the optimizer settings.
+MOVED = {"ssl_zoo.data.image_views.ImageViews": "ssl_zoo.views.ImageViews"}
+
+
+def upgrade(config: dict) -> dict:
+    """A stored run config of an older format, as the current code reads it (format 1 -> 2)."""
+    def visit(node):
+        if isinstance(node, dict):
+            if node.get("_target_") in MOVED:
+                node["_target_"] = MOVED[node["_target_"]]
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(config)
+    (config.get("method", {}).get("optim") or {}).pop("batch_size", None)  # now the datamodule's, handed over
+    return config
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, through atomic_write: never a half-written last.ckpt."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+
+class RunRecord(Callback):
+    """Keeps the resolved config in every checkpoint and adds up training time across resumes."""
+
+    def __init__(self, config: dict):
+        self.config, self.seconds, self._start = config, 0.0, None
+
+    def on_train_start(self, trainer, pl_module):
+        self._start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.seconds + (time.perf_counter() - self._start if self._start else 0.0)
+
+    def on_train_end(self, trainer, pl_module):
+        self.seconds, self._start = self.elapsed(), None
+
+    def state_dict(self):
+        return {"seconds": self.elapsed()}
+
+    def load_state_dict(self, state):
+        self.seconds = state["seconds"]
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+        checkpoint[CONFIG_KEY], checkpoint[FORMAT_KEY] = self.config, FORMAT
+
+
+def read_checkpoint(path: str | Path, hint: str = "pass checkpoint=<run dir>/checkpoints/last.ckpt") -> dict:
+    """Load an ssl-zoo checkpoint (weights_only: no code runs from the file), its config brought up to
+    date; one-line errors."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist; {hint}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"{path} is not a readable checkpoint ({reason[:120]}); pass a last.ckpt written by ssl-zoo train") from None
+    if not isinstance(ckpt, dict) or CONFIG_KEY not in ckpt or "state_dict" not in ckpt:
+        raise UserError(f"{path} is not an ssl-zoo checkpoint (no run config inside); pass a last.ckpt written by ssl-zoo train")
+    if ckpt.get(FORMAT_KEY, 1) > FORMAT:
+        raise UserError(f"{path} was written by a newer ssl-zoo (checkpoint format {ckpt[FORMAT_KEY]}, this one reads "
+                        f"up to {FORMAT}); upgrade ssl-zoo (pip install -U ssl-zoo)")
+    ckpt[CONFIG_KEY] = upgrade(ckpt[CONFIG_KEY])
+    return ckpt
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto`: the GPU when there is one, else the CPU; otherwise the device named (cpu, cuda:1, ...)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def method_from(ckpt: dict):
+    """(method with the checkpoint's weights and state, the run config it was trained with)."""
+    cfg = OmegaConf.create(ckpt[CONFIG_KEY])
+    method = build_method(cfg)
+    method.load_state_dict({k: v for k, v in ckpt["state_dict"].items() if not k.startswith(HEADS_LEFT_BEHIND)})
+    method.on_load_checkpoint(ckpt)  # what else the model needs to run (text: its tokenizer)
+    method.run_config, method.trained_steps = cfg, ckpt.get("global_step")  # what it was trained with, how long
+    return method, cfg
+
+
+def load_method(path: str | Path, device: str = "cpu") -> tuple:
+    """(method of the checkpoint at path on `device` (auto: the GPU where there is one), its run config)."""
+    method, cfg = method_from(read_checkpoint(path))
+    return method.to(pick_device(device)), cfg
+

@@ -1,0 +1,77 @@
+"""`ssl-zoo probe`: the common probe of a saved run, on the data it was trained on or on other data
+of its modality; and the probe block that `ssl-zoo train` runs after fitting."""
+
+from pathlib import Path
+
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ssl_zoo.build import build_datamodule, check_modalities, random_init, require_values
+from ssl_zoo.checkpoint import method_from, pick_device, read_checkpoint
+from ssl_zoo.errors import UserError
+from ssl_zoo.eval.probe import ProbeConfig, probe_method
+from ssl_zoo.report import summary
+from ssl_zoo.results import RESULTS_FILE, read_json, record, run_dir_of, write_json
+
+
+def probe_block(method, datamodule, cfg: DictConfig) -> dict | None:
+    """The `probe` block of results.json: the method (and the encoder it started from) probed on the
+    datamodule's probe task; None when the data has no labels."""
+    probe_cfg = ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True))
+    datamodule.setup()
+    splits = datamodule.probe_splits()
+    if splits is None:
+        print(f"data '{cfg.data.name}' has no labelled probe task: no probe")
+        return None
+    baseline = random_init(cfg) if probe_cfg.random_init_baseline else None  # the very initialisation it started from
+    print(f"probing on '{splits.task}' ({splits.num_classes} classes) ...")
+    return probe_method(method, splits, probe_cfg, random_init=baseline)
+
+
+def load_for_probe(cfg: DictConfig):
+    """A saved run's method on cfg.device and the datamodule to read (cfg.data, or the run's own data),
+    set up as the encoder was trained: (method, train config, run config, datamodule)."""
+    require_values(cfg)
+    ckpt = read_checkpoint(cfg.checkpoint)
+    method, train_cfg = method_from(ckpt)
+    run_cfg = train_cfg.copy()
+    if cfg.get("data") is not None:
+        run_cfg.data = cfg.data
+        with open_dict(run_cfg):  # other data is read with the settings the encoder was trained on
+            for key in getattr(get_class(run_cfg.data._target_), "bound_to_encoder", ()):
+                if key in train_cfg.data:
+                    run_cfg.data[key] = train_cfg.data[key]
+    run_cfg.probe = cfg.probe
+    check_modalities(run_cfg)
+    require_values(run_cfg)
+    method.to(pick_device(cfg.device))
+    return method, train_cfg, run_cfg, build_datamodule(run_cfg, **method.data_settings(ckpt))
+
+
+def beside_run(checkpoint, train_cfg: DictConfig, run_cfg: DictConfig, stem: str, suffix: str) -> Path:
+    """<run dir>/<stem><suffix> for the run's own data and task; <stem>_<data>[_<task>]<suffix> for others."""
+    other = [run_cfg.data.name] if run_cfg.data.name != train_cfg.data.name else []
+    if run_cfg.data.get("task") != train_cfg.data.get("task"):
+        other.append(str(run_cfg.data.get("task")))
+    return run_dir_of(checkpoint) / (f"{stem}_{'_'.join(other)}{suffix}" if other else f"{stem}{suffix}")
+
+
+def probe(cfg: DictConfig) -> dict:
+    """Re-probe a saved run: results go to <run dir>/results.json (results_<data>[_<task>].json for others)."""
+    method, train_cfg, run_cfg, datamodule = load_for_probe(cfg)
+    block = probe_block(method, datamodule, run_cfg)
+    if block is None:
+        raise UserError(f"data '{run_cfg.data.name}' has no labelled probe task; pick data with one (data=...)")
+    ckpt = Path(cfg.checkpoint)
+    target = beside_run(ckpt, train_cfg, run_cfg, "results", ".json")
+    # The run's own record: its train block still describes this encoder.
+    existing = read_json(target) or read_json(run_dir_of(ckpt) / RESULTS_FILE)
+    results = record(run_cfg, method, existing.get("train"), block, {**existing.get("extra", {}), "checkpoint": str(ckpt)})
+    write_json(target, results)
+    return {**results, "path": str(target)}
+
+
+def run(cfg: DictConfig) -> dict:
+    results = probe(cfg)
+    print(summary(results, Path(results["path"]).parent))
+    return results
