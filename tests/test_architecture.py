@@ -1,0 +1,134 @@
+"""The shape of the package, kept: every module imports, every import follows the rules table of
+docs/architecture.md, the import graph has no cycle, only the entry points reach the trainer, data
+defines no module a method runs, and functions stay short."""
+
+import ast
+import importlib
+import inspect
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+PACKAGE = ROOT / "ssl_zoo"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def imports_of(name: str) -> set[str]:
+    """The ssl_zoo modules that module `name` imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:  # `from ssl_zoo import plots` imports the module ssl_zoo.plots
+                found.add(f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in MODULES else node.module)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"ssl_zoo(\.\w+)+:\w+", node.value):
+            found.add(node.value.split(":")[0])  # "module:function" targets that cli.py imports by name
+    return {m for m in found if m in MODULES and m != name}
+
+
+GRAPH = {name: imports_of(name) for name in MODULES}
+
+
+def rules_table() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """({room: module patterns}, {room: what it may import}) from docs/architecture.md."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("## Rooms and their rules", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]  # the header row first
+    members, allowed = {}, {}
+    for row in rows:
+        room, modules, may = (cell.strip() for cell in row.strip("|").split("|"))
+        members[room] = [m.strip(" `") for m in modules.split(",")]
+        allowed[room] = [] if may == "-" else [m.strip(" `") for m in may.split(",")]
+    return members, allowed
+
+
+MEMBERS, ALLOWED = rules_table()
+
+
+def matches(module: str, pattern: str) -> bool:
+    relative = module.removeprefix("ssl_zoo").lstrip(".") or "__init__"
+    return relative == pattern or (pattern.endswith(".*") and relative.startswith(pattern[:-1]))
+
+
+def room_of(module: str) -> str:
+    rooms = [room for room, patterns in MEMBERS.items() if any(matches(module, p) for p in patterns)]
+    assert len(rooms) == 1, f"{module} belongs to {rooms or 'no room'} of docs/architecture.md's table"
+    return rooms[0]
+
+
+def may_import(importer: str, imported: str) -> bool:
+    room = room_of(importer)
+    if room_of(imported) == room:
+        return True
+    return any(room_of(imported) == entry if entry in MEMBERS else matches(imported, entry) for entry in ALLOWED[room])
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_every_module_imports(name):
+    importlib.import_module(name)
+
+
+def test_every_import_follows_the_rules_of_docs_architecture():
+    broken = [f"{a} -> {b} ({room_of(a)} -> {room_of(b)})" for a in sorted(GRAPH) for b in sorted(GRAPH[a])
+              if not may_import(a, b)]
+    assert not broken, "imports that docs/architecture.md does not allow:\n" + "\n".join(broken)
+
+
+def test_the_rules_forbid_what_they_should():
+    """The checker itself: the imports the architecture exists to prevent are refused."""
+    assert not may_import("ssl_zoo.data.text", "ssl_zoo.methods.bert")  # data knows no method
+    assert not may_import("ssl_zoo.eval.generate", "ssl_zoo.checkpoint")  # evaluators build nothing
+    assert not may_import("ssl_zoo.commands.serve", "ssl_zoo.cli")
+    assert not may_import("ssl_zoo.nn.transformer", "ssl_zoo.data.tokenizer")
+    assert may_import("ssl_zoo.methods.bert", "ssl_zoo.masking")
+
+
+def test_the_import_graph_has_no_cycle():
+    state = {}  # module -> "open" while on the path, "done" after
+
+    def visit(module, path):
+        state[module] = "open"
+        for child in sorted(GRAPH[module]):
+            if state.get(child) == "open":
+                raise AssertionError("import cycle: " + " -> ".join(path[path.index(child):] + [child]))
+            if child not in state:
+                visit(child, path + [child])
+        state[module] = "done"
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+
+
+def test_only_the_entry_points_import_the_trainer():
+    assert {name for name, imported in GRAPH.items() if "ssl_zoo.train" in imported} == {"ssl_zoo.cli", "ssl_zoo.api"}
+
+
+def test_data_defines_no_module_that_a_method_runs():
+    for name in (m for m in MODULES if m.startswith("ssl_zoo.data")):
+        module = importlib.import_module(name)
+        runs = [cls.__name__ for _, cls in inspect.getmembers(module, inspect.isclass)
+                if cls.__module__ == name and issubclass(cls, torch.nn.Module)]
+        assert not runs, f"{name} defines {runs}: modules a method runs live in nn/, masking.py or views.py"
+
+
+def test_functions_stay_short_and_train_py_small():
+    long = []
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    assert not long, long
+    assert len((PACKAGE / "train.py").read_text().splitlines()) < 150
