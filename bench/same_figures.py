@@ -7,7 +7,7 @@ encoder's size, every probe figure, the validation figures and the final logged 
 left out. Exits 1 if any figure of the code before differs or is gone; figures that only the code
 after has (new keys) are listed, not counted against it.
 
-    git worktree add /tmp/before HEAD~1
+    git worktree add /tmp/before <the commit before the change>
     python bench/same_figures.py --before /tmp/before            # --after defaults to this checkout
     python bench/same_figures.py --before /tmp/before --methods gpt,bert
 """
@@ -74,6 +74,7 @@ def main():
         print(f"new {key}: {after[key]}")
     print(f"{len(before)} figures before: {len(changed)} changed or gone; {len(added)} new (runs in {out})")
     sys.exit(1 if changed else 0)
+
 
 if __name__ == "__main__":
     main()

@@ -1,12 +1,15 @@
-"""Files written whole or not at all: every file ssl-zoo writes (checkpoints, results, tables, plots,
-the text cache, synthesised audio) goes through `atomic_write`, so that a reader, or a run that was
-killed, never finds half a file."""
+"""Files written whole or not at all: every file ssl-zoo writes whole (checkpoints, the run config,
+results, tables, plots, the text cache, synthesised audio) goes through `atomic_write`, so that a
+reader, or a run that was killed, never finds half a file. (The run's logs grow line by line.)"""
 
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+_UMASK = os.umask(0)  # read once (setting it is the only way to read it), and put back at once
+os.umask(_UMASK)
 
 
 def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], object]) -> Path:
@@ -25,7 +28,7 @@ def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], obje
                 f.write(data.encode("utf-8") if isinstance(data, str) else data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone who can read the folder
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private: give it the mode open() would
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

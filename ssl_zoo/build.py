@@ -46,13 +46,13 @@ def build_datamodule(cfg: DictConfig, **settings):
     return _build(cfg.data, **settings)
 
 
-def fit_encoder_to_data(cfg: DictConfig, datamodule) -> None:
-    """Record in cfg.model what the data dictates (a text model's vocabulary size and context), so
-    that the stored config rebuilds the same encoder without the data."""
-    settings = datamodule.encoder_settings()
-    if settings:
-        with open_dict(cfg):
-            cfg.model.update(settings)
+def fit_to_data(cfg: DictConfig, datamodule) -> None:
+    """Record in cfg.model and cfg.method what the data dictates (a text model's vocabulary size and
+    context; a speech model's input size and frames, and its front end's sample rate and features),
+    so that the stored config rebuilds the same method without the data."""
+    with open_dict(cfg):
+        cfg.model.update(datamodule.encoder_settings())
+        cfg.method.update(datamodule.method_settings())
 
 
 def build_method(cfg: DictConfig):
@@ -67,14 +67,13 @@ def random_init(cfg: DictConfig):
     return build_method(cfg)
 
 
-def for_training(cfg: DictConfig, resumed: dict | None = None):
+def for_training(cfg: DictConfig, **data_settings):
     """(datamodule, method) of a training run: the data set up, the encoder fitted to it and freshly
-    initialised, the method told about its data. A resumed run's data is read as the model in its
-    checkpoint read it (text: with its tokenizer)."""
-    settings = get_class(cfg.method._target_).data_settings(resumed) if resumed else {}
-    datamodule = build_datamodule(cfg, **settings)
+    initialised, the method told about its data. data_settings: what a resumed run's model needs its
+    data read with (SSLMethod.data_settings)."""
+    datamodule = build_datamodule(cfg, **data_settings)
     datamodule.setup()
-    fit_encoder_to_data(cfg, datamodule)
+    fit_to_data(cfg, datamodule)
     method = random_init(cfg)  # re-built the same way for the random-init probe
     method.use_data(datamodule.info())
     return datamodule, method

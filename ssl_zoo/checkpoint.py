@@ -93,7 +93,8 @@ def read_checkpoint(path: str | Path, hint: str = "pass checkpoint=<run dir>/che
     if ckpt.get(FORMAT_KEY, 1) > FORMAT:
         raise UserError(f"{path} was written by a newer ssl-zoo (checkpoint format {ckpt[FORMAT_KEY]}, this one reads "
                         f"up to {FORMAT}); upgrade ssl-zoo (pip install -U ssl-zoo)")
-    ckpt[CONFIG_KEY] = upgrade(ckpt[CONFIG_KEY])
+    if ckpt.get(FORMAT_KEY, 1) < FORMAT:
+        ckpt[CONFIG_KEY] = upgrade(ckpt[CONFIG_KEY])
     return ckpt
 
 

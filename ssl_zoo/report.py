@@ -1,6 +1,7 @@
 """Reports in words and tables: a run's summary, its in-context scores, and the comparisons across
 runs that `ssl-zoo compare` (and a sweep's Hydra callbacks) write: the leaderboard (Markdown and CSV)
-and the ICL scaling table, with the pictures of plots.py beside them."""
+and the ICL scaling table, with the pictures of plots.py beside them (imported only then: matplotlib
+picks its backend on import, which a notebook that trains must not have chosen for it)."""
 
 import csv
 import io
@@ -8,7 +9,6 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback as HydraCallback
 
-from ssl_zoo import plots
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.errors import UserError
 from ssl_zoo.results import find_results, scaling_rows
@@ -141,6 +141,8 @@ def write_comparison(rows: list[dict], out_dir: str | Path, plot: bool = False) 
     written = [atomic_write(out_dir / "comparison.md", leaderboard(rows)),
                atomic_write(out_dir / "comparison.csv", leaderboard_csv(rows))]
     if plot:
+        from ssl_zoo import plots  # matplotlib only when pictures are asked for (it picks a backend on import)
+
         written += plots.comparison_plots(rows, out_dir)
     return written
 
@@ -164,6 +166,8 @@ def write_scaling_report(folder: str | Path) -> tuple[Path, Path] | None:
     if not rows:
         print(f"no ICL results under {folder}: no scaling report")
         return None
+    from ssl_zoo import plots
+
     table = atomic_write(folder / "icl_scaling.md", scaling_table(rows) + "\n")
     plot = plots.scaling_plot(rows, folder / "icl_scaling.png")
     print(scaling_table(rows))

@@ -12,7 +12,8 @@ from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from ssl_zoo import build
-from ssl_zoo.checkpoint import AtomicCheckpointIO, RunRecord, read_checkpoint
+from ssl_zoo.atomic import atomic_write
+from ssl_zoo.checkpoint import AtomicCheckpointIO, RunRecord, method_from, read_checkpoint
 from ssl_zoo.commands.probe import probe_block
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
@@ -64,15 +65,15 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
     build.require_values(cfg)
     ckpt_path, resumed = checkpoint_for_resume(cfg, run_dir)
+    reads_as = method_from(resumed)[0].data_settings() if resumed else {}  # a resumed run reads its data as before
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, method = build.for_training(cfg, resumed)
+    datamodule, method = build.for_training(cfg, **reads_as)
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
     run_record = RunRecord(build.require_values(cfg))
     trainer = make_trainer(cfg, run_dir, [run_record, *callbacks])
     if trainer.is_global_zero:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+        atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # full: resumable
     loss = trainer.callback_metrics.get("train/loss")

@@ -68,14 +68,13 @@ def test_a_checkpoint_of_a_newer_format_is_refused_with_one_line(simclr_checkpoi
 
 def test_the_tokenizer_travels_as_the_text_methods_own_state(gpt_run, corpus):
     from ssl_zoo.data.text import TextFile
-    from ssl_zoo.methods.gpt import GPT
 
     path = gpt_run[0] / "checkpoints" / "last.ckpt"
     ckpt = torch.load(path, weights_only=True)
     method, _ = load_method(path)
     assert method.tokenizer.to_str() == ckpt["ssl_zoo_tokenizer"]  # restored by on_load_checkpoint
     # the data a trained model is probed on is read with that tokenizer, not one fitted to it anew
-    settings = GPT.data_settings(ckpt)
+    settings = method.data_settings()
     data = TextFile(path=str(corpus), block_size=16, **settings)
     data.setup()
     assert data.tokenizer is settings["model_tokenizer"]

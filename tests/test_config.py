@@ -135,8 +135,11 @@ def test_every_speech_combination_composes(method, data):
     cfg = compose_train(f"method={method}", f"data={data}", *extra)
     resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert get_class(cfg.method._target_).modality == get_class(cfg.data._target_).modality == "speech"
-    assert resolved["method"]["features"] == resolved["data"]["features"]  # the method reads the data's features
-    assert resolved["method"]["sample_rate"] == resolved["data"]["sample_rate"] == 16_000
+    from ssl_zoo.build import build_datamodule, fit_to_data
+
+    fit_to_data(cfg, build_datamodule(cfg))  # as build.for_training does: the data hands the method its front end
+    assert cfg.method.features == resolved["data"]["features"]  # one set of settings, the data's
+    assert cfg.method.sample_rate == resolved["data"]["sample_rate"] == 16_000
 
 
 def test_zoo_demo_runs_one_job_per_file_of_conf_zoo_demo():

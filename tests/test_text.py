@@ -155,7 +155,7 @@ def test_a_text_method_sets_its_own_attention_and_refuses_the_other(method, need
     unset = Transformer(vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=16)  # as model= builds it
     assert method_class(unset).backbone.cfg.causal is needs
     with pytest.raises(UserError, match=f"method={method} needs {'causal' if needs else 'bidirectional'} attention, "
-                                        f"but model.causal={not needs}; drop model.causal"):
+                                        f"but model.causal={str(not needs).lower()}; drop model.causal"):
         method_class(tiny_transformer(causal=not needs))
 
 

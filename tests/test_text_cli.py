@@ -94,6 +94,8 @@ def test_bad_text_input_gets_one_clear_line(gpt_run, bert_run, tmp_path):
         (["train", "method=gpt", "data.tokenizer=nope"], "unknown tokenizer 'nope'; set data.tokenizer to one of: char, bpe"),
         (["train", "method=gpt", "method.probe_layer=9"], "method.probe_layer=9 is out of range: this model has layers 0"),
         (["icl", f"checkpoint={gpt}", "task=addition", "num_queries=0"], "num_queries=0 is out of range"),
+        (["icl", f"checkpoint={bert}"], "holds a bert model, but `icl` needs a gpt checkpoint"),
+        (["train", "method=bert", "+model.causal=true"], "method=bert needs bidirectional attention, but model.causal=true"),
     ]
     for args, expected in cases:
         assert expected in one_error_line(run_cli(*args)), args

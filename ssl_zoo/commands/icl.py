@@ -13,7 +13,7 @@ from ssl_zoo.results import add_to_results
 def run(cfg: DictConfig) -> dict:
     require_values(cfg)
     icl_cfg = ICLConfig(cfg.task, cfg.shots, cfg.num_queries, cfg.describe, cfg.digits, cfg.seed)
-    scores = evaluate_gpt(load_text_model(cfg.checkpoint, "gpt", cfg.device), icl_cfg)
+    scores = evaluate_gpt(load_text_model(cfg.checkpoint, "gpt", cfg.device, command="icl"), icl_cfg)
     print(icl_table(scores))
     print(f"written to {add_to_results(cfg.checkpoint, 'icl', scores)}")
     return scores

@@ -7,7 +7,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ssl_zoo.build import build_datamodule, check_modalities, random_init, require_values
-from ssl_zoo.checkpoint import method_from, pick_device, read_checkpoint
+from ssl_zoo.checkpoint import load_method
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import ProbeConfig, probe_method
 from ssl_zoo.report import summary
@@ -32,8 +32,7 @@ def load_for_probe(cfg: DictConfig):
     """A saved run's method on cfg.device and the datamodule to read (cfg.data, or the run's own data),
     set up as the encoder was trained: (method, train config, run config, datamodule)."""
     require_values(cfg)
-    ckpt = read_checkpoint(cfg.checkpoint)
-    method, train_cfg = method_from(ckpt)
+    method, train_cfg = load_method(cfg.checkpoint, cfg.device)
     run_cfg = train_cfg.copy()
     if cfg.get("data") is not None:
         run_cfg.data = cfg.data
@@ -44,8 +43,7 @@ def load_for_probe(cfg: DictConfig):
     run_cfg.probe = cfg.probe
     check_modalities(run_cfg)
     require_values(run_cfg)
-    method.to(pick_device(cfg.device))
-    return method, train_cfg, run_cfg, build_datamodule(run_cfg, **method.data_settings(ckpt))
+    return method, train_cfg, run_cfg, build_datamodule(run_cfg, **method.data_settings())
 
 
 def beside_run(checkpoint, train_cfg: DictConfig, run_cfg: DictConfig, stem: str, suffix: str) -> Path:

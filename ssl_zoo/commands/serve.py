@@ -41,7 +41,7 @@ from ssl_zoo.eval.generate import SamplingSettings, fill_masks, generate_text
 from ssl_zoo.results import encoder_parameters
 
 TASK_OF = {"gpt": "generate", "bert": "fill"}
-TEXT_FIELD = {"/generate": "prompt", "/fill": "text"}  # the field a request's text is in
+TEXT_FIELD = {"generate": "prompt", "fill": "text"}  # the field a request's text is in
 
 
 @dataclass
@@ -90,7 +90,7 @@ class FillRequest(BaseModel):
     top_k: int = 5
 
 
-REQUESTS = {"/generate": GenerateRequest, "/fill": FillRequest}
+REQUESTS = {"generate": GenerateRequest, "fill": FillRequest}
 
 
 def load_models(checkpoints: list[str], device: str = "auto") -> dict[str, Served]:
@@ -251,12 +251,13 @@ async def fill(body: FillRequest, request: Request):
 
 def refusal(error: Exception, path: str) -> ServeError:
     """Whatever a request failed with, as the answer the server gives: status, one line, field at fault."""
+    route = path.rstrip("/").rsplit("/", 1)[-1]  # generate | fill
     if isinstance(error, ServeError):
         return error
     if isinstance(error, BadValue):  # a value out of range: the same check as the command line's
         return ServeError(422, str(error), error.field)
     if isinstance(error, UserError):  # the text itself (characters the vocabulary never saw, no [MASK], ...)
-        return ServeError(422, str(error), TEXT_FIELD.get(path))
+        return ServeError(422, str(error), TEXT_FIELD.get(route))
     problem = error.errors()[0]  # RequestValidationError: pydantic's first complaint
     where = [str(part) for part in problem["loc"] if part != "body"]
     if problem["type"] == "json_invalid":
@@ -264,7 +265,7 @@ def refusal(error: Exception, path: str) -> ServeError:
     if problem["type"] in ("model_attributes_type", "dict_type") or not where:
         return ServeError(422, "the body must be a JSON object, e.g. {\"prompt\": \"def main(\"}", "body")
     if problem["type"] == "extra_forbidden":
-        known = ", ".join(REQUESTS[path].model_fields) if path in REQUESTS else ""
+        known = ", ".join(REQUESTS[route].model_fields) if route in REQUESTS else ""
         return ServeError(422, f"{where[0]}: unknown field; the fields are: {known}", where[0])
     return ServeError(422, f"{'.'.join(where)}: {problem['msg'].lower()}", where[0])
 

@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from ssl_zoo.data.tokenizer import TextTokenizer
 from ssl_zoo.errors import UserError
 
 
@@ -37,7 +38,7 @@ class DataInfo:
 
     batch_size: int  # per device: the global batch of the linear lr-scaling rule
     num_classes: int = 0  # of the probe task, for the online probe (0: unlabelled)
-    tokenizer: object = None  # text: the TextTokenizer fitted to the corpus; the model keeps it
+    tokenizer: "TextTokenizer | None" = None  # text: fitted to the corpus; from then on the model's own
     clip_lengths: torch.Tensor | None = None  # speech: samples in each clip
 
 
@@ -133,6 +134,10 @@ class SSLDataModule(pl.LightningDataModule):
 
     def encoder_settings(self) -> dict:
         """What an encoder must be built with to read this data (a vocabulary size...); none by default."""
+        return {}
+
+    def method_settings(self) -> dict:
+        """What a method must be built with to read this data (speech: its front end's settings); none by default."""
         return {}
 
     def info(self) -> DataInfo:

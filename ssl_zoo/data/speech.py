@@ -16,13 +16,12 @@ import re
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np
 import torch
 import torchaudio
 from torch.utils.data import Dataset
 
 from ssl_zoo.data.base import DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, digest
-from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.errors import UserError
 from ssl_zoo.nn.logmel import logmel_settings
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
@@ -111,6 +110,10 @@ class SpeechDataModule(SSLDataModule):
     def encoder_settings(self) -> dict:
         return {"input_dim": self.framing.n_mels, "block_size": self.max_frames()}
 
+    def method_settings(self) -> dict:
+        """The method's log-mel front end frames the clips as this data does: one set of settings."""
+        return {"sample_rate": self.sample_rate, "features": dict(self.features)}
+
     def info(self) -> DataInfo:
         self.setup()
         return DataInfo(self.batch_size, self.num_classes, clip_lengths=self.all_clips.lengths)
@@ -190,7 +193,8 @@ class SpokenWords(SpeechDataModule):
     def __init__(self, words: list[str] = DIGIT_WORDS, num_voices: int = 20, takes: int = 8, test_takes: int = 2,
                  cache_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
-        check_range("data.test_takes", test_takes, 1, takes - 1, whole=True)  # at least one take of each is for pretraining
+        if not 0 < test_takes < takes:
+            raise UserError(f"data.test_takes must be between 1 and data.takes - 1 ({takes - 1}), got {test_takes}")
         self.words, self.num_voices, self.takes, self.test_takes = list(words), num_voices, takes, test_takes
         self.cache_dir = cache_dir
 

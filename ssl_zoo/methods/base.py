@@ -57,10 +57,9 @@ class SSLMethod(pl.LightningModule):
         if self.use_online_probe and self.online_head is None and info.num_classes:
             self.attach_online_probe(info.num_classes)
 
-    @staticmethod
-    def data_settings(checkpoint: dict) -> dict:
-        """Keyword arguments for a datamodule that feeds the model saved in `checkpoint` as it was
-        trained (text: its tokenizer); none by default."""
+    def data_settings(self) -> dict:
+        """Keyword arguments for a datamodule that feeds this model its inputs as it was trained
+        (text: its tokenizer); none by default."""
         return {}
 
     # --- shared machinery ----------------------------------------------------------------------

@@ -21,9 +21,10 @@ class MaskedSpeech(SpeechMethod):
 
     def use_data(self, info: DataInfo) -> None:
         super().use_data(info)
-        note = info.clip_lengths is not None and short_clip_note(self.frontend.frames(info.clip_lengths), self.span, self.frontend.hop / self.frontend.sample_rate)
-        if note:
-            print(note)
+        if info.clip_lengths is not None:
+            frames, hop_seconds = self.frontend.frames(info.clip_lengths), self.frontend.hop / self.frontend.sample_rate
+            if note := short_clip_note(frames, self.span, hop_seconds):
+                print(note)
 
     def ssl_step(self, waves):
         feats, mask = self.log_mel(waves)  # (B, T, F), (B, T)

@@ -29,14 +29,12 @@ class TextMethod(SSLMethod):
             checkpoint[TOKENIZER_KEY] = self.tokenizer.to_str()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.tokenizer = self.data_settings(checkpoint).get("model_tokenizer")
+        if TOKENIZER_KEY in checkpoint:
+            self.tokenizer = TextTokenizer.from_str(checkpoint[TOKENIZER_KEY])
 
-    @staticmethod
-    def data_settings(checkpoint: dict) -> dict:
+    def data_settings(self) -> dict:
         """The text is read with the tokenizer the model learned, not one fitted to it anew."""
-        if TOKENIZER_KEY not in checkpoint:
-            return {}
-        return {"model_tokenizer": TextTokenizer.from_str(checkpoint[TOKENIZER_KEY])}
+        return {"model_tokenizer": self.tokenizer}
 
     def embed(self, ids):
         return self.backbone.pooled(ids, ids != PAD_ID, self.probe_layer)

@@ -37,8 +37,8 @@ class ResNet(nn.Module):
 
 class SmallCNN(nn.Module):
     """Stages of conv-BN-ReLU layers, each stage after the first halving the resolution; global
-    average pool. At the defaults (four stages of one layer) 0.39M parameters: small enough to
-    pretrain in minutes on a CPU.
+    average pool. At the defaults (four stages of one layer) 0.39M parameters: small enough for the
+    CPU budgets of the image methods.
     """
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), layers_per_stage: int = 1):

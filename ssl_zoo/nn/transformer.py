@@ -128,7 +128,7 @@ class Transformer(nn.Module):
         """Set the attention a method trains with; a model config that asks for the other is refused."""
         if self.cfg.causal is not None and self.cfg.causal != causal:
             want = "causal" if causal else "bidirectional"
-            raise UserError(f"{method} needs {want} attention, but model.causal={self.cfg.causal}; drop model.causal "
+            raise UserError(f"{method} needs {want} attention, but model.causal={str(self.cfg.causal).lower()}; drop model.causal "
                             "(the method sets it)")
         self.cfg.causal = causal
 
