@@ -1,57 +1,79 @@
 """In-context learning: a GPT is shown an optional task description and k solved demonstrations, then
 the query, and answers with no gradient step (Brown et al. 2020).
 
-    Reverse the letters of the word.      <- description (optional)
-    tac => cat                            <- k demonstrations, drawn with a fixed seed, never the query
-    esuoh => house
-    egdirb =>                             <- the query; the model continues " bridge\n"
+    Reverse the letters.                  <- description (optional)
+    otter => retto                        <- k demonstrations, never the query (but in a context
+    beetle => elteeb                         family, where the query's key is among them)
+    giraffe =>                            <- the query; the model continues " effarig\n"
+
+Built-in tasks are the families of data/icl_tasks.py, asked about words (and operand pairs) that
+training never shows. A query and its demonstrations depend only on (seed, task, query, k): adding a
+shot count or queries changes no other prompt. Demonstrations can carry gold, random (Min et al.
+2022) or flipped (Wei et al. 2023) outputs, the inputs and their order unchanged.
 
 Scoring, as lm-evaluation-harness does: exact match of the greedy continuation (up to the end of the
 line); and for tasks with choices, the log-likelihood of each choice as the continuation: `acc` picks
-the most likely choice, `acc_norm` the most likely per character. Accuracies come with n and a 95%
-Wilson interval.
+the most likely choice, `acc_norm` the most likely per character of the choice. Accuracies come with
+n and a 95% Wilson interval. For every task, a contamination report: the share of its queries whose
+whole line, and whose answer, occurs in the training text (GPT-3's appendix C, with exact substrings).
 """
 
-import math
 import random
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 
 import torch
 
-from ssl_zoo.data.icl_tasks import SYNTHETIC, Example, Task, load_task
+from ssl_zoo.data.icl_tasks import (FAMILIES, Example, Family, Task, check_task_name, example_line, is_user_task,
+                                    made_up_words, read_jsonl_task)
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.nn.transformer import generate
+from ssl_zoo.stats import wilson_interval
+
+LABELS = ("gold", "random", "flipped")
+SEPARATOR = " =>"
+BLOCK = 1 << 24  # characters of training text searched at a time
+SHORT_ANSWER = 4  # answers shorter than this (digits, a few letters) recur in any text: not checked for contamination
 
 
 @dataclass
 class ICLConfig:
-    tasks: list[str] | None = None  # built-in task names or .jsonl paths; None: every built-in task
+    tasks: list[str] | None = None  # family names or .jsonl paths; None: every family
     shots: list[int] = field(default_factory=lambda: [0, 1, 4, 16])
-    num_queries: int = 100  # queries per task (built-in tasks; a JSONL task uses at most this many)
+    num_queries: int = 50  # queries per task (a JSONL task uses at most this many)
     describe: bool = True  # start each prompt with the task description
-    digits: int = 2  # for addition
+    labels: str = "gold"  # the demonstrations' outputs: gold | random | flipped
+    controls: list[str] = field(default_factory=list)  # further label settings to score (random, flipped) ...
+    control_tasks: list[str] | None = None  # ... on these tasks (None: the context families)
+    digits: int = 2  # number families: digits per operand
     seed: int = 1234  # draws the queries and their demonstrations (not the training data's seed)
+    too_long: str = "skip"  # a shot count whose prompts exceed the context: skip (and say so) | error
 
     def __post_init__(self):
-        self.tasks = list(SYNTHETIC) if self.tasks is None else [self.tasks] if isinstance(self.tasks, str) else list(self.tasks)
+        self.tasks = list(FAMILIES) if self.tasks is None else [self.tasks] if isinstance(self.tasks, str) else list(self.tasks)
         self.shots = [self.shots] if isinstance(self.shots, int) else list(self.shots)
+        self.controls = [self.controls] if isinstance(self.controls, str) else list(self.controls)
+        if self.control_tasks is None:
+            self.control_tasks = [name for name, f in FAMILIES.items() if f.kind == "context"]
 
-
-SEPARATOR = " =>"
+    def check(self) -> None:
+        bad = [k for k in self.shots if not isinstance(k, int) or isinstance(k, bool) or k < 0]
+        if bad or not self.shots:
+            raise UserError(f"shots must be a list of whole numbers >= 0, got {bad or self.shots}")
+        check_range("num_queries", self.num_queries, 1, whole=True)
+        for labels in [self.labels, *self.controls]:
+            if labels not in LABELS:
+                raise UserError(f"unknown icl.labels '{labels}'; choose one of: {', '.join(LABELS)}")
+        if self.too_long not in ("error", "skip"):
+            raise UserError(f"icl.too_long must be error or skip, got '{self.too_long}'")
+        for name in [*self.tasks, *self.control_tasks]:
+            check_task_name(name)
 
 
 def build_prompt(description: str, demonstrations: list[Example], query: Example) -> str:
     lines = [description] if description else []
-    lines += [f"{d.input}{SEPARATOR} {d.output}" for d in demonstrations]
+    lines += [example_line(d) for d in demonstrations]
     return "\n".join(lines + [f"{query.input}{SEPARATOR}"])
-
-
-def draw_demonstrations(examples: list[Example], query: Example, k: int, rng: random.Random) -> list[Example]:
-    """k demonstrations from the pool, none with the query's input."""
-    pool = [ex for ex in examples if ex.input != query.input]
-    if k > len(pool):
-        raise UserError(f"the task has {len(pool)} examples besides each query, fewer than shots={k}; lower the shots")
-    return rng.sample(pool, k)
 
 
 class GPTScorer:
@@ -89,59 +111,118 @@ class GPTScorer:
         return [t.item() for t in generate(self.model, ids, max_new_tokens, temperature=0)]
 
 
-def wilson_interval(correct: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion (sound also near 0 and 1)."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def score_query(model, prompt: str, query: Example) -> dict:
     context = model.encode(prompt)
     answer = " " + query.output
     greedy = model.decode(model.greedy(context, len(model.encode(answer + "\n")) + 2))
     result = {"exact": greedy.split("\n")[0].strip() == query.output.strip()}
     if query.choices:
-        options = [" " + c for c in query.choices]
-        scores = model.loglik(context, [model.encode(o) for o in options])
+        scores = model.loglik(context, [model.encode(" " + c) for c in query.choices])  # the choice follows " =>"
         truth = query.choices.index(query.output)
         result["acc"] = max(range(len(scores)), key=lambda i: scores[i]) == truth
-        result["acc_norm"] = max(range(len(scores)), key=lambda i: scores[i] / len(options[i])) == truth
+        # per character of the choice itself, as lm-evaluation-harness normalises (not of the space before it)
+        result["acc_norm"] = max(range(len(scores)), key=lambda i: scores[i] / len(query.choices[i])) == truth
     return result
 
 
-def prompts_for(task: Task, k: int, queries: list[Example], cfg: ICLConfig) -> list[str]:
-    rng = random.Random(f"{cfg.seed}-{task.name}-{k}")
-    description = task.description if cfg.describe else ""
-    return [build_prompt(description, draw_demonstrations(task.examples, q, k, rng), q) for q in queries]
+# --- the prompts of a task ----------------------------------------------------------------------
+@dataclass
+class Prompted:
+    """A task as it is asked: episode(i, k) -> (k demonstrations, query i); `queries` are the queries as
+    the contamination report checks them (a context family's, as asked with one demonstration: its
+    answers are drawn for each episode)."""
+
+    name: str
+    description: str
+    queries: list[Example]
+    episode: Callable[[int, int], tuple[list[Example], Example]]
 
 
-def check_fits(model, task: Task, k: int, prompts: list[str], queries: list[Example], cfg: ICLConfig) -> None:
-    """Refuse shot counts whose prompts (plus the answer) do not fit the model's context."""
-    def longest(prompts_, queries_):
-        return max(len(model.encode(p)) + len(model.encode(" " + q.output + "\n")) + 2 for p, q in zip(prompts_, queries_))
+def relabel(demos: list[Example], labels: str, rng: random.Random, wrong: Callable[[random.Random], str],
+            choices: list[str] | None) -> list[Example]:
+    """The demonstrations with gold, random or flipped outputs; inputs and order unchanged. random: an
+    output from the task's answer space (its choices where it has them, else the answer of another
+    input); flipped: the other label of a two-label task, else the outputs passed on one place among
+    the demonstrations (each shows another's), or random where there is only one."""
+    if labels == "gold" or not demos:
+        return demos
+    if labels == "random":
+        outputs = [rng.choice(choices) if choices else wrong(rng) for _ in demos]
+    elif choices and len(choices) == 2:
+        outputs = [choices[1 - choices.index(d.output)] if d.output in choices else d.output for d in demos]
+    elif len(demos) > 1:
+        outputs = [d.output for d in demos[1:] + demos[:1]]
+    else:
+        outputs = [wrong(rng)]
+    return [Example(d.input, o, d.choices) for d, o in zip(demos, outputs)]
 
-    if longest(prompts, queries) <= model.block_size:
-        return
-    fits = [s for s in range(k) if longest(prompts_for(task, s, queries, cfg), queries) <= model.block_size]
-    most = f"at most {max(fits)} shots fit" if fits else "not even 0 shots fit"
-    raise UserError(f"task '{task.name}' with {k} shots needs prompts longer than this model's context of "
-                    f"{model.block_size} tokens; {most} (shots=[...])")
+
+def family_prompts(family: Family, cfg: ICLConfig) -> Prompted:
+    """Queries on the evaluation pool (words or operand pairs training never shows)."""
+    pool = family.pool("eval", cfg.digits)
+    order = random.Random(f"{cfg.seed}|{family.name}|order").sample(pool, len(pool))
+    items = [order[i % len(order)] for i in range(cfg.num_queries)]
+
+    def episode(i: int, k: int) -> tuple[list[Example], Example]:
+        demos, query = family.episode(random.Random(f"{cfg.seed}|{family.name}|{i}|{k}"), pool, k, items[i], "eval")
+        if family.kind != "context":  # the same query at every k (a noisy input is drawn once)
+            query = family.pose(items[i], random.Random(f"{cfg.seed}|{family.name}|{i}"))
+        rng = random.Random(f"{cfg.seed}|{family.name}|{i}|{k}|labels")
+        wrong = (lambda r: made_up_words(r, 1, "eval")[0]) if family.kind == "context" else (lambda r: family.pose(r.choice(pool), r).output)
+        return relabel(demos, cfg.labels, rng, wrong, query.choices), query
+
+    return Prompted(family.name, family.description, [episode(i, 1)[1] for i in range(cfg.num_queries)], episode)
 
 
-def evaluate_task(model, task: Task, cfg: ICLConfig) -> dict:
-    """{k: {n, exact_match, exact_match_ci95, acc?, acc_norm?}} for each number of shots k."""
+def user_prompts(task: Task, cfg: ICLConfig) -> Prompted:
+    """Queries: the file's first num_queries lines; demonstrations: other lines of the file."""
     queries = task.examples[: cfg.num_queries]
-    if len(task.examples) <= max(cfg.shots):
-        raise UserError(f"task '{task.name}' has {len(task.examples)} examples; shots={max(cfg.shots)} needs more")
-    out = {}
+
+    def episode(i: int, k: int) -> tuple[list[Example], Example]:
+        rng = random.Random(f"{cfg.seed}|{task.name}|{i}|{k}")
+        pool = [ex for ex in task.examples if ex.input != queries[i].input]
+        if k > len(pool):
+            raise UserError(f"the task has {len(pool)} examples besides each query, fewer than shots={k}; lower the shots")
+        return relabel(rng.sample(pool, k), cfg.labels, rng, lambda r: r.choice(pool).output, queries[i].choices), queries[i]
+
+    return Prompted(task.name, task.description, queries, episode)
+
+
+def prompted(name: str, cfg: ICLConfig) -> Prompted:
+    check_task_name(name)
+    return user_prompts(read_jsonl_task(name), cfg) if is_user_task(name) else family_prompts(FAMILIES[name], cfg)
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+def prompts_of(task: Prompted, k: int, cfg: ICLConfig) -> list[tuple[str, Example]]:
+    """(prompt, query) of every query with k demonstrations."""
+    description = task.description if cfg.describe else ""
+    episodes = [task.episode(i, k) for i in range(len(task.queries))]
+    return [(build_prompt(description, demos, query), query) for demos, query in episodes]
+
+
+def longest(model, prompts: list[tuple[str, Example]]) -> int:
+    return max(len(model.encode(p)) + len(model.encode(" " + q.output + "\n")) + 2 for p, q in prompts)
+
+
+def too_long(model, task: Prompted, k: int, cfg: ICLConfig) -> str:
+    """The line that refuses k shots whose prompts exceed the model's context."""
+    fits = [s for s in range(k) if longest(model, prompts_of(task, s, cfg)) <= model.block_size]
+    most = f"at most {max(fits)} shots fit" if fits else "not even 0 shots fit"
+    return f"task '{task.name}' with {k} shots needs prompts longer than this model's context of {model.block_size} tokens; {most}"
+
+
+def evaluate_task(model, task: Prompted, cfg: ICLConfig) -> tuple[dict, list[int]]:
+    """({k: {n, exact_match, exact_match_ci95, acc?, acc_norm?}}, the shot counts skipped as too long)."""
+    out, skipped = {}, []
     for k in cfg.shots:
-        prompts = prompts_for(task, k, queries, cfg)
-        check_fits(model, task, k, prompts, queries, cfg)
-        scores = [score_query(model, p, q) for p, q in zip(prompts, queries)]
+        prompts = prompts_of(task, k, cfg)
+        if longest(model, prompts) > model.block_size:
+            if cfg.too_long == "error":
+                raise UserError(too_long(model, task, k, cfg) + " (shots=[...], or icl.too_long=skip)")
+            skipped.append(k)
+            continue
+        scores = [score_query(model, p, q) for p, q in prompts]
         row = {"n": len(scores)}
         for metric in ("exact", "acc", "acc_norm"):
             hits = [s[metric] for s in scores if metric in s]
@@ -150,31 +231,90 @@ def evaluate_task(model, task: Task, cfg: ICLConfig) -> dict:
                 row[name] = sum(hits) / len(hits)
                 row[f"{name}_ci95"] = list(wilson_interval(sum(hits), len(hits)))
         out[str(k)] = row
-    return out
+    return out, skipped
 
 
-def evaluate_icl(model, cfg: ICLConfig) -> dict:
-    """{task: {k: scores}} over cfg.tasks; model: a GPTScorer (or anything with its methods)."""
-    bad = [k for k in cfg.shots if not isinstance(k, int) or k < 0]
-    if bad or not cfg.shots:
-        raise UserError(f"shots must be a list of whole numbers >= 0, got {bad or cfg.shots}")
-    check_range("num_queries", cfg.num_queries, 1, whole=True)
-    results = {}
-    for name in cfg.tasks:
-        pool = cfg.num_queries + max(cfg.shots) + 200  # queries first, demonstrations from the whole pool
-        task = load_task(name, pool, cfg.seed, cfg.digits)
-        results[task.name] = evaluate_task(model, task, cfg)
-    return results
+def contamination(tasks: list[Prompted], training_text: Iterable[str]) -> dict:
+    """{task: {queries, line, answer, answers_checked}}: the share of a task's queries whose whole line
+    (`input => output`) occurs in the training text, and whose answer occurs in it as the answer of a
+    line (`=> output` at a line's end), exact substrings both. Answers shorter than SHORT_ANSWER
+    characters are not checked (a digit or two letters recur as the answer of any counting or
+    cutting task); answers_checked counts those that are. One pass over the text, in blocks."""
+    lines = {t.name: [example_line(q) for q in t.queries] for t in tasks}
+    answers = {t.name: [f"{SEPARATOR} {q.output}\n" for q in t.queries if len(q.output) >= SHORT_ANSWER] for t in tasks}
+    pending = {n for texts in (*lines.values(), *answers.values()) for n in texts}
+    found, keep, carry = set(), max(map(len, pending), default=1), ""
+
+    def search(text: str):
+        nonlocal carry
+        text = carry + text
+        found.update(n for n in pending if n in text)
+        pending.difference_update(found)
+        carry = text[-keep:]
+
+    block, size = [], 0
+    for chunk in training_text:
+        block.append(chunk)
+        size += len(chunk)
+        if size >= BLOCK:
+            search("".join(block))
+            block, size = [], 0
+    search("".join(block))
+    share = lambda needles: sum(n in found for n in needles) / max(1, len(needles))  # noqa: E731
+    return {name: {"queries": len(lines[name]), "line": share(lines[name]), "answer": share(answers[name]),
+                   "answers_checked": len(answers[name])} for name in lines}
 
 
-def evaluate_gpt(method, cfg: ICLConfig) -> dict:
-    """evaluate_icl of a trained GPT, in eval mode for the while."""
+def evaluate_icl(model, cfg: ICLConfig, splits: dict[str, str] | None = None,
+                 training_text: Iterable[str] | None = None) -> tuple[dict, dict]:
+    """(scores {task: {k: row}}, meta {task: {split, contamination?, skipped_shots?}}) over cfg.tasks.
+
+    model: a GPTScorer (or anything with its methods); splits: the task's relation to the model's
+    training (trained | held_out; a task it names not: unseen, and JSONL tasks: user); training_text:
+    the text it was trained on, for the contamination report (None: not checked)."""
+    cfg.check()
+    tasks = [prompted(name, cfg) for name in cfg.tasks]
+    checked = {}
+    if training_text is not None:
+        try:
+            checked = contamination(tasks, training_text)
+        except UserError as e:  # e.g. the training file has gone since
+            print(f"the training text cannot be read ({e}): no contamination report")
+    for name, report in checked.items():
+        if report["line"]:
+            print(f"warning: {100 * report['line']:.1f}% of the queries of task '{name}' occur in the training text "
+                  "(the whole line): their scores measure memory, not learning in context")
+    scores, meta = {}, {}
+    for name, task in zip(cfg.tasks, tasks):
+        scores[task.name], skipped = evaluate_task(model, task, cfg)
+        meta[task.name] = {"split": "user" if is_user_task(name) else (splits or {}).get(name, "unseen")}
+        if task.name in checked:
+            meta[task.name]["contamination"] = checked[task.name]
+        if skipped:
+            meta[task.name]["skipped_shots"] = skipped
+    return scores, meta
+
+
+def evaluate_gpt(method, cfg: ICLConfig, data=None) -> dict:
+    """A trained GPT's in-context scores, in eval mode for the while, as results.json keeps them:
+    {"icl": {task: {k: row}} (cfg.labels), "icl_meta": {settings, tasks: {task: {split, contamination,
+    skipped_shots}}}, "icl_controls": {labels: {task: {k: row}}} (cfg.controls on cfg.control_tasks)}.
+    data: the datamodule the GPT was trained on: its training text is checked for the queries
+    (contamination), and icl_mix tells which families it trained on and which it held out."""
     if method.name != "gpt":
         raise UserError(f"in-context evaluation needs a gpt model, not {method.name}; pass a GPT checkpoint "
                         "(or drop the icl settings)")
+    splits = data.splits() if hasattr(data, "splits") else {}
+    text = data.corpus_chunks() if data is not None else None
     was_training = method.training
     method.eval()
     try:
-        return evaluate_icl(GPTScorer(method), cfg)
+        model = GPTScorer(method)
+        scores, tasks = evaluate_icl(model, cfg, splits, text)
+        controls = {labels: evaluate_icl(model, replace(cfg, labels=labels, tasks=cfg.control_tasks), splits)[0]
+                    for labels in cfg.controls}
     finally:
         method.train(was_training)
+    settings = {"labels": cfg.labels, "describe": cfg.describe, "seed": cfg.seed, "num_queries": cfg.num_queries,
+                "contamination_checked": all("contamination" in t for t in tasks.values())}
+    return {"icl": scores, "icl_meta": {**settings, "tasks": tasks}, **({"icl_controls": controls} if controls else {})}
