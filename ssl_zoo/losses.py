@@ -33,6 +33,11 @@ def token_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Te
     return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE)
 
 
+def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each position (B, T, V), (B, T) -> (B, T): how well each token is predicted."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), reduction="none").view(targets.shape)
+
+
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
     """Mean absolute error over the chosen frames only: masked speech prediction (the masked frames)
     and APC (the frames that have a real frame n steps later). (B, T, F), (B, T, F), (B, T) bool -> ()."""

@@ -164,3 +164,18 @@ def test_a_transformer_without_an_attention_mode_refuses_to_run():
 
     with pytest.raises(ValueError, match="the attention is not set"):
         Transformer(vocab_size=40, block_size=16, n_layer=1, n_head=2, n_embd=16)(torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_the_in_context_score_is_the_late_tokens_loss_minus_the_early_ones():
+    from ssl_zoo.methods.gpt import GPT
+
+    gpt = GPT(tiny_transformer(causal=True)).eval()  # block_size 16: early = position 1, late = positions 14-15
+    batches = [torch.randint(NUM_SPECIAL, 40, (3, 17)) for _ in range(2)]
+    with torch.no_grad():
+        for i, ids in enumerate(batches):
+            gpt.validation_step((ids, None), i)
+        losses = torch.cat([F.cross_entropy(gpt.backbone.logits(gpt.backbone(ids[:, :-1])).transpose(1, 2), ids[:, 1:],
+                                            reduction="none") for ids in batches])  # (6, 16)
+    direct = losses[:, gpt.late].mean() - losses[:, gpt.early].mean()
+    assert (gpt.early, gpt.late) == (slice(1, 2), slice(14, 15))
+    assert (gpt.val_late.compute() - gpt.val_early.compute()).item() == pytest.approx(direct.item(), abs=1e-5)

@@ -24,9 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.data.base import BatchedTensors, DataInfo, ProbeSplits, SSLDataModule, cache_root, digest
-from ssl_zoo.data.icl_tasks import SYNTHETIC, episode, synthetic_task
+from ssl_zoo.data.icl_tasks import (EVAL_WORDS, FAMILIES, HELD_OUT, TRAIN_WORDS, VAL_WORDS, check_families, episode_text,
+                                    example_line, operand_pairs)
 from ssl_zoo.data.tokenizer import KINDS, NUM_SPECIAL, TextTokenizer
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import UserError, check_range
 
 
 class TokenWindows(Dataset):
@@ -104,6 +105,11 @@ class TextDataModule(SSLDataModule):
         """The corpus as a sequence of text chunks, in order."""
         raise NotImplementedError
 
+    def held_out_chunks(self) -> Iterator[str] | None:
+        """Validation text apart from the corpus (drawn from held-out pools), or None: then the last
+        val_fraction of the corpus is held out."""
+        return None
+
     def probe_texts(self) -> dict[str, tuple[str, str]] | None:
         """{label: (train text, test text)} for the probe task, or None when the corpus has none."""
         return None
@@ -116,27 +122,31 @@ class TextDataModule(SSLDataModule):
         corpus = self.corpus_key()
         if self.tokenizer is None:
             self.tokenizer = self._cached_tokenizer(root / f"tokenizer-{digest(corpus, self.tokenizer_kind, self.tokenizer_vocab_size)}.json")
-        tokenizer_json = self.tokenizer.to_str()
-        dtype = np.uint16 if self.tokenizer.vocab_size <= 2**16 else np.uint32
-        ids_path = root / f"ids-{digest(corpus, tokenizer_json)}.{np.dtype(dtype).name}"
-        if not ids_path.exists():
-            print(f"tokenizing the corpus once into {ids_path} ...")
-            count = write_ids(ids_path, self.tokenizer.encode_chunks(self.corpus_chunks()), dtype)
-            if count == 0:
-                ids_path.unlink()
-                raise UserError(f"the text of data '{self.name}' is empty; point data.path at a file with text in it")
-        ids = np.memmap(ids_path, dtype=dtype, mode="r")
-        n_val = max(self.block_size + 1, int(self.val_fraction * len(ids)))
-        if len(ids) - n_val < 2 * (self.block_size + 1):
+        ids = self._cached_ids(root, corpus, self.corpus_chunks)
+        held_out = self.held_out_chunks()
+        n_val = max(self.block_size + 1, int(self.val_fraction * len(ids))) if held_out is None else 0
+        val_ids = ids[len(ids) - n_val:] if held_out is None else self._cached_ids(root, corpus + "|held out", lambda: held_out)
+        if len(ids) - n_val < 2 * (self.block_size + 1) or len(val_ids) < self.block_size + 1:
             raise UserError(
                 f"the corpus has only {len(ids)} tokens, too few for windows of {self.block_size}; "
                 "give more text or lower data.block_size"
             )
-        self.train_ids, self.val_ids = ids[:-n_val], ids[-n_val:]
+        self.train_ids, self.val_ids = ids[: len(ids) - n_val], val_ids
         probe = self.probe_texts()
         self._probe_labels = sorted(probe) if probe else []
         self._probe_text = probe
         self.classes = self._probe_labels
+
+    def _cached_ids(self, root: Path, key: str, chunks) -> np.memmap:
+        """The ids of a text (chunks(): its chunks), tokenized once into the cache and memory-mapped."""
+        dtype = np.uint16 if self.tokenizer.vocab_size <= 2**16 else np.uint32
+        path = root / f"ids-{digest(key, self.tokenizer.to_str())}.{np.dtype(dtype).name}"
+        if not path.exists():
+            print(f"tokenizing the corpus once into {path} ...")
+            if write_ids(path, self.tokenizer.encode_chunks(chunks()), dtype) == 0:
+                path.unlink()
+                raise UserError(f"the text of data '{self.name}' is empty; point data.path at a file with text in it")
+        return np.memmap(path, dtype=dtype, mode="r")
 
     def _cached_tokenizer(self, path: Path) -> TextTokenizer:
         if path.exists():
@@ -313,52 +323,91 @@ class PythonStdlib(TextDataModule):
 
 class ICLMix(TextDataModule):
     """Natural text (the pydoc topics) interleaved with in-context task episodes: a description line
-    (sometimes) and 1 to max_shots + 1 solved examples of one task, so that a small GPT can learn to
-    learn from demonstrations. Probe: which task an example line belongs to."""
+    (sometimes), 0 to max_shots solved demonstrations and a solved query of one family, so that a small
+    GPT can learn to learn from demonstrations. What evaluation asks about is kept out by
+    construction: the episodes use the training families only (data.held_out are never shown) on the
+    training words and operand pairs; the held-out text (validation) is the last val_fraction of the
+    natural paragraphs with episodes on the val pool; the probe (which family a line belongs to)
+    trains on val lines and tests on eval lines. episodes=0: natural text only (a baseline)."""
 
     name = "icl_mix"
-    probe_task = "icl_task"
+    probe_task = "icl_family"
 
-    def __init__(self, tasks: list[str] | None = None, episodes: int = 20_000, max_shots: int = 8,
-                 description_prob: float = 0.5, natural_chars: int = 500_000, digits: int = 2, **kwargs):
+    def __init__(self, families: list[str] | None = None, held_out: list[str] | None = None,
+                 words: list[str] | None = None, episodes: int = 20_000, max_shots: int = 8,
+                 description_prob: float = 0.5, context_share: float | None = None, natural_chars: int = 500_000,
+                 digits: int = 2, **kwargs):
         super().__init__(**kwargs)
-        self.tasks = list(tasks or SYNTHETIC)
-        unknown = sorted(set(self.tasks) - set(SYNTHETIC))
-        if unknown:
-            raise UserError(f"unknown ICL task(s) {unknown} in data.tasks; choose from: {', '.join(SYNTHETIC)}")
+        self.held_out = list(HELD_OUT if held_out is None else held_out)
+        self.families = list(families) if families is not None else [f for f in FAMILIES if f not in self.held_out]
+        check_families(self.families, self.held_out)
+        self.words = list(words) if words is not None else list(TRAIN_WORDS)
+        seen = sorted(set(self.words) & set(EVAL_WORDS))
+        if seen:
+            raise UserError(f"data.words holds evaluation words ({', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''}): "
+                            "evaluation would ask about words training saw; take them out")
+        check_range("data.context_share", context_share, 0.0, 1.0, allow_none=True)
         self.episodes, self.max_shots, self.description_prob = episodes, max_shots, description_prob
-        self.natural_chars, self.digits = natural_chars, digits
+        self.context_share, self.natural_chars, self.digits = context_share, natural_chars, digits
+
+    def splits(self) -> dict[str, str]:
+        """{family: trained | held_out}: how evaluation reports each family."""
+        return {**{f: "trained" for f in self.families}, **{f: "held_out" for f in self.held_out}}
 
     def corpus_key(self) -> str:
-        return json.dumps(["icl_mix", sys.version_info[:2], self.tasks, self.episodes, self.max_shots,
-                           self.description_prob, self.natural_chars, self.digits])
+        import ssl_zoo.data.icl_tasks as tasks  # its code makes the episodes: a change to it is another corpus
 
-    def corpus_chunks(self) -> Iterator[str]:
+        return json.dumps(["icl_mix", digest(Path(tasks.__file__).read_text()), sys.version_info[:2], self.families,
+                           self.words, self.episodes, self.max_shots, self.description_prob, self.context_share,
+                           self.natural_chars, self.digits, self.val_fraction])
+
+    def natural_paragraphs(self) -> tuple[list[str], list[str]]:
+        """(training, held-out) paragraphs of the pydoc topics, up to natural_chars in all."""
         from pydoc_data.topics import topics
 
-        rng = random.Random(0)  # the training episodes; evaluation draws its own queries (eval/icl.py)
-        tasks = [synthetic_task(name, 2000, seed=0, digits=self.digits) for name in self.tasks]
-        paragraphs = [p for k in sorted(topics) for p in topics[k].split("\n\n") if p.strip()]
-        natural, budget = [], self.natural_chars
-        for p in paragraphs:
+        paragraphs, budget = [], self.natural_chars
+        for p in (p for k in sorted(topics) for p in topics[k].split("\n\n") if p.strip()):
             if budget <= 0:
                 break
-            natural.append(p)
+            paragraphs.append(p)
             budget -= len(p)
-        per_paragraph, owed = self.episodes / max(1, len(natural)), 0.0
-        for p in natural:
+        cut = len(paragraphs) - max(1, int(self.val_fraction * len(paragraphs)))
+        return paragraphs[:cut], paragraphs[cut:]
+
+    def mix(self, paragraphs: list[str], episodes: int, split: str, words: list[str], seed: int) -> Iterator[str]:
+        """The paragraphs, with `episodes` episodes spread evenly between them (families drawn at random)."""
+        rng = random.Random(seed)
+        context = [FAMILIES[name] for name in self.families if FAMILIES[name].kind == "context"]
+        others = [FAMILIES[name] for name in self.families if FAMILIES[name].kind != "context"]
+        share = len(context) / len(self.families) if self.context_share is None else self.context_share
+        per_paragraph, owed = episodes / max(1, len(paragraphs)), 0.0
+        for p in paragraphs:
             pieces = [p]
             owed += per_paragraph
             while owed >= 1:
                 owed -= 1
-                task = rng.choice(tasks)
-                k = rng.randint(0, self.max_shots)
-                pieces.append(episode(task, k, rng, rng.random() < self.description_prob))
+                family = rng.choice(context if context and (not others or rng.random() < share) else others)
+                pool = operand_pairs(split, self.digits) if family.kind == "number" else words
+                pieces.append(episode_text(family, rng, pool, rng.randint(0, self.max_shots), rng.random() < self.description_prob, split))
             yield "\n\n".join(pieces) + "\n\n"
 
+    def corpus_chunks(self) -> Iterator[str]:
+        train, held_out = self.natural_paragraphs()
+        yield from self.mix(train, self.episodes, "train", self.words, seed=0)
+
+    def held_out_chunks(self) -> Iterator[str]:
+        train, held_out = self.natural_paragraphs()
+        episodes = round(self.episodes * len(held_out) / max(1, len(train)))
+        return self.mix(held_out, episodes, "val", VAL_WORDS, seed=1)
+
     def probe_texts(self) -> dict[str, tuple[str, str]]:
+        """Lines of each training family: on the val pool (probe train) and the eval pool (probe test)."""
         out = {}
-        for name in self.tasks:
-            train, test = (synthetic_task(name, 400, seed=s, digits=self.digits) for s in (1, 2))
-            out[name] = tuple("\n".join(f"{e.input} => {e.output}" for e in t.examples) for t in (train, test))
+        for name in self.families:
+            family, texts = FAMILIES[name], []
+            for split in ("val", "eval"):
+                rng, pool = random.Random(f"probe|{name}|{split}"), family.pool(split, self.digits)
+                lines = [example_line(family.episode(rng, pool, 1, split=split)[1]) for _ in range(400)]
+                texts.append("\n".join(lines))
+            out[name] = tuple(texts)
         return out

@@ -2,7 +2,7 @@
 
 from torchmetrics import MeanMetric
 
-from ssl_zoo.losses import token_cross_entropy
+from ssl_zoo.losses import token_cross_entropy, token_losses
 from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer
 
@@ -14,7 +14,11 @@ class GPT(TextMethod):
     def __init__(self, backbone: Transformer, sample_prompt: str = "\n", sample_tokens: int = 200, **text):
         super().__init__(backbone, **text)
         self.sample_prompt, self.sample_tokens = sample_prompt, sample_tokens
-        self.val_loss = MeanMetric()
+        self.val_loss, self.val_early, self.val_late = MeanMetric(), MeanMetric(), MeanMetric()
+        # Olsson et al. 2022's in-context score compares tokens late and early in the context: at about
+        # 90% and 10% of it, each over 5% of the positions
+        t = backbone.cfg.block_size
+        self.early, self.late = (slice(int(a * t), max(int(b * t), int(a * t) + 1)) for a, b in ((0.075, 0.125), (0.875, 0.925)))
 
     def ssl_step(self, ids):
         inputs, targets = ids[:, :-1], ids[:, 1:]  # (B, T): token t+1 is the target at position t
@@ -23,13 +27,21 @@ class GPT(TextMethod):
 
     def validation_step(self, batch, batch_idx):
         ids, _ = batch
-        loss, _ = self.ssl_step(ids)
-        self.val_loss.update(loss, weight=ids.shape[0])
+        inputs, targets = ids[:, :-1], ids[:, 1:]
+        logits = self.backbone.logits(self.backbone(inputs))  # (B, T, V)
+        self.val_loss.update(token_cross_entropy(logits, targets), weight=ids.shape[0])
+        per_token = token_losses(logits, targets)  # (B, T)
+        self.val_early.update(per_token[:, self.early].mean(), weight=ids.shape[0])
+        self.val_late.update(per_token[:, self.late].mean(), weight=ids.shape[0])
 
     def on_validation_epoch_end(self):
         loss = self.val_loss.compute()  # mean over the whole held-out set, then its perplexity
-        self.log_dict({"val/loss": loss, "val/perplexity": loss.exp()}, prog_bar=True)
-        self.val_loss.reset()
+        # in-context score: the loss of tokens at about 90% of the context minus at about 10% (negative:
+        # the model predicts better with more context; Olsson et al. 2022 compare the 500th and 50th token)
+        in_context = self.val_late.compute() - self.val_early.compute()
+        self.log_dict({"val/loss": loss, "val/perplexity": loss.exp(), "val/in_context_score": in_context}, prog_bar=True)
+        for metric in (self.val_loss, self.val_early, self.val_late):
+            metric.reset()
 
     def report(self) -> dict:
         """A sample of the trained model, printed in the summary."""
