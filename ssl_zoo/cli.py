@@ -22,7 +22,7 @@ commands:
   probe     re-probe a saved run:              ssl-zoo probe checkpoint=outputs/.../checkpoints/last.ckpt
   generate  continue a prompt with a GPT:      ssl-zoo generate checkpoint=... prompt="def main(" max_new_tokens=200
   fill      a BERT's candidates for [MASK]:   ssl-zoo fill checkpoint=... text="import [MASK]" top_k=5
-  icl       in-context learning accuracy:     ssl-zoo icl checkpoint=... task=reverse_words shots=[0,1,4,16]
+  icl       in-context learning accuracy:     ssl-zoo icl checkpoint=... task=reverse shots=[0,1,4,16]
   embed-plot  t-SNE map of a run's features:   ssl-zoo embed-plot checkpoint=...  (beside the random-init encoder's)
   serve     a web page to try GPT and BERT:     ssl-zoo serve checkpoint=<gpt ckpt> checkpoint2=<bert ckpt> port=8000
   compare   leaderboard of results.json files: ssl-zoo compare outputs/ [--out DIR] [--plot]

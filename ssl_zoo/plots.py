@@ -12,7 +12,8 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ssl_zoo.atomic import atomic_write  # noqa: E402
-from ssl_zoo.results import primary_metric, scaling_rows  # noqa: E402
+from ssl_zoo.results import group_order, icl_groups, run_label, scaling_rows  # noqa: E402
+from ssl_zoo.stats import wilson_interval  # noqa: E402
 
 
 def save_figure(fig, path: Path, dpi: int = 110) -> Path:
@@ -35,7 +36,7 @@ def panels(count: int, width: float = 4.2, height: float = 3.2, max_cols: int = 
     return fig, axes[:count]
 
 
-def run_label(row: dict) -> str:
+def method_label(row: dict) -> str:
     return f"{row['method']} ({row['model']})"
 
 
@@ -59,7 +60,7 @@ def loss_curves(rows: list[dict], path: Path) -> Path | None:
     for row in rows:
         steps, losses = read_loss_curve(Path(row["path"]).parent)
         if steps:
-            curves.setdefault(row["modality"], []).append((run_label(row), steps, losses))
+            curves.setdefault(row["modality"], []).append((method_label(row), steps, losses))
     if not curves:
         return None
     fig, axes = panels(len(curves))
@@ -108,26 +109,33 @@ def probe_bars(rows: list[dict], path: Path) -> Path | None:
 
 
 def icl_shots(rows: list[dict], path: Path) -> Path | None:
-    """One panel per in-context task: accuracy against the number of demonstrations, one line per model."""
-    tasks: dict[str, list] = {}
+    """One panel per group of in-context tasks (results.icl_groups): pooled accuracy against the number
+    of demonstrations, one line per run, with 95% intervals."""
+    groups: dict[str, list] = {}
     for row in sorted(rows, key=lambda r: r["params"]):
-        for task, by_k in (row.get("icl") or {}).items():
-            shots = sorted(by_k, key=int)
-            tasks.setdefault(task, []).append((f"{row['model']} ({row['params'] / 1e6:.2g}M)", [int(k) for k in shots],
-                                               [100 * primary_metric(by_k[k]) for k in shots]))
-    if not tasks:
+        for group, by_k in icl_groups(row).items():
+            shots = sorted(by_k)
+            accuracy, low, high = zip(*[interval(*by_k[k]) for k in shots])
+            groups.setdefault(group, []).append((f"{run_label(row)} ({row['params'] / 1e6:.2g}M)", shots, accuracy, low, high))
+    if not groups:
         return None
-    fig, axes = panels(len(tasks), width=3.6, height=3.0, sharey=True)
-    for ax, (task, lines) in zip(axes, sorted(tasks.items())):
-        for label, shots, accuracy in lines:
-            ax.plot(shots, accuracy, marker="o", label=label)
-        ax.set_title(task, fontsize=10)
+    fig, axes = panels(len(groups), width=3.8, height=3.0, sharey=True)
+    for ax, (group, lines) in zip(axes, sorted(groups.items(), key=lambda item: group_order(item[0]))):
+        for label, shots, accuracy, low, high in lines:
+            ax.errorbar(shots, accuracy, yerr=[low, high], marker="o", capsize=2, label=label)
+        ax.set_title(group, fontsize=10)
         ax.set_xlabel("demonstrations in the prompt (shots)")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("accuracy %")
+    axes[0].set_ylabel("accuracy % (95% CI)")
     axes[0].legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def interval(correct: int, n: int) -> tuple[float, float, float]:
+    """(accuracy %, distance to the lower and to the upper end of its 95% interval)."""
+    lo, hi = wilson_interval(correct, n)
+    return 100 * correct / n, 100 * (correct / n - lo), 100 * (hi - correct / n)
 
 
 def comparison_plots(rows: list[dict], out_dir: Path) -> list[Path]:
@@ -143,31 +151,44 @@ def comparison_plots(rows: list[dict], out_dir: Path) -> list[Path]:
 
 
 def scaling_plot(rows, path: Path) -> Path:
-    """Mean accuracy over tasks against parameters, one line per number of shots; and per task
-    (rows: results.scaling_rows)."""
+    """In-context accuracy against parameters, one panel per group of tasks and one line per number of
+    shots (95% intervals), runs on other data (e.g. natural text only) as open markers beside them;
+    last, the gain of k shots over 0 shots against parameters (rows: results.scaling_rows)."""
     import matplotlib.ticker
 
-    tasks = sorted({t for _, _, t, _, _ in rows})
-    shots = sorted({k for *_, k, _ in rows})
-    params = sorted({p for p, *_ in rows})
-    names = ["mean over tasks"] + tasks
-    fig, axes = panels(len(names), width=3.6, height=3.0, sharey=True)
-    for ax, task in zip(axes, names):
+    groups = sorted({g for _, _, g, *_ in rows}, key=group_order)
+    shots = sorted({k for _, _, _, k, *_ in rows})
+    params = sorted({p for p, label, *_ in rows if "(" not in label}) or sorted({p for p, *_ in rows})
+    colours = {k: f"C{i}" for i, k in enumerate(shots)}
+    fig, axes = panels(len(groups) + 1, width=3.8, height=3.1)
+    for ax, group in zip(axes, groups):
         for k in shots:
-            ys = []
-            for p in params:
-                vals = [a for q, _, t, kk, a in rows if q == p and kk == k and (t == task or task == "mean over tasks")]
-                ys.append(100 * sum(vals) / len(vals) if vals else float("nan"))
-            ax.plot(params, ys, marker="o", label=f"{k}-shot")
+            for other in (False, True):  # the runs on icl_mix itself, then those on other data
+                points = sorted((p, c, n) for p, label, g, kk, c, n in rows if g == group and kk == k and ("(" in label) == other)
+                if points:
+                    acc, low, high = zip(*[interval(c, n) for _, c, n in points])
+                    ax.errorbar([p for p, _, _ in points], acc, yerr=[low, high], capsize=2, color=colours[k],
+                                marker="o", mfc="none" if other else colours[k], ls="none" if other else "-",
+                                label=f"{k}-shot" + (", other data" if other else ""))
+        ax.set_title(group, fontsize=10)
+        ax.set_ylabel("accuracy % (95% CI)")
+    gain_ax = axes[-1]
+    for group in groups:
+        by = {(p, k): c / n for p, label, g, k, c, n in rows if g == group and "(" not in label}
+        most = 4 if any(k == 4 for (_, k) in by) else max((k for (_, k) in by), default=0)
+        xs = [p for p in params if (p, 0) in by and (p, most) in by]
+        if most and xs:
+            gain_ax.plot(xs, [100 * (by[(p, most)] - by[(p, 0)]) for p in xs], marker="o", label=f"{group}: {most} vs 0 shots")
+    gain_ax.axhline(0, color="gray", lw=0.8)
+    gain_ax.set_title("few-shot gain over 0-shot", fontsize=10)
+    gain_ax.set_ylabel("points")
+    for ax in axes:
         ax.set_xscale("log")
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(params, [f"{p / 1e6:.2g}M" for p in params])
-        ax.set_title(task, fontsize=10)
         ax.set_xlabel("parameters")
         ax.grid(alpha=0.3)
-    for ax in axes[:: min(3, len(names))]:
-        ax.set_ylabel("accuracy %")
-    axes[0].legend(fontsize=8)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -11,7 +11,8 @@ from hydra.experimental.callback import Callback as HydraCallback
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.errors import UserError
-from ssl_zoo.results import find_results, scaling_rows
+from ssl_zoo.results import find_results, group_order, icl_groups, scaling_rows
+from ssl_zoo.stats import wilson_interval
 
 
 def pct(x, sign: str = "") -> str:
@@ -47,14 +48,54 @@ def summary(results: dict, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def icl_table(results: dict) -> str:
-    """Markdown: one row per (task, shots) of a run's in-context scores."""
-    lines = ["| task | shots | n | exact match % (95% CI) | acc % | acc_norm % |", "|---|---:|---:|---|---:|---:|"]
-    for task, by_k in results.items():
+def icl_table(icl: dict) -> str:
+    """Markdown of a run's in-context scores (evaluate_gpt's keys): one row per (task, shots), then
+    the groups pooled with 95% intervals, the contamination report and the control labels."""
+    tasks = (icl.get("icl_meta") or {}).get("tasks", {})
+    lines = ["| task | split | shots | n | exact match % (95% CI) | acc % | acc_norm % |", "|---|---|---:|---:|---|---:|---:|"]
+    for task, by_k in icl["icl"].items():
         for k, row in by_k.items():
             lo, hi = row["exact_match_ci95"]
-            lines.append(f"| {task} | {k} | {row['n']} | {pct(row['exact_match'])} ({pct(lo)}-{pct(hi)}) | "
-                         f"{pct(row.get('acc'))} | {pct(row.get('acc_norm'))} |")
+            lines.append(f"| {task} | {tasks.get(task, {}).get('split', '-')} | {k} | {row['n']} | {pct(row['exact_match'])} "
+                         f"({pct(lo)}-{pct(hi)}) | {pct(row.get('acc'))} | {pct(row.get('acc_norm'))} |")
+    lines += ["", group_table({("this run",): icl_groups(icl)}, ("run",))]
+    skipped: dict[int, list[str]] = {}
+    for task, meta in tasks.items():
+        for k in meta.get("skipped_shots", []):
+            skipped.setdefault(k, []).append(task)
+    for k, names in sorted(skipped.items()):
+        lines.append(f"\n{k} shots left out, the prompts longer than the context, for {len(names)} of {len(tasks)} tasks: "
+                     + ", ".join(names))
+    checked = {t: m["contamination"] for t, m in tasks.items() if "contamination" in m}
+    if checked:
+        dirty = {t: c for t, c in checked.items() if c["line"] or c["answer"]}
+        lines.append(f"\ncontamination (queries whose whole line / answer occurs in the training text): "
+                     + (", ".join(f"{t} {pct(c['line'])}% / {pct(c['answer'])}%" for t, c in dirty.items())
+                        if dirty else f"none in any of the {len(checked)} tasks"))
+    return "\n".join(lines)
+
+
+def group_table(runs: dict[tuple, dict[str, dict[int, tuple[int, int]]]], heads: tuple[str, ...]) -> str:
+    """Markdown: for each run and group, pooled accuracy per number of shots with its 95% Wilson
+    interval, and the gain of 4 shots (or the most there are) over 0 shots (runs: {the run's cells
+    under heads: results.icl_groups(...)}). A shot count that some tasks' prompts do not fit is pooled
+    over the tasks it fits (the table below the tasks says which)."""
+    shots = sorted({k for groups in runs.values() for by_k in groups.values() for k in by_k})
+    head = "| " + " | ".join(heads) + " | group | " + " | ".join(f"{k}-shot % (95% CI)" for k in shots) + " | gain, 4 over 0 shots |"
+    lines = [head, "|" + "---|" * (len(heads) + 1 + len(shots)) + "---:|"]
+    for name, groups in runs.items():
+        for group, by_k in sorted(groups.items(), key=lambda item: group_order(item[0])):
+            cells = []
+            for k in shots:
+                if k not in by_k:
+                    cells.append("-")
+                    continue
+                correct, n = by_k[k]
+                lo, hi = wilson_interval(correct, n)
+                cells.append(f"{pct(correct / n)} ({pct(lo)}-{pct(hi)})")
+            k = 4 if 4 in by_k else max(by_k)
+            gain = f"{100 * (by_k[k][0] / by_k[k][1] - by_k[0][0] / by_k[0][1]):+.1f}" if 0 in by_k and k else "-"
+            lines.append("| " + " | ".join(name) + f" | {group} | " + " | ".join(cells) + f" | {gain} |")
     return "\n".join(lines)
 
 
@@ -117,22 +158,11 @@ def leaderboard_csv(rows: list[dict]) -> str:
 
 
 def scaling_table(rows) -> str:
-    """Markdown: in-context accuracy per model size, task and number of shots (rows: results.scaling_rows)."""
-    shots = sorted({k for *_, k, _ in rows})
-    tasks = sorted({t for _, _, t, _, _ in rows})
-    models = sorted({(p, m) for p, m, *_ in rows})
-    score = {(m, t, k): a for _, m, t, k, a in rows}
-    head = "| model | params | task | " + " | ".join(f"{k}-shot %" for k in shots) + " |"
-    lines = [head, "|---|---:|---|" + "---:|" * len(shots)]
-    for params, model in models:
-        for task in tasks + ["mean"]:
-            cells = []
-            for k in shots:
-                vals = [score.get((model, t, k)) for t in (tasks if task == "mean" else [task])]
-                vals = [v for v in vals if v is not None]
-                cells.append(f"{100 * sum(vals) / len(vals):.1f}" if vals else "-")
-            lines.append(f"| {model} | {params / 1e6:.2f}M | {task} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    """Markdown: pooled in-context accuracy per run (smallest first), group and shots (rows: results.scaling_rows)."""
+    runs: dict[tuple, dict] = {}
+    for params, label, group, k, correct, n in rows:
+        runs.setdefault((label, f"{params / 1e6:.2f}M"), {}).setdefault(group, {})[k] = (correct, n)
+    return group_table(runs, ("model", "params"))
 
 
 def write_comparison(rows: list[dict], out_dir: str | Path, plot: bool = False) -> list[Path]:

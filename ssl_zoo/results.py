@@ -4,7 +4,11 @@ atomically, found again across a tree of runs, and read back (the rows of ICL sc
     {"method", "modality", "data", "model", "params" (the encoder's), "seed",
      "train": {"steps", "seconds", "final_loss"},
      "probe": {"task", "num_classes", "linear_acc", "knn_acc", "random_init_linear_acc", ...} or null,
-     "extra": {...}, "icl": {task: {shots: {...}}} (GPT runs with in-context scores)}
+     "extra": {...},
+     GPT runs with in-context scores: "icl": {task: {shots: {n, exact_match, exact_match_ci95, acc?, ...}}},
+     "icl_meta": {labels, describe, seed, num_queries, contamination_checked,
+                  tasks: {task: {split, contamination: {queries, line, answer, answers_checked}, skipped_shots?}}},
+     "icl_controls": {random | flipped: {task: {shots: {...}}}} (where asked for)}
 """
 
 import json
@@ -23,7 +27,8 @@ def encoder_parameters(method) -> int:
 
 
 def record(cfg, method, train: dict | None, probe: dict | None, extra: dict, icl: dict | None = None) -> dict:
-    """The results.json of a run of config cfg (the run's own, or the one a saved run is probed with)."""
+    """The results.json of a run of config cfg (the run's own, or the one a saved run is probed with);
+    icl: the in-context keys (icl, icl_meta, icl_controls) of eval.icl.evaluate_gpt."""
     results = {
         "method": cfg.method.name,
         "modality": method.modality,
@@ -35,9 +40,7 @@ def record(cfg, method, train: dict | None, probe: dict | None, extra: dict, icl
         "probe": probe,
         "extra": extra,
     }
-    if icl is not None:
-        results["icl"] = icl
-    return results
+    return {**results, **(icl or {})}
 
 
 def write_json(path: Path, payload: dict) -> Path:
@@ -58,13 +61,17 @@ def run_dir_of(checkpoint: str | Path) -> Path:
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
 
 
-def add_to_results(checkpoint: str | Path, key: str, value) -> Path:
-    """Merge value into results.json[key][...] of the checkpoint's run (created if there is none)."""
+def add_icl_to_results(checkpoint: str | Path, icl: dict) -> Path:
+    """Merge in-context scores (evaluate_gpt's keys) into the results.json of the checkpoint's run
+    (created if there is none): a task's scores replace that task's, the others stay."""
     path = run_dir_of(checkpoint) / RESULTS_FILE
     results = read_json(path)
-    merged = results.get(key) or {}
-    merged.update(value)
-    results[key] = merged
+    results["icl"] = {**(results.get("icl") or {}), **icl["icl"]}
+    old_meta = results.get("icl_meta") or {}
+    results["icl_meta"] = {**old_meta, **icl["icl_meta"], "tasks": {**old_meta.get("tasks", {}), **icl["icl_meta"]["tasks"]}}
+    for labels, scores in icl.get("icl_controls", {}).items():
+        controls = results.setdefault("icl_controls", {})
+        controls[labels] = {**controls.get(labels, {}), **scores}
     return write_json(path, results)
 
 
@@ -98,10 +105,47 @@ def primary_metric(row: dict) -> float:
     return row["acc"] if "acc" in row else row["exact_match"]
 
 
-def scaling_rows(results: list[dict]) -> list[tuple[int, str, str, int, float]]:
-    """(params, model, task, shots, accuracy) for every run that has ICL scores, smallest model first."""
-    rows = []
-    for r in results:
-        for task, by_k in (r.get("icl") or {}).items():
-            rows += [(r["params"], r["model"], task, int(k), primary_metric(row)) for k, row in by_k.items()]
+def icl_groups(results: dict) -> dict[str, dict[int, tuple[int, int]]]:
+    """{group: {shots: (correct, n)}} of a run's in-context scores, pooled over the tasks of a group:
+    each task's split (trained: families trained on, asked about unseen words; held_out: families
+    never trained on; unseen: a model trained on other text; user: JSONL tasks), and for the tasks
+    scored with control labels, "context, gold" beside "context, random" / "context, flipped"."""
+    tasks = (results.get("icl_meta") or {}).get("tasks", {})
+    controls = results.get("icl_controls") or {}
+    control_tasks = {task for scores in controls.values() for task in scores}
+    groups: dict[str, dict[int, list[int]]] = {}
+
+    def add(group: str, by_k: dict) -> None:
+        for k, row in by_k.items():
+            counts = groups.setdefault(group, {}).setdefault(int(k), [0, 0])
+            counts[0] += round(primary_metric(row) * row["n"])
+            counts[1] += row["n"]
+
+    for task, by_k in (results.get("icl") or {}).items():
+        add(tasks.get(task, {}).get("split", "all tasks"), by_k)
+        if task in control_tasks:
+            add(f"context, {(results.get('icl_meta') or {}).get('labels', 'gold')}", by_k)
+    for labels, scores in controls.items():
+        for by_k in scores.values():
+            add(f"context, {labels}", by_k)
+    return {g: {k: tuple(c) for k, c in sorted(by_k.items())} for g, by_k in groups.items()}
+
+
+GROUPS = ("trained", "held_out", "unseen", "user", "all tasks", "context, gold", "context, random", "context, flipped")
+
+
+def group_order(group: str):
+    """How groups are listed: trained families first, then held-out ones, the others, the context controls last."""
+    return (GROUPS.index(group) if group in GROUPS else len(GROUPS), group)
+
+
+def run_label(results: dict) -> str:
+    """How a run is named in comparisons: its model, and its data where that is not icl_mix itself."""
+    return results["model"] if results["data"] == "icl_mix" else f"{results['model']} ({results['data']})"
+
+
+def scaling_rows(results: list[dict]) -> list[tuple[int, str, str, int, int, int]]:
+    """(params, run label, group, shots, correct, n) of every run that has ICL scores, smallest model first."""
+    rows = [(r["params"], run_label(r), group, k, correct, n)
+            for r in results for group, by_k in icl_groups(r).items() for k, (correct, n) in by_k.items()]
     return sorted(rows)

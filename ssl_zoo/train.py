@@ -93,16 +93,16 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
     }
     probe = probe_block(method, datamodule, cfg) if cfg.probe.enabled else None
-    results = record(cfg, method, steps, probe, extra, icl=in_context_scores(method, cfg))
+    results = record(cfg, method, steps, probe, extra, icl=in_context_scores(method, datamodule, cfg))
     write_json(run_dir / RESULTS_FILE, results)
     return results
 
 
-def in_context_scores(method, cfg: DictConfig) -> dict | None:
+def in_context_scores(method, datamodule, cfg: DictConfig) -> dict | None:
     """With `icl` set: a GPT's in-context scores after training (printed as a table too)."""
     if not cfg.get("icl"):
         return None
     print("in-context evaluation ...")
-    scores = evaluate_gpt(method, ICLConfig(**OmegaConf.to_container(cfg.icl, resolve=True)))
-    print(icl_table(scores))
-    return scores
+    icl = evaluate_gpt(method, ICLConfig(**OmegaConf.to_container(cfg.icl, resolve=True)), datamodule)
+    print(icl_table(icl))
+    return icl

@@ -145,3 +145,18 @@ def test_probe_a_saved_run_on_other_data(tmp_path):
     own = json.loads((run_dir / "results.json").read_text())  # the run's own results are not touched
     assert own["data"] == "shapes" and own["probe"] is None and own["train"]["steps"] == 4
     assert other["train"] == own["train"]  # the same encoder, trained the same way
+
+
+def test_the_help_names_real_groups_tasks_and_commands():
+    """Every method=, data=, model=, task= in the usage text is a choice that exists."""
+    import re
+
+    from ssl_zoo import config_dir
+    from ssl_zoo.cli import HYDRA_COMMANDS, USAGE
+    from ssl_zoo.data.icl_tasks import FAMILIES
+
+    for group, choice in re.findall(r"\b(method|data|model|experiment)=(\w+)", USAGE):
+        assert (config_dir() / group / f"{choice}.yaml").is_file(), (group, choice)
+    assert all(task in FAMILIES for task in re.findall(r"\btask=(\w+)", USAGE))
+    listed = re.findall(r"^  ([a-z-]+) ", USAGE, flags=re.M)
+    assert set(listed) == set(HYDRA_COMMANDS) | {"compare"}

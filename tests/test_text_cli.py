@@ -15,6 +15,7 @@ def test_gpt_trains_reports_validation_loss_and_a_sample(gpt_run):
     extra = results["extra"]
     assert extra["val_perplexity"] == pytest.approx(2.718281828 ** extra["val_loss"], rel=1e-4)
     assert extra["unigram_entropy"] > 0 and isinstance(extra["sample"], str)
+    assert isinstance(extra["val_in_context_score"], float)  # Olsson et al.'s: late tokens' loss minus early ones'
     assert results["probe"] is None  # a plain text file has no labels
     assert "validation loss" in result.stdout and "greedy sample" in result.stdout
     config = (run_dir / "config.yaml").read_text()
@@ -35,12 +36,26 @@ def test_generate_is_repeatable_by_seed_and_streams_the_continuation(gpt_run):
 
 def test_icl_writes_accuracy_per_shot_into_results(gpt_run):
     ckpt = gpt_run[0] / "checkpoints" / "last.ckpt"
-    result = run_cli("icl", f"checkpoint={ckpt}", "task=[addition,reverse_words]", "shots=[0,1]", "num_queries=5", "describe=false")
+    result = run_cli("icl", f"checkpoint={ckpt}", "task=[addition,reverse]", "shots=[0,1]", "num_queries=5", "describe=false",
+                     "controls=[random]", "control_tasks=[reverse]")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "| addition | 1 | 5 |" in result.stdout
-    icl = json.loads((gpt_run[0] / "results.json").read_text())["icl"]
-    assert set(icl) == {"addition", "reverse_words"} and set(icl["addition"]) == {"0", "1"}
+    assert "| addition | unseen | 1 | 5 |" in result.stdout and "contamination (queries whose whole line" in result.stdout
+    results = json.loads((gpt_run[0] / "results.json").read_text())
+    icl, meta = results["icl"], results["icl_meta"]
+    assert set(icl) == {"addition", "reverse"} and set(icl["addition"]) == {"0", "1"}
     assert icl["addition"]["0"]["n"] == 5 and 0 <= icl["addition"]["0"]["exact_match"] <= 1
+    # a GPT trained on a text file: every family is unseen; its text (with sums in it) was checked for the queries
+    assert meta["tasks"]["addition"]["split"] == "unseen" and meta["tasks"]["addition"]["contamination"]["queries"] == 5
+    assert set(results["icl_controls"]["random"]) == {"reverse"}
+
+
+def test_icl_warns_when_a_user_tasks_queries_are_in_the_training_text(gpt_run, corpus, tmp_path):
+    sums = [line.split(" => ") for line in corpus.read_text().splitlines() if " => " in line][:12]
+    task = tmp_path / "copied.jsonl"
+    task.write_text("".join(json.dumps({"input": q, "output": a}) + "\n" for q, a in sums))
+    result = run_cli("icl", f"checkpoint={gpt_run[0] / 'checkpoints' / 'last.ckpt'}", f"task={task}", "shots=[1]", "num_queries=6")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: 100.0% of the queries of task 'copied' occur in the training text" in result.stdout
 
 
 def test_bert_fill_lists_candidates_sorted_by_probability(bert_run):
@@ -86,8 +101,13 @@ def test_bad_text_input_gets_one_clear_line(gpt_run, bert_run, tmp_path):
         (["generate", f"checkpoint={bert}", "prompt=the"], "holds a bert model, but `generate` needs a gpt checkpoint; use `ssl-zoo fill`"),
         (["fill", f"checkpoint={gpt}", "text=the [MASK]"], "holds a gpt model, but `fill` needs a bert checkpoint; use `ssl-zoo generate`"),
         (["fill", f"checkpoint={bert}", "text=the cat"], "the text has no [MASK]"),
-        (["icl", f"checkpoint={gpt}", "task=reverse_words", "shots=[16]", "num_queries=3"], "shots fit"),
-        (["icl", f"checkpoint={gpt}", "task=nope"], "unknown ICL task 'nope'; choose one of: addition"),
+        (["icl", f"checkpoint={gpt}", "task=reverse", "shots=[16]", "num_queries=3", "too_long=error"], "shots fit"),
+        (["icl", f"checkpoint={gpt}", "task=nope"], "unknown ICL task 'nope'; choose a family (reverse"),
+        (["icl", f"checkpoint={gpt}", "labels=shuffled"], "unknown icl.labels 'shuffled'; choose one of: gold, random, flipped"),
+        (["train", "method=gpt", "data=icl_mix", "data.held_out=[reverse,nope]"], "unknown task family nope"),
+        (["train", "method=gpt", "data=icl_mix", "data.families=[reverse,upper]", "data.held_out=[upper]"],
+         "family upper both trained and held out"),
+        (["train", "method=gpt", "data=icl_mix", "data.words=[cat,otter]"], "data.words holds evaluation words (otter)"),
         (["icl", f"checkpoint={gpt}", f"task={tmp_path / 'bad.jsonl'}"], "bad.jsonl, line 2 is not a task example"),
         (["generate", f"checkpoint={gpt}", "temperature=-1"], "temperature=-1 is out of range"),
         (["train", "method=gpt", "data=shapes"], "method 'gpt' is for text but data 'shapes' is image"),
