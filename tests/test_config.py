@@ -75,7 +75,7 @@ def test_configs_and_modules_ship_inside_the_wheel(tmp_path):
         assert path.as_posix() in names  # every module of every package
 
 
-TRANSFORMERS = ["transformer_nano", "transformer_micro", "transformer_tiny", "transformer_small", "transformer_gpt2"]
+TRANSFORMERS = ["transformer_nano", "transformer_micro", "transformer_tiny", "transformer_mini", "transformer_small", "transformer_gpt2"]
 
 
 @pytest.mark.parametrize("method", ["gpt", "bert"])
@@ -106,6 +106,7 @@ def test_transformer_sizes_span_a_tenth_of_a_million_to_gpt2_small():
         embeddings = model.tok_emb.weight.numel() + model.pos_emb.weight.numel()
         sizes[name] = sum(p.numel() for p in model.parameters()) - embeddings
     assert 0.05e6 < sizes["transformer_nano"] < 0.2e6
+    assert sizes["transformer_mini"] == pytest.approx(2.7e6, rel=0.05)  # the largest of experiment=icl_scaling
     assert sizes["transformer_small"] == pytest.approx(10.6e6, rel=0.05)  # nanoGPT's baby GPT
     assert sizes["transformer_gpt2"] == pytest.approx(85.0e6, rel=0.02)  # GPT-2 small: 124M with its embeddings
 
@@ -123,9 +124,11 @@ def test_experiments_compose(experiment):
         assert (cfg.model.n_layer, cfg.model.n_embd, cfg.data.block_size, cfg.data.batch_size) == (6, 384, 256, 64)
         assert (cfg.model.dropout, cfg.method.optim.lr, cfg.trainer.max_steps) == (0.2, 1e-3, 5000)
     if experiment == "icl_scaling":
-        assert cfg.data.name == "icl_mix" and len(cfg.hydra.sweeper.params.model.split(",")) >= 3
+        jobs = cfg.hydra.sweeper.params["+icl_scaling"].split(",")
+        assert cfg.data.name == "icl_mix" and len(jobs) >= 5  # four sizes and the natural-text baseline
+        assert all((config_dir() / "icl_scaling" / f"{job}.yaml").is_file() for job in jobs)
         assert "ScalingReport" in cfg.hydra.callbacks.icl_scaling._target_
-        assert list(cfg.icl.shots) == [0, 1, 4] and cfg.trainer.max_steps == 1500  # the experiment wins over train.yaml
+        assert list(cfg.icl.shots) == [0, 1, 4, 16] and cfg.trainer.max_steps == 1500  # the experiment wins over train.yaml
 
 
 @pytest.mark.parametrize("method", ["masked_speech", "apc"])
