@@ -39,8 +39,8 @@ def token_losses(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def masked_l1(prediction: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error over the chosen frames only: masked speech prediction (the masked frames)
-    and APC (the frames that have a real frame n steps later). (B, T, F), (B, T, F), (B, T) bool -> ()."""
-    weights = chosen[..., None].to(prediction.dtype)  # (B, T, 1)
-    error = ((prediction - target).abs() * weights).sum()
-    return error / (weights.sum() * prediction.shape[-1]).clamp_min(1.0)  # 0 when nothing is chosen
+    """Mean absolute error over the chosen elements only. prediction, target (B, T, F); chosen (B, T)
+    bool picks whole frames (APC: the frames that have a real frame n steps later), (B, T, F) single
+    bins (masked speech: the hidden spans, and TERA's hidden band at every frame). -> ()."""
+    weights = (chosen[..., None] if chosen.ndim == 2 else chosen).expand_as(prediction).to(prediction.dtype)
+    return ((prediction - target).abs() * weights).sum() / weights.sum().clamp_min(1.0)  # 0 when nothing is chosen

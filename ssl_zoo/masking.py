@@ -61,7 +61,9 @@ def mask_frames(feats: torch.Tensor, mask: torch.Tensor, generator: torch.Genera
     Spans of frames are chosen (see span_mask); then, decided once per utterance, the chosen frames are
     zeroed (zero_frac of utterances), replaced by randomly drawn real frames of the same utterance
     (replace_frac) or kept as they are (the rest). With freq_mask_width > 0 (TERA), each utterance also
-    loses a band of 0..freq_mask_width consecutive mel bins at every frame. Returns (inputs, chosen).
+    loses a band of 0..freq_mask_width consecutive mel bins at every frame. Returns (inputs, masked):
+    masked (B, T, F) marks what the loss reconstructs, the chosen frames (all bins) and, as s3prl's
+    TERA does, the hidden band at every real frame.
     """
     b, t, f = feats.shape
     lengths = mask.sum(1)
@@ -72,10 +74,12 @@ def mask_frames(feats: torch.Tensor, mask: torch.Tensor, generator: torch.Genera
     corrupted = torch.where(action < zero_frac, torch.zeros_like(feats),
                             torch.where(action < zero_frac + replace_frac, replaced, feats))
     inputs = torch.where(chosen[..., None], corrupted, feats)
+    masked = chosen[..., None].expand(b, t, f)  # (B, T, F)
     if freq_mask_width > 0:
         width = torch.randint(0, freq_mask_width + 1, (b, 1), generator=generator, device=feats.device)
         low = (torch.rand(b, 1, generator=generator, device=feats.device) * (f - width + 1)).long()
         bins = torch.arange(f, device=feats.device)[None, :]
         band = (bins >= low) & (bins < low + width)  # (B, F)
         inputs = inputs.masked_fill(band[:, None, :], 0.0)
-    return inputs, chosen
+        masked = masked | (band[:, None, :] & mask[..., None])  # the band at every real frame
+    return inputs, masked

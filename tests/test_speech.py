@@ -78,6 +78,30 @@ def test_frequency_mask_hides_one_band_of_bins_per_utterance():
     assert (inputs == 0).any()
 
 
+def test_tera_band_hidden_in_the_input_is_in_the_loss_at_every_real_frame_and_nothing_else_is():
+    b, t, f = 40, 30, 80
+    lengths = torch.randint(10, t + 1, (b,), generator=torch.Generator().manual_seed(1))
+    mask = torch.arange(t)[None, :] < lengths[:, None]
+    feats = (torch.rand(b, t, f, generator=torch.Generator().manual_seed(2)) + 1) * mask[..., None]  # real bins never 0
+    inputs, masked = mask_frames(feats, mask, torch.Generator().manual_seed(0), prob=0.15, zero_frac=1.0,
+                                 replace_frac=0.0, freq_mask_width=16)
+    assert masked.shape == (b, t, f)
+    real = mask[..., None].expand(b, t, f)
+    assert torch.equal(masked & real, (inputs == 0) & real)  # in the loss exactly where the input was hidden
+    assert not (masked & ~real).any()  # padding is never reconstructed
+    bands = (inputs == 0).all(1)  # (B, F): bins hidden at every frame (padding is 0 as well)
+    assert bands.any(1).float().mean() > 0.5  # most utterances lost a band (its width is drawn from 0..16)
+    for i in range(b):
+        n = int(lengths[i])
+        assert masked[i, :n][:, bands[i]].all()  # the band is in the loss on every real frame
+        unmasked_bins = ~bands[i]
+        frames_in_loss = masked[i, :n][:, unmasked_bins].any(1)  # outside the band: only the chosen spans
+        assert torch.equal(frames_in_loss, (inputs[i, :n][:, unmasked_bins] == 0).all(1))
+    prediction = torch.zeros(b, t, f, requires_grad=True)
+    masked_l1(prediction, feats, masked).backward()
+    assert torch.equal(prediction.grad != 0, masked)  # the loss reads the masked bins and only them
+
+
 def test_masked_l1_counts_the_chosen_frames_only():
     g = torch.Generator().manual_seed(0)
     prediction = torch.randn(2, 5, 3, generator=g, requires_grad=True)

@@ -28,10 +28,10 @@ class MaskedSpeech(SpeechMethod):
 
     def ssl_step(self, waves):
         feats, mask = self.log_mel(waves)  # (B, T, F), (B, T)
-        inputs, chosen = mask_frames(feats, mask, self.step_generator(), self.mask_prob, self.span, self.zero_frac,
-                                     self.replace_frac, self.freq_mask_width)
+        inputs, masked = mask_frames(feats, mask, self.step_generator(), self.mask_prob, self.span, self.zero_frac,
+                                     self.replace_frac, self.freq_mask_width)  # masked: (B, T, F) bool
         hidden = self.backbone(inputs, mask)  # (B, T, C)
-        loss = masked_l1(self.head(hidden), feats, chosen)  # reconstruct the original frames where chosen
+        loss = masked_l1(self.head(hidden), feats, masked)  # reconstruct the original where it was masked
         return loss, mean_pool(hidden, mask)
 
 
