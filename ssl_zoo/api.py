@@ -50,15 +50,28 @@ def embed_plot(run_dir: str | Path, *overrides: str) -> Path:
     return embed_plot_run(compose(f"checkpoint={checkpoint_of(run_dir)}", *overrides, config_name="embed_plot"))
 
 
-def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = False) -> str:
-    """The leaderboard (Markdown) of every results.json under paths, as `ssl-zoo compare` prints it;
-    comparison.md/.csv (and with plot, the PNGs) are written to out (default: the one folder given)."""
+def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = False, min_seeds: int = 1) -> str:
+    """The leaderboard (Markdown) of every results.json under paths, as `ssl-zoo compare` prints it:
+    runs that differ only in seed pooled into a mean and a 95% interval (min_seeds: refuse unless every
+    experiment has as many); comparison.md/.csv (and with plot, the PNGs) are written to out (default:
+    the one folder given)."""
     from ssl_zoo.report import compare_runs
 
-    table, _, problems = compare_runs(list(paths), out, plot)
+    table, _, problems = compare_runs(list(paths), out, plot, min_seeds)
     for problem in problems:
         print(problem)
     return table
+
+
+def experiments(*paths: str | Path) -> list[dict]:
+    """The runs under paths pooled as `compare` pools them: one record per experiment with its seeds and
+    every figure as {mean, sd, n, ci95} (e.g. rows[0]["figures"]["gain"]["ci95"])."""
+    from ssl_zoo.results import experiments as pooled, find_results
+
+    rows, problems = find_results([str(p) for p in paths])
+    for problem in problems:
+        print(problem)
+    return pooled(rows)
 
 
 def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,

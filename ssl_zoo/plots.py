@@ -1,5 +1,5 @@
 """Pictures for comparing runs (matplotlib, written atomically as PNG): training loss curves from each
-run's metrics.csv, probe accuracy bars with the baselines, in-context accuracy against shots and
+run's metrics.csv, probe accuracy bars with the baselines (over seeds, with their intervals), in-context accuracy against shots and
 against model size, and the t-SNE maps of `ssl-zoo embed-plot`."""
 
 import csv
@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from ssl_zoo.atomic import atomic_write  # noqa: E402
-from ssl_zoo.results import group_order, icl_groups, run_label, scaling_rows  # noqa: E402
+from ssl_zoo.results import experiments, group_order, icl_groups, run_label, scaling_rows  # noqa: E402
 from ssl_zoo.stats import wilson_interval  # noqa: E402
 
 
@@ -76,29 +76,30 @@ def loss_curves(rows: list[dict], path: Path) -> Path | None:
 
 
 def probe_bars(rows: list[dict], path: Path) -> Path | None:
-    """One panel per (data, probe task): for each run, its linear probe accuracy beside the
-    random-init encoder's and the method's own baselines (e.g. log-mel)."""
+    """One panel per (data, probe task): for each experiment (its seeds pooled: results.experiments),
+    its mean linear probe accuracy beside the random-init encoder's and the method's own baselines
+    (e.g. log-mel), with the 95% interval over seeds as an error bar where there are two or more."""
     groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        if row["probe"]:
-            groups.setdefault((row["data"], row["probe"]["task"]), []).append(row)
+    for f in experiments(rows):
+        if f["task"] is not None and f["figures"]["linear_acc"] is not None:
+            groups.setdefault((f["data"], f["task"]), []).append(f)
     if not groups:
         return None
     fig, axes = panels(len(groups), width=4.8)
     palette = ["tab:orange", "tab:green", "tab:purple", "tab:brown"]  # the methods' own baselines
     for ax, ((data, task), runs) in zip(axes, sorted(groups.items())):
-        names = ["pretrained", "random init"] + sorted({b for r in runs for b in (r["probe"].get("baselines") or {})})
+        baselines = sorted({n for f in runs for n in f["figures"] if n.endswith("_linear_acc") and n != "random_init_linear_acc"})
+        names = ["linear_acc", "random_init_linear_acc", *baselines]
         width = 0.8 / len(names)
         for j, name in enumerate(names):
-            values = []
-            for r in runs:
-                p = r["probe"]
-                value = {"pretrained": p.get("linear_acc"), "random init": p.get("random_init_linear_acc")}.get(
-                    name, (p.get("baselines") or {}).get(name, {}).get("linear_acc"))
-                values.append(float("nan") if value is None else 100 * value)
-            ax.bar([i + (j - (len(names) - 1) / 2) * width for i in range(len(runs))], values, width,
-                   label=name, color={"pretrained": "tab:blue", "random init": "tab:gray"}.get(name, palette[(j - 2) % 4]))
-        ax.set_xticks(range(len(runs)), [r["method"] for r in runs], rotation=20, fontsize=8)
+            stats = [f["figures"].get(name) for f in runs]
+            means = [float("nan") if s is None else 100 * s["mean"] for s in stats]
+            errors = [0.0 if s is None or s["ci95"] is None else 100 * (s["ci95"][1] - s["mean"]) for s in stats]
+            label = {"linear_acc": "pretrained", "random_init_linear_acc": "random init"}.get(name, name[: -len("_linear_acc")])
+            ax.bar([i + (j - (len(names) - 1) / 2) * width for i in range(len(runs))], means, width, yerr=errors, capsize=2,
+                   label=label, color={"linear_acc": "tab:blue", "random_init_linear_acc": "tab:gray"}.get(name, palette[(j - 2) % 4]))
+        ax.set_xticks(range(len(runs)), [f"{f['method']}\n({len(f['seeds'])} seeds)" if len(f["seeds"]) > 1 else f["method"]
+                                         for f in runs], rotation=20, fontsize=8)
         ax.set_ylabel("linear probe accuracy %")
         ax.set_title(f"{data} · {task}", fontsize=10)
         ax.set_ylim(0, 100)

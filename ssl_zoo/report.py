@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.errors import UserError
-from ssl_zoo.results import find_results, group_order, icl_groups, scaling_rows
+from ssl_zoo.results import experiments, find_results, group_order, icl_groups, scaling_rows, seed_groups
 from ssl_zoo.stats import wilson_interval
 
 
@@ -100,60 +100,81 @@ def group_table(runs: dict[tuple, dict[str, dict[int, tuple[int, int]]]], heads:
 
 
 # --- across runs --------------------------------------------------------------------------------
-COLUMNS = ("modality", "data", "task", "method", "model", "params", "steps", "seconds", "linear_acc", "knn_acc",
-           "random_init_linear_acc", "gain", "baselines", "path")
+def require_seeds(flat: list[dict], at_least: int) -> None:
+    """Refuse a comparison that is asked for intervals when some experiment has fewer seeds."""
+    for f in flat:
+        if len(f["seeds"]) < at_least:
+            seeds = ", ".join(map(str, f["seeds"]))
+            raise UserError(f"{f['method']} on {f['data']} ({f['model']}) has {len(f['seeds'])} seed(s) ({seeds}), fewer than the "
+                            f"{at_least} asked for (an interval needs two); run it with `ssl-zoo train -m ... seed=0,1,2`")
 
 
-def leaderboard_rows(rows: list[dict]) -> list[dict]:
-    """One flat record per run, grouped by (modality, data, probe task), best linear accuracy first
-    within a group: the rows of the Markdown table and of the CSV."""
-    flat = []
-    for r in rows:
-        p, train = r["probe"] or {}, r.get("train") or {}
-        lin, rnd = p.get("linear_acc"), p.get("random_init_linear_acc")
-        flat.append({
-            "modality": r["modality"], "data": r["data"], "task": p.get("task"), "method": r["method"],
-            "model": r["model"], "params": r["params"], "steps": train.get("steps"), "seconds": train.get("seconds"),
-            "linear_acc": lin, "knn_acc": p.get("knn_acc"), "random_init_linear_acc": rnd,
-            "gain": None if lin is None or rnd is None else lin - rnd,
-            "baselines": {name: b.get("linear_acc") for name, b in (p.get("baselines") or {}).items()},
-            "path": r.get("path"),
-        })
-    flat.sort(key=lambda f: (f["modality"], f["data"], str(f["task"]), -(f["linear_acc"] or 0)))
-    return flat
+def mean_cell(stat: dict | None, sign: str = "") -> str:
+    """A figure over seeds in percent: "mean ± half-width of its 95% interval", the mean alone for one seed."""
+    if stat is None:
+        return "-"
+    mean = f"{100 * stat['mean']:{sign}.1f}"
+    return mean if stat["ci95"] is None else f"{mean} ± {100 * (stat['ci95'][1] - stat['mean']):.1f}"
+
+
+def excludes_zero(stat: dict | None) -> str:
+    """Whether a gain's 95% interval excludes 0 (the gain is real at that confidence)."""
+    if stat is None:
+        return "-"
+    if stat["ci95"] is None:
+        return "one seed"
+    low, high = stat["ci95"]
+    return "yes" if low > 0 or high < 0 else "no"
 
 
 def leaderboard(rows: list[dict]) -> str:
     """A Markdown table per (modality, data, probe task), best linear accuracy first."""
-    out, group = [], None
-    for f in leaderboard_rows(rows):
+    out, group = ["Each figure: the mean over seeds ± the half-width of its 95% t-interval (one seed: the figure alone)."], None
+    for f in experiments(rows):
         if (f["modality"], f["data"], f["task"]) != group:
             group = (f["modality"], f["data"], f["task"])
-            if out:
-                out.append("")
-            out.append(f"### {f['modality']} · {f['data']} · probe task: {f['task'] or 'none (unlabelled data)'}\n")
-            out.append("| method | model | params | steps | seconds | linear % | kNN % | random-init linear % | gain | other baselines, linear % |")
-            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
-        gain = "-" if f["gain"] is None else f"{100 * f['gain']:+.1f}"
-        seconds = "-" if f["seconds"] is None else f"{f['seconds']:.0f}"
+            out.append(f"\n### {f['modality']} · {f['data']} · probe task: {f['task'] or 'none (unlabelled data)'}\n")
+            out.append("| method | model | params | steps | seeds | seconds | linear % | kNN % | random-init linear % | "
+                       "gain | gain's CI excludes 0 | other baselines, linear % |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        fig = f["figures"]
+        seconds = "-" if fig["seconds"] is None else f"{fig['seconds']['mean']:.0f}"
         steps = "-" if f["steps"] is None else f["steps"]
-        others = ", ".join(f"{name} {pct(acc)}" for name, acc in f["baselines"].items()) or "-"
-        out.append(f"| {f['method']} | {f['model']} | {f['params'] / 1e6:.2f}M | {steps} | {seconds} | {pct(f['linear_acc'])} | "
-                   f"{pct(f['knn_acc'])} | {pct(f['random_init_linear_acc'])} | {gain} | {others} |")
+        others = ", ".join(f"{name[: -len('_linear_acc')]} {mean_cell(stat)}" for name, stat in fig.items()
+                           if name.endswith("_linear_acc") and name != "random_init_linear_acc") or "-"
+        out.append(f"| {f['method']} | {f['model']} | {f['params'] / 1e6:.2f}M | {steps} | {len(f['seeds'])} | {seconds} | "
+                   f"{mean_cell(fig['linear_acc'])} | {mean_cell(fig['knn_acc'])} | {mean_cell(fig['random_init_linear_acc'])} | "
+                   f"{mean_cell(fig['gain'], '+')} | {excludes_zero(fig['gain'])} | {others} |")
     return "\n".join(out) + "\n"
 
 
+CSV_FIGURES = ("linear_acc", "knn_acc", "random_init_linear_acc", "gain", "final_loss")
+
+
 def leaderboard_csv(rows: list[dict]) -> str:
-    """The leaderboard as CSV, accuracies as fractions; each method baseline gets its own column."""
-    flat = leaderboard_rows(rows)
-    names = sorted({name for f in flat for name in f["baselines"]})
-    columns = [c for c in COLUMNS if c != "baselines"]
-    columns[columns.index("gain") + 1 : columns.index("gain") + 1] = [f"{name}_linear_acc" for name in names]
+    """The leaderboard as CSV, accuracies as fractions: for each figure its mean over seeds, and with
+    two seeds or more its sd and 95% interval; each method baseline gets its own column."""
+    flat = experiments(rows)
+    baselines = sorted({name for f in flat for name in f["figures"]
+                        if name.endswith("_linear_acc") and name not in CSV_FIGURES})
+    columns = ["modality", "data", "task", "method", "model", "params", "steps", "seeds", "seconds"]
+    for name in CSV_FIGURES:
+        columns += [name, f"{name}_sd", f"{name}_ci_low", f"{name}_ci_high"]
+    columns += ["gain_ci_excludes_0", *baselines, "paths"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for f in flat:
-        writer.writerow({**{k: f[k] for k in columns if k in f}, **{f"{n}_linear_acc": f["baselines"].get(n) for n in names}})
+        fig = f["figures"]
+        line = {k: f[k] for k in ("modality", "data", "task", "method", "model", "params", "steps")}
+        line.update(seeds=" ".join(map(str, f["seeds"])), paths=";".join(map(str, f["paths"])),
+                    seconds=fig["seconds"] and fig["seconds"]["mean"], gain_ci_excludes_0=excludes_zero(fig["gain"]))
+        for name in CSV_FIGURES:
+            stat = fig.get(name) or {}
+            low, high = stat.get("ci95") or (None, None)
+            line.update({name: stat.get("mean"), f"{name}_sd": stat.get("sd"), f"{name}_ci_low": low, f"{name}_ci_high": high})
+        line.update({name: (fig.get(name) or {}).get("mean") for name in baselines})
+        writer.writerow(line)
     return buffer.getvalue()
 
 
@@ -177,15 +198,17 @@ def write_comparison(rows: list[dict], out_dir: str | Path, plot: bool = False) 
     return written
 
 
-def compare_runs(paths: list, out=None, plot: bool = False) -> tuple[str, list[Path], list[str]]:
+def compare_runs(paths: list, out=None, plot: bool = False, min_seeds: int = 1) -> tuple[str, list[Path], list[str]]:
     """`ssl-zoo compare`: (leaderboard, files written, problems found) for every results.json under
-    paths; comparison.md/.csv (and with plot, the PNGs) go to out (default: the one folder given, else .)."""
+    paths, runs that differ only in seed pooled; comparison.md/.csv (and with plot, the PNGs) go to
+    out (default: the one folder given, else .). min_seeds: refuse unless every experiment has as many."""
     paths = [str(p) for p in paths]
     rows, problems = find_results(paths)
     if not rows:
         raise UserError(f"no results.json found under {', '.join(paths)}; run `ssl-zoo train` first")
+    require_seeds(experiments(rows), min_seeds)
     out = out or (paths[0] if len(paths) == 1 and Path(paths[0]).is_dir() else ".")
-    return leaderboard(rows), write_comparison(rows, out, plot=plot), problems
+    return leaderboard(rows), write_comparison(rows, out, plot=plot), problems + seed_groups(rows)[1]
 
 
 def write_scaling_report(folder: str | Path) -> tuple[Path, Path] | None:

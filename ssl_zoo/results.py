@@ -14,7 +14,10 @@ atomically, found again across a tree of runs, and read back (the rows of ICL sc
 import json
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from ssl_zoo.atomic import atomic_write
+from ssl_zoo.stats import t_interval
 
 RESULTS_FILE = "results.json"
 REQUIRED = ("method", "modality", "data", "model", "params", "seed", "train", "probe")
@@ -98,6 +101,78 @@ def find_results(paths: list[str]) -> tuple[list[dict], list[str]]:
         row["path"] = str(f)
         rows.append(row)
     return rows, problems
+
+
+# --- runs that differ only in seed ----------------------------------------------------------------
+NOT_THE_EXPERIMENT = {"seed", "resume", "checkpoint_every_n_steps", "cache_dir", "num_workers", "enable_progress_bar",
+                      "log_every_n_steps"}  # settings that change a run's seed or its bookkeeping, not what it measures
+
+
+def experiment_of(row: dict) -> str:
+    """What a run measures, as a canonical string: its config.yaml (written beside results.json) with
+    every seed and bookkeeping setting left out; for a run without one, its method, data, model,
+    probe task and steps. Runs with equal strings differ only in seed."""
+    def strip(node):
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k not in NOT_THE_EXPERIMENT}
+        return [strip(v) for v in node] if isinstance(node, list) else node
+
+    try:
+        config = OmegaConf.to_container(OmegaConf.load(Path(row["path"]).parent / "config.yaml"))
+    except Exception:  # no config.yaml (a results.json copied alone, an older run), or not a readable one
+        config = None
+    if not isinstance(config, dict):
+        config = {"method": row["method"], "data": row["data"], "model": row["model"], "params": row["params"],
+                  "task": (row["probe"] or {}).get("task"), "steps": (row.get("train") or {}).get("steps")}
+    return json.dumps(strip(config), sort_keys=True, default=str)
+
+
+def seed_groups(rows: list[dict]) -> tuple[list[list[dict]], list[str]]:
+    """The runs grouped by experiment_of, one run per seed in each group (a seed run twice: the run
+    listed last is kept, and said so), in the order the groups are first met; and the problems."""
+    groups: dict[str, dict] = {}
+    problems = []
+    for row in rows:
+        by_seed = groups.setdefault(experiment_of(row), {})
+        if row["seed"] in by_seed:
+            problems.append(f"{by_seed[row['seed']]['path']}: seed {row['seed']} is also run at {row['path']}; "
+                            "the second is counted, once")
+        by_seed[row["seed"]] = row
+    return [sorted(by_seed.values(), key=lambda r: str(r["seed"])) for by_seed in groups.values()], problems
+
+
+def run_figures(row: dict) -> dict[str, float | None]:
+    """The figures of one run that the leaderboard compares; the gain over random init is taken per
+    run (per seed), so that its interval is the interval of the gain itself."""
+    p, train = row["probe"] or {}, row.get("train") or {}
+    linear, random_init = p.get("linear_acc"), p.get("random_init_linear_acc")
+    figures = {"linear_acc": linear, "knn_acc": p.get("knn_acc"), "random_init_linear_acc": random_init,
+               "gain": None if linear is None or random_init is None else linear - random_init,
+               "final_loss": train.get("final_loss"), "seconds": train.get("seconds")}
+    for name, scores in (p.get("baselines") or {}).items():
+        figures[f"{name}_linear_acc"] = scores.get("linear_acc")
+    return figures
+
+
+def experiments(rows: list[dict]) -> list[dict]:
+    """One record per experiment (runs that differ only in seed pooled: results.seed_groups), each
+    figure as {mean, sd, n, ci95} over the seeds (stats.t_interval); grouped by (modality, data,
+    probe task), best mean linear accuracy first within a group."""
+    flat = []
+    for runs in seed_groups(rows)[0]:
+        first, per_run = runs[0], [run_figures(r) for r in runs]
+        names = dict.fromkeys(name for figures in per_run for name in figures)
+        values = {name: [f[name] for f in per_run if f.get(name) is not None] for name in names}
+        flat.append({
+            "modality": first["modality"], "data": first["data"], "task": (first["probe"] or {}).get("task"),
+            "method": first["method"], "model": first["model"], "params": first["params"],
+            "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],
+            "figures": {name: t_interval(v) if v else None for name, v in values.items()},
+            "paths": [r.get("path") for r in runs],
+        })
+    linear = lambda f: (f["figures"]["linear_acc"] or {}).get("mean") or 0  # noqa: E731
+    flat.sort(key=lambda f: (f["modality"], f["data"], str(f["task"]), -linear(f)))
+    return flat
 
 
 def primary_metric(row: dict) -> float:

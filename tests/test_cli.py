@@ -99,7 +99,7 @@ def test_multirun_sweep_then_compare(tmp_path):
     rows = list(csv.DictReader(open(sweep / "comparison.csv")))
     assert sorted(r["method"] for r in rows) == ["byol", "simclr"] and all(r["task"] == "shape" for r in rows)
     for r in rows:  # the CSV carries the figures of each results.json, unrounded
-        results = json.loads(open(r["path"]).read())
+        results = json.loads(open(r["paths"]).read())  # one seed each: one path
         assert float(r["linear_acc"]) == results["probe"]["linear_acc"] and int(r["steps"]) == 4
     assert (sweep / "comparison.md").read_text() in table.stdout
     for png in ("loss_curves.png", "probe_accuracy.png"):

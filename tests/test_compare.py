@@ -4,16 +4,20 @@ import csv
 import io
 import json
 
+import pytest
+from scipy import stats
+
+from ssl_zoo.errors import UserError
 from ssl_zoo.plots import comparison_plots
-from ssl_zoo.report import leaderboard, leaderboard_csv
-from ssl_zoo.results import find_results
+from ssl_zoo.report import compare_runs, leaderboard, leaderboard_csv
+from ssl_zoo.results import experiments, find_results
 
 
-def result(method, modality, data, task, linear, random_init, params=1000, icl=None, baselines=None):
+def result(method, modality, data, task, linear, random_init, params=1000, icl=None, baselines=None, seed=0):
     probe = {"task": task, "num_classes": 10, "linear_acc": linear, "knn_acc": linear / 2, "random_init_linear_acc": random_init}
     if baselines:
         probe["baselines"] = {name: {"linear_acc": acc, "knn_acc": acc} for name, acc in baselines.items()}
-    out = {"method": method, "modality": modality, "data": data, "model": f"m{params}", "params": params, "seed": 0,
+    out = {"method": method, "modality": modality, "data": data, "model": f"m{params}", "params": params, "seed": seed,
            "train": {"steps": 10, "seconds": 1.0, "final_loss": 1.0}, "probe": probe}
     if icl:
         out["icl"] = icl
@@ -40,7 +44,7 @@ def test_leaderboard_groups_by_task_ranks_by_accuracy_and_keeps_every_baseline(t
     assert len(rows) == 4 and not problems
     table = leaderboard(rows)
     assert table.index("| masked_speech |") < table.index("| apc |")  # best first within its group
-    assert "| +15.0 | logmel 85.0 |" in table and "### speech · spoken_words · probe task: voice" in table
+    assert "| +15.0 | one seed | logmel 85.0 |" in table and "### speech · spoken_words · probe task: voice" in table
     lines = list(csv.DictReader(io.StringIO(leaderboard_csv(rows))))
     speech = [line for line in lines if line["modality"] == "speech"]
     assert [line["method"] for line in speech] == ["masked_speech", "apc"]
@@ -51,3 +55,34 @@ def test_leaderboard_groups_by_task_ranks_by_accuracy_and_keeps_every_baseline(t
     assert written == {"loss_curves.png", "probe_accuracy.png", "icl_shots.png", "icl_scaling.png"}  # two sizes: scaling too
     for name in written:
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_that_differ_only_in_seed_are_pooled_with_a_t_interval_and_the_gain_taken_per_seed(tmp_path):
+    linear, random_init = [0.50, 0.56, 0.53], [0.40, 0.49, 0.41]
+    for seed, (lin, rnd) in enumerate(zip(linear, random_init)):
+        write(tmp_path, f"simclr-{seed}", result("simclr", "image", "shapes", "shape", lin, rnd, seed=seed))
+        (tmp_path / f"simclr-{seed}" / "config.yaml").write_text(f"method:\n  name: simclr\n  seed: {seed}\nseed: {seed}\nlr: 0.1\n")
+    write(tmp_path, "simclr-other-lr", result("simclr", "image", "shapes", "shape", 0.9, 0.4))
+    (tmp_path / "simclr-other-lr" / "config.yaml").write_text("method:\n  name: simclr\n  seed: 0\nseed: 0\nlr: 0.3\n")
+    rows, _ = find_results([str(tmp_path)])
+    pooled, other = sorted(experiments(rows), key=lambda f: len(f["seeds"]), reverse=True)
+    assert pooled["seeds"] == [0, 1, 2] and other["seeds"] == [0]  # another lr is another experiment
+    gains = [lin - rnd for lin, rnd in zip(linear, random_init)]
+    for name, values in (("linear_acc", linear), ("gain", gains)):
+        stat = pooled["figures"][name]
+        half = stats.t.ppf(0.975, 2) * stats.tstd(values) / 3 ** 0.5
+        assert stat["mean"] == pytest.approx(sum(values) / 3) and stat["sd"] == pytest.approx(stats.tstd(values))
+        assert stat["ci95"] == pytest.approx([stat["mean"] - half, stat["mean"] + half])
+    assert other["figures"]["gain"]["ci95"] is None  # one seed: no interval, not an empty one
+    table = leaderboard(rows)
+    assert f"| 53.0 ± {100 * stats.t.ppf(0.975, 2) * stats.tstd(linear) / 3 ** 0.5:.1f} |" in table
+    assert "| 3 |" in table and "| yes |" in table and "| one seed |" in table  # the gain's interval excludes 0
+    line = next(r for r in csv.DictReader(io.StringIO(leaderboard_csv(rows))) if r["seeds"] == "0 1 2")
+    assert float(line["gain_ci_low"]) > 0 and float(line["linear_acc_sd"]) == pytest.approx(stats.tstd(linear))
+
+    with pytest.raises(UserError, match=r"simclr on shapes \(m1000\) has 1 seed\(s\) \(0\), fewer than the 2 asked for"):
+        compare_runs([tmp_path], tmp_path, min_seeds=2)
+    write(tmp_path, "simclr-again", result("simclr", "image", "shapes", "shape", 0.1, 0.1, seed=2))
+    (tmp_path / "simclr-again" / "config.yaml").write_text("method:\n  name: simclr\n  seed: 2\nseed: 2\nlr: 0.1\n")
+    _, _, problems = compare_runs([tmp_path], tmp_path)
+    assert any("seed 2 is also run at" in p for p in problems)  # a seed counted once, and said so
