@@ -25,7 +25,12 @@ def probe_block(method, datamodule, cfg: DictConfig) -> dict | None:
         return None
     baseline = random_init(cfg) if probe_cfg.random_init_baseline else None  # the very initialisation it started from
     print(f"probing on '{splits.task}' ({splits.num_classes} classes) ...")
-    return probe_method(method, splits, probe_cfg, random_init=baseline)
+    result = probe_method(method, splits, probe_cfg, random_init=baseline)
+    result["leak"] = leak = datamodule.leak_check()
+    if leak["in_pretraining"]:
+        print(f"warning: {leak['in_pretraining']} of the probe's {leak['test_items']} test {leak['unit']} occur in what "
+              f"data '{cfg.data.name}' pretrains on: its test figures are not on unseen data")
+    return result
 
 
 def load_for_probe(cfg: DictConfig):

@@ -10,13 +10,14 @@ reads a datamodule, and data knows no method.
 import hashlib
 import json
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ssl_zoo.data.tokenizer import TextTokenizer
 from ssl_zoo.errors import UserError
@@ -47,9 +48,28 @@ def cache_root(cache_dir: str | None) -> Path:
     return Path(cache_dir or os.environ.get("SSL_ZOO_CACHE") or Path.home() / ".cache" / "ssl_zoo").expanduser()
 
 
+def stable_fraction(text: str) -> float:
+    """A number in [0, 1) fixed by the text: a split by name that does not move when items are added."""
+    return zlib.crc32(text.encode()) / 2**32
+
+
 def digest(*parts) -> str:
     """A short stable key of plain values (for cache file names)."""
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def content_digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def content_digests(dataset: Dataset) -> list[bytes]:
+    """A digest of what each item holds (its pixels, a clip's samples, an image file's bytes), through
+    any Subsets: the leak check compares the probe's test items with the pretraining items by these."""
+    indices = None
+    while isinstance(dataset, Subset):  # Subset(Subset(d, a), b)[i] is d[a[b[i]]]
+        indices = list(dataset.indices) if indices is None else [dataset.indices[i] for i in indices]
+        dataset = dataset.dataset
+    return dataset.digests(range(len(dataset)) if indices is None else indices)
 
 
 class ProbeSplits(NamedTuple):
@@ -77,6 +97,14 @@ class BatchedTensors(Dataset):
     def __getitems__(self, indices: list[int]):
         idx = torch.as_tensor(indices)
         return self.inputs[idx], self.labels[idx]
+
+    def digests(self, indices) -> list[bytes]:
+        indices = list(indices)
+        out = []
+        for start in range(0, len(indices), 4096):  # a few MB at a time (STL-10's 105k images are 2.8 GB)
+            rows = self.inputs[torch.as_tensor(indices[start : start + 4096], dtype=torch.long)]
+            out += [content_digest(row.tobytes()) for row in rows.reshape(len(rows), -1).contiguous().numpy()]
+        return out
 
 
 class ResumableSampler(DistributedSampler):
@@ -144,6 +172,19 @@ class SSLDataModule(pl.LightningDataModule):
         """What a method pretraining on this data is told about it (after setup)."""
         self.setup()
         return DataInfo(self.batch_size, self.num_classes)
+
+    def leak_check(self) -> dict | None:
+        """Whether the probe's test items occur in what pretraining reads, by content (the digests of
+        content_digests): {unit, test_items, in_pretraining}, in_pretraining 0 by construction of the
+        splits; None when there is no probe task. The text corpora check token sequences instead."""
+        splits = self.probe_splits()
+        if splits is None:
+            return None
+        seen = set(content_digests(self.pretrain_dataset()))
+        test = content_digests(splits.test)
+        return {"unit": self.leak_unit, "test_items": len(test), "in_pretraining": sum(d in seen for d in test)}
+
+    leak_unit = "items, by content"
 
     def baselines(self) -> dict[str, float]:
         """Figures of a model that learns nothing but counts, for results.json (text: the unigram

@@ -20,11 +20,11 @@ families in two lists, those icl_mix trains on and those it holds out.
 import functools
 import json
 import random
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ssl_zoo.data.base import stable_fraction
 from ssl_zoo.errors import UserError
 
 # Common English words (3-8 letters): the words of training episodes.
@@ -86,11 +86,6 @@ class Example:
 
 def example_line(example: Example) -> str:
     return f"{example.input}{SEPARATOR} {example.output}"
-
-
-def stable_fraction(text: str) -> float:
-    """A number in [0, 1) fixed by the text."""
-    return zlib.crc32(text.encode()) / 2**32
 
 
 def words_of(pool: str) -> list[str]:

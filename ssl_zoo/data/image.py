@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
-from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule
+from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule, content_digest, stable_fraction
 from ssl_zoo.data.shapes import SHAPES, make_shapes
 from ssl_zoo.errors import UserError, check_range
 
@@ -21,6 +21,7 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 class ImageDataModule(SSLDataModule):
     modality = "image"
+    leak_unit = "images, by their pixels (image folders: by their file's bytes)"
 
     def __init__(self, image_size: int, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), **kwargs):
         super().__init__(**kwargs)
@@ -179,6 +180,9 @@ class ImageFiles(Dataset):
         image = TF.center_crop(TF.resize(image, self.size, antialias=True), [self.size, self.size])
         return image, self.labels[i]
 
+    def digests(self, indices) -> list[bytes]:
+        return [content_digest(self.files[i].read_bytes()) for i in indices]  # the same picture twice is one
+
 
 def check_image(path: Path) -> None:
     """Refuse a file whose image data cannot be decoded, naming it."""
@@ -191,14 +195,16 @@ def check_image(path: Path) -> None:
 
 class ImageFolder(ImageDataModule):
     """Any folder of images. Sub-folders name the classes (path/<class>/*.png); a folder with no
-    sub-folders is unlabelled and serves pretraining only. The probe splits the labelled images
-    into train and test by a seeded shuffle."""
+    sub-folders is unlabelled and serves pretraining only. The probe's test images are either a
+    folder of their own (test_path, with the same class sub-folders) or test_fraction of the labelled
+    images, chosen by a hash of their names (the same whatever the seed); pretraining never reads them."""
 
     def __init__(
         self,
         path: str,
         image_size: int = 64,
         test_fraction: float = 0.2,
+        test_path: str | None = None,
         verify: bool = True,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
@@ -206,39 +212,62 @@ class ImageFolder(ImageDataModule):
     ):
         super().__init__(image_size=image_size, mean=mean, std=std, **kwargs)
         self.path, self.test_fraction, self.verify = Path(path).expanduser(), test_fraction, verify
+        self.test_path = Path(test_path).expanduser() if test_path else None
 
-    def prepare(self) -> None:
-        if not self.path.is_dir():
-            raise UserError(f"image folder {self.path} does not exist; set data.path to a folder of images")
-        files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    def read_folder(self, path: Path, key: str, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
+        """(files, labels, classes) of a folder of images; labels -1 where a file is not in a class
+        sub-folder; with classes given (the test folder), its sub-folders must be among them."""
+        if not path.is_dir():
+            raise UserError(f"image folder {path} does not exist; set {key} to a folder of images")
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
-            raise UserError(
-                f"image folder {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                "set data.path to a folder of images"
-            )
+            raise UserError(f"image folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                            f"set {key} to a folder of images")
         if self.verify:
             for f in files:
                 check_image(f)
-        class_of = lambda f: f.relative_to(self.path).parts[0] if len(f.relative_to(self.path).parts) > 1 else None  # noqa: E731
-        classes = sorted({c for f in files if (c := class_of(f)) is not None})
+        class_of = lambda f: f.relative_to(path).parts[0] if len(f.relative_to(path).parts) > 1 else None  # noqa: E731
+        found = sorted({c for f in files if (c := class_of(f)) is not None})
+        if classes is not None and (unknown := [c for c in found if c not in classes]):
+            raise UserError(f"the test folder {path} has classes the training folder has not ({', '.join(unknown[:5])}); "
+                            f"give {key} the class sub-folders of data.path")
+        classes = found if classes is None else classes
         index = {c: i for i, c in enumerate(classes)}
-        labels = [index.get(class_of(f), -1) for f in files]
-        self.classes = classes
-        self.all_images = ImageFiles(files, labels, self.image_size)
+        return files, [index.get(class_of(f), -1) for f in files], classes
+
+    def prepare(self) -> None:
+        files, labels, self.classes = self.read_folder(self.path, "data.path")
+        if self.test_path is not None:
+            train_dir, test_dir = self.path.resolve(), self.test_path.resolve()
+            if train_dir == test_dir or train_dir in test_dir.parents or test_dir in train_dir.parents:
+                raise UserError(f"data.test_path {self.test_path} overlaps data.path {self.path} (the same folder, or one "
+                                "inside the other): the probe would test on pretraining images; give a folder apart")
+            test_files, test_labels, _ = self.read_folder(self.test_path, "data.test_path", self.classes)
+            self.test_images = ImageFiles(test_files, test_labels, self.image_size)
+            self.train_images = ImageFiles(files, labels, self.image_size)
+        else:
+            check_range("data.test_fraction", self.test_fraction, 0.0, 0.99)
+            is_test = [y >= 0 and stable_fraction(f.relative_to(self.path).as_posix()) < self.test_fraction
+                       for f, y in zip(files, labels)]
+            if self.test_fraction > 0 and not any(is_test) and any(y >= 0 for y in labels):
+                is_test[labels.index(next(y for y in labels if y >= 0))] = True  # a small folder: still one test image
+            self.test_images = ImageFiles([f for f, t in zip(files, is_test) if t], [y for y, t in zip(labels, is_test) if t],
+                                          self.image_size)
+            self.train_images = ImageFiles([f for f, t in zip(files, is_test) if not t],
+                                           [y for y, t in zip(labels, is_test) if not t], self.image_size)
 
     def pretrain_dataset(self) -> Dataset:
-        return self.all_images
+        return self.train_images  # never the probe's test images
 
     def probe_splits(self) -> ProbeSplits:
         self.setup()
-        labelled = [i for i, y in enumerate(self.all_images.labels) if y >= 0]
         if self.num_classes < 2:
             raise UserError(
                 f"image folder {self.path} has {self.num_classes} class sub-folders; the probe needs at "
                 "least 2 (path/<class>/<image>), or run with probe.enabled=false"
             )
-        order = torch.randperm(len(labelled), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        n_test = max(1, round(self.test_fraction * len(labelled)))
-        test = [labelled[i] for i in order[:n_test]]
-        train = [labelled[i] for i in order[n_test:]]
-        return ProbeSplits(Subset(self.all_images, train), Subset(self.all_images, test), self.num_classes, "folder_class")
+        if not len(self.test_images):
+            raise UserError(f"image folder {self.path} leaves no test images for the probe; raise data.test_fraction "
+                            "or give data.test_path")
+        labelled = [i for i, y in enumerate(self.train_images.labels) if y >= 0]
+        return ProbeSplits(Subset(self.train_images, labelled), self.test_images, self.num_classes, "folder_class")

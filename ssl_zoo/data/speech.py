@@ -13,14 +13,13 @@ A batch is (Waves(audio (B, S) float32, lengths (B,)), labels (B,)): every clip 
 
 import csv
 import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
 import torchaudio
 from torch.utils.data import Dataset
 
-from ssl_zoo.data.base import DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, digest
+from ssl_zoo.data.base import DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, content_digest, digest, stable_fraction
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.logmel import logmel_settings
 
@@ -52,6 +51,10 @@ class Utterances(Dataset):
         waves, labels = self.__getitems__([i])
         return Waves(waves.audio[0], waves.lengths[0]), labels[0]
 
+    def digests(self, indices) -> list[bytes]:
+        return [content_digest(self.samples[self.offsets[i] : self.offsets[i] + self.lengths[i]].numpy().tobytes())
+                for i in indices]
+
 
 @dataclass
 class Clip:
@@ -67,11 +70,6 @@ def read_audio(path: Path, sample_rate: int) -> torch.Tensor:
     audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
     audio = torch.from_numpy(audio.mean(1))
     return audio if rate == sample_rate else torchaudio.functional.resample(audio, rate, sample_rate)
-
-
-def stable_fraction(text: str) -> float:
-    """A number in [0, 1) fixed by the text: a split that does not move when files are added."""
-    return zlib.crc32(text.encode()) / 2**32
 
 
 class SpeechDataModule(SSLDataModule):
@@ -155,6 +153,8 @@ class SpeechDataModule(SSLDataModule):
         hours = lengths.sum().item() / self.sample_rate / 3600
         print(f"{self.name}: {len(kept)} clips ({hours:.2f} h at {self.sample_rate} Hz), task '{self.task}' "
               f"with {self.num_classes} classes, {len(self.test_index)} test clips")
+
+    leak_unit = "utterances, by their samples"
 
     def pretrain_dataset(self) -> Dataset:
         return torch.utils.data.Subset(self.all_clips, self.train_index) if self.test_index else self.all_clips

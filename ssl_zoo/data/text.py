@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.data.base import BatchedTensors, DataInfo, ProbeSplits, SSLDataModule, cache_root, digest
+from ssl_zoo.data.base import BatchedTensors, DataInfo, ProbeSplits, SSLDataModule, cache_root, digest, stable_fraction
 from ssl_zoo.data.icl_tasks import (EVAL_WORDS, FAMILIES, HELD_OUT, TRAIN_WORDS, VAL_WORDS, check_families, episode_text,
                                     example_line, operand_pairs)
 from ssl_zoo.data.tokenizer import KINDS, NUM_SPECIAL, TextTokenizer
@@ -48,6 +48,18 @@ class TokenWindows(Dataset):
     def __getitem__(self, i: int):
         inputs, labels = self.__getitems__([i])
         return inputs[0], labels[0]
+
+
+def occur_in(ids: np.ndarray, snippets: np.ndarray) -> np.ndarray:
+    """For each snippet (N, L) of token ids, whether it occurs as L consecutive ids of ids: (N,) bool."""
+    haystack, size = np.ascontiguousarray(ids).tobytes(), ids.dtype.itemsize
+    found = np.zeros(len(snippets), dtype=bool)
+    for i, snippet in enumerate(np.asarray(snippets).astype(ids.dtype)):
+        needle, at = snippet.tobytes(), -1
+        while (at := haystack.find(needle, at + 1)) != -1 and at % size:  # only whole tokens count
+            pass
+        found[i] = at != -1
+    return found
 
 
 def write_ids(path: Path, id_lists: Iterator[list[int]], dtype) -> int:
@@ -184,24 +196,55 @@ class TextDataModule(SSLDataModule):
         return self.loader(self.val_dataset(), shuffle=False)
 
     def probe_splits(self) -> ProbeSplits | None:
+        """Snippets of probe_length tokens of each label's train and test text; a test snippet whose
+        tokens occur in the pretraining ids (a passage copied between files, a common header) is
+        dropped, so that none is in what pretraining reads (leak_check counts them again)."""
         if not self._probe_labels:
             return None
+        if getattr(self, "_probe_splits", None) is not None:  # the search below is worth doing once
+            return self._probe_splits
         rng = np.random.default_rng(self.seed)
         parts = {"train": ([], []), "test": ([], [])}
+        self.dropped_test_snippets = 0
         for label, name in enumerate(self._probe_labels):
             for split, text, per_class in zip(("train", "test"), self._probe_text[name], self.probe_per_class):
                 ids = np.asarray(self.tokenizer.encode(text), dtype=np.int64)
                 n = len(ids) // self.probe_length
-                if n == 0:
-                    continue
-                chosen = np.sort(rng.permutation(n)[:per_class])  # non-overlapping snippets
-                parts[split][0].append(ids[: n * self.probe_length].reshape(n, self.probe_length)[chosen])
+                snippets = ids[: n * self.probe_length].reshape(n, self.probe_length)  # non-overlapping
+                order = rng.permutation(n)
+                if split == "test":  # in the shuffled order, the first per_class that pretraining never reads
+                    kept = []
+                    for start in range(0, n, per_class):
+                        block = order[start : start + per_class]
+                        seen = occur_in(self.train_ids, snippets[block])
+                        self.dropped_test_snippets += int(seen.sum())
+                        kept += list(block[~seen])
+                        if len(kept) >= per_class:
+                            break
+                    order = np.array(kept[:per_class], dtype=np.int64)
+                chosen = np.sort(order[:per_class])
+                parts[split][0].append(snippets[chosen])
                 parts[split][1].append(np.full(len(chosen), label))
         train, test = (
             BatchedTensors(torch.from_numpy(np.concatenate(x)), torch.from_numpy(np.concatenate(y)))
             for x, y in parts.values()
         )
-        return ProbeSplits(train, test, self.num_classes, self.probe_task)
+        self._probe_splits = ProbeSplits(train, test, self.num_classes, self.probe_task)
+        return self._probe_splits
+
+    def leak_check(self) -> dict | None:
+        """How many probe test snippets occur as token sequences in the pretraining ids (0: they are
+        dropped), with how many were dropped and how the corpus was split (split_record)."""
+        splits = self.probe_splits()
+        if splits is None:
+            return None
+        found = occur_in(self.train_ids, splits.test.inputs.numpy())
+        return {"unit": f"probe test snippets of {self.probe_length} tokens, by their tokens", "test_items": len(found),
+                "in_pretraining": int(found.sum()), "dropped_before": self.dropped_test_snippets, **self.split_record()}
+
+    def split_record(self) -> dict:
+        """How the probe's test text is kept out of the corpus, for results.json (none by default)."""
+        return {}
 
     def baselines(self) -> dict[str, float]:
         """What a model that ignores context scores on the held-out text: the cross-entropy (nats per
@@ -283,23 +326,50 @@ def stdlib_sources(package: str | None = None) -> list[Path]:
 class PythonStdlib(TextDataModule):
     """The text that ships with this Python: pydoc_data's documentation topics (English prose) and
     the standard library's source (code), up to max_chars characters. The probe: which of ten
-    standard-library packages a snippet comes from (the first 80% of each package's text gives the
-    train snippets, the last 20% the test snippets)."""
+    standard-library packages a snippet comes from. Split by file: each package's files in an order
+    fixed by their names, the last ones (at least test_share of its characters) give the test
+    snippets, and the pretraining corpus never reads them; the other files give the train snippets."""
 
     name = "python_stdlib"
     probe_task = "stdlib_package"
 
-    def __init__(self, max_chars: int = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES, **kwargs):
+    def __init__(self, max_chars: int = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES, test_share: float = 0.2,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.max_chars, self.packages = max_chars, list(packages)
+        check_range("data.test_share", test_share, 0.01, 0.99)
+        self.max_chars, self.packages, self.test_share = max_chars, list(packages), test_share
+
+    def probe_files(self) -> dict[str, tuple[list[Path], list[Path]]]:
+        """{package: (train files, test files)}: in the order of a hash of their names (a split that does
+        not move when a file is added), each file goes to test while test stays within test_share of the
+        package's characters (the first always does, and one is always left for train)."""
+        out = {}
+        for package in self.packages:
+            files = sorted(stdlib_sources(package), key=lambda p: stable_fraction(p.relative_to(stdlib_dir()).as_posix()))
+            if len(files) < 2:
+                raise UserError(f"'{package}' is not a standard-library package of this Python with two files or more; "
+                                "fix data.packages")
+            budget = self.test_share * sum(p.stat().st_size for p in files)
+            test, size = [], 0
+            for f in files[:-1]:
+                if not test or size + f.stat().st_size <= budget:
+                    test.append(f)
+                    size += f.stat().st_size
+            out[package] = ([f for f in files if f not in test], test)
+        return out
+
+    def test_files(self) -> set[Path]:
+        return {f for _, test in self.probe_files().values() for f in test}
 
     def corpus_key(self) -> str:
-        return f"python_stdlib:{sys.version_info[:2]}:{stdlib_dir()}:{self.max_chars}"
+        held_out = digest(*sorted(str(f) for f in self.test_files()))
+        return f"python_stdlib:{sys.version_info[:2]}:{stdlib_dir()}:{self.max_chars}:without {held_out}"
 
     def corpus_chunks(self) -> Iterator[str]:
         from pydoc_data.topics import topics
 
-        files = stdlib_sources()
+        test_files = self.test_files()
+        files = [p for p in stdlib_sources() if p not in test_files]  # the probe's test files are never read
         random.Random(0).shuffle(files)  # a mix of packages under any cap, the same on every run
         texts = ["\n\n".join(topics[k] for k in sorted(topics))] + [p.read_text(encoding="utf-8", errors="replace") for p in files]
         budget = self.max_chars
@@ -310,15 +380,15 @@ class PythonStdlib(TextDataModule):
             budget -= len(text) + 2
 
     def probe_texts(self) -> dict[str, tuple[str, str]]:
-        out = {}
-        for package in self.packages:
-            files = stdlib_sources(package)
-            if not files:
-                raise UserError(f"'{package}' is not a standard-library package of this Python; fix data.packages")
-            text = "\n\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
-            cut = int(0.8 * len(text))
-            out[package] = (text[:cut], text[cut:])
-        return out
+        def read(files):
+            return "\n\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
+
+        return {package: (read(train), read(test)) for package, (train, test) in self.probe_files().items()}
+
+    def split_record(self) -> dict:
+        files = self.probe_files()
+        return {"by": "file", "test_share": self.test_share,
+                "test_files": {package: [f.relative_to(stdlib_dir()).as_posix() for f in test] for package, (_, test) in files.items()}}
 
 
 class ICLMix(TextDataModule):
@@ -353,6 +423,10 @@ class ICLMix(TextDataModule):
     def splits(self) -> dict[str, str]:
         """{family: trained | held_out}: how evaluation reports each family."""
         return {**{f: "trained" for f in self.families}, **{f: "held_out" for f in self.held_out}}
+
+    def split_record(self) -> dict:
+        return {"by": "word pool: probe train on the validation words, probe test on the evaluation words",
+                "families": self.splits()}
 
     def corpus_key(self) -> str:
         import ssl_zoo.data.icl_tasks as tasks  # its code makes the episodes: a change to it is another corpus
