@@ -28,7 +28,8 @@ def summary(results: dict, run_dir: Path) -> str:
     if t.get("steps") is not None:
         lines.append(f"  trained {t['steps']} steps in {t['seconds']:.0f}s, final loss {t['final_loss']:.4f}")
     if "val_perplexity" in extra:
-        lines.append(f"  validation loss {extra['val_loss']:.3f} nats/token (perplexity {extra['val_perplexity']:.1f}); "
+        best = f", best {extra['val_best_loss']:.3f} over the run" if "val_best_loss" in extra else ""
+        lines.append(f"  validation loss {extra['val_loss']:.3f} nats/token at the end{best} (perplexity {extra['val_perplexity']:.1f}); "
                      f"unigram baseline {extra['unigram_entropy']:.3f}")
     if "val_masked_acc" in extra:
         lines.append(f"  held-out masked tokens: top-1 {pct(extra['val_masked_acc'], '%')} "
@@ -38,6 +39,8 @@ def summary(results: dict, run_dir: Path) -> str:
     if p:
         lines.append(f"  probe '{p['task']}' ({p['num_classes']} classes): linear {pct(p['linear_acc'], '%')}, "
                      f"kNN {pct(p['knn_acc'], '%')}, random-init linear {pct(p['random_init_linear_acc'], '%')}")
+    if leak := p.get("leak"):
+        lines.append(f"  probe test {leak['unit']}: {leak['in_pretraining']} of {leak['test_items']} occur in what pretraining reads")
     for name, scores in (p.get("baselines") or {}).items():
         lines.append(f"  baseline '{name}' features: linear {pct(scores['linear_acc'], '%')}, kNN {pct(scores['knn_acc'], '%')}")
     if "layer_weights" in p.get("chosen", {}):
@@ -109,12 +112,13 @@ def require_seeds(flat: list[dict], at_least: int) -> None:
                             f"{at_least} asked for (an interval needs two); run it with `ssl-zoo train -m ... seed=0,1,2`")
 
 
-def mean_cell(stat: dict | None, sign: str = "") -> str:
-    """A figure over seeds in percent: "mean ± half-width of its 95% interval", the mean alone for one seed."""
+def cell(stat: dict | None, scale: float = 100, digits: int = 1, sign: str = "") -> str:
+    """A figure over seeds (in percent by default): "mean ± half-width of its 95% interval", the mean
+    alone for one seed, "-" when unknown."""
     if stat is None:
         return "-"
-    mean = f"{100 * stat['mean']:{sign}.1f}"
-    return mean if stat["ci95"] is None else f"{mean} ± {100 * (stat['ci95'][1] - stat['mean']):.1f}"
+    mean = f"{scale * stat['mean']:{sign}.{digits}f}"
+    return mean if stat["ci95"] is None else f"{mean} ± {scale * (stat['ci95'][1] - stat['mean']):.{digits}f}"
 
 
 def excludes_zero(stat: dict | None) -> str:
@@ -131,24 +135,27 @@ def leaderboard(rows: list[dict]) -> str:
     """A Markdown table per (modality, data, probe task), best linear accuracy first."""
     out, group = ["Each figure: the mean over seeds ± the half-width of its 95% t-interval (one seed: the figure alone)."], None
     for f in experiments(rows):
-        if (f["modality"], f["data"], f["task"]) != group:
-            group = (f["modality"], f["data"], f["task"])
-            out.append(f"\n### {f['modality']} · {f['data']} · probe task: {f['task'] or 'none (unlabelled data)'}\n")
+        if (f["modality"], f["data"], f["task"], f["protocol"]) != group:
+            group = (f["modality"], f["data"], f["task"], f["protocol"])
+            protocol = "" if f["protocol"] == "default" else f" · probe protocol: {f['protocol']}"
+            out.append(f"\n### {f['modality']} · {f['data']} · probe task: {f['task'] or 'none (unlabelled data)'}{protocol}\n")
             out.append("| method | model | params | steps | seeds | seconds | linear % | kNN % | random-init linear % | "
-                       "gain | gain's CI excludes 0 | other baselines, linear % |")
-            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+                       "gain | gain's CI excludes 0 | other baselines, linear % | RankMe | uniformity | alignment |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---:|")
         fig = f["figures"]
         seconds = "-" if fig["seconds"] is None else f"{fig['seconds']['mean']:.0f}"
         steps = "-" if f["steps"] is None else f["steps"]
-        others = ", ".join(f"{name[: -len('_linear_acc')]} {mean_cell(stat)}" for name, stat in fig.items()
+        others = ", ".join(f"{name[: -len('_linear_acc')]} {cell(stat)}" for name, stat in fig.items()
                            if name.endswith("_linear_acc") and name != "random_init_linear_acc") or "-"
         out.append(f"| {f['method']} | {f['model']} | {f['params'] / 1e6:.2f}M | {steps} | {len(f['seeds'])} | {seconds} | "
-                   f"{mean_cell(fig['linear_acc'])} | {mean_cell(fig['knn_acc'])} | {mean_cell(fig['random_init_linear_acc'])} | "
-                   f"{mean_cell(fig['gain'], '+')} | {excludes_zero(fig['gain'])} | {others} |")
+                   f"{cell(fig['linear_acc'])} | {cell(fig['knn_acc'])} | {cell(fig['random_init_linear_acc'])} | "
+                   f"{cell(fig['gain'], sign='+')} | {excludes_zero(fig['gain'])} | {others} | "
+                   f"{cell(fig['rankme'], 1)} | {cell(fig['uniformity'], 1, 2)} | {cell(fig['alignment'], 1, 2)} |")
     return "\n".join(out) + "\n"
 
 
-CSV_FIGURES = ("linear_acc", "knn_acc", "random_init_linear_acc", "gain", "final_loss")
+CSV_FIGURES = ("linear_acc", "knn_acc", "random_init_linear_acc", "gain", "final_loss", "rankme", "uniformity", "alignment",
+               "class_alignment")
 
 
 def leaderboard_csv(rows: list[dict]) -> str:
@@ -157,7 +164,7 @@ def leaderboard_csv(rows: list[dict]) -> str:
     flat = experiments(rows)
     baselines = sorted({name for f in flat for name in f["figures"]
                         if name.endswith("_linear_acc") and name not in CSV_FIGURES})
-    columns = ["modality", "data", "task", "method", "model", "params", "steps", "seeds", "seconds"]
+    columns = ["modality", "data", "task", "protocol", "method", "model", "params", "steps", "seeds", "seconds"]
     for name in CSV_FIGURES:
         columns += [name, f"{name}_sd", f"{name}_ci_low", f"{name}_ci_high"]
     columns += ["gain_ci_excludes_0", *baselines, "paths"]
@@ -166,7 +173,7 @@ def leaderboard_csv(rows: list[dict]) -> str:
     writer.writeheader()
     for f in flat:
         fig = f["figures"]
-        line = {k: f[k] for k in ("modality", "data", "task", "method", "model", "params", "steps")}
+        line = {k: f[k] for k in ("modality", "data", "task", "protocol", "method", "model", "params", "steps")}
         line.update(seeds=" ".join(map(str, f["seeds"])), paths=";".join(map(str, f["paths"])),
                     seconds=fig["seconds"] and fig["seconds"]["mean"], gain_ci_excludes_0=excludes_zero(fig["gain"]))
         for name in CSV_FIGURES:

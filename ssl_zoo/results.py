@@ -151,6 +151,9 @@ def run_figures(row: dict) -> dict[str, float | None]:
                "final_loss": train.get("final_loss"), "seconds": train.get("seconds")}
     for name, scores in (p.get("baselines") or {}).items():
         figures[f"{name}_linear_acc"] = scores.get("linear_acc")
+    diagnostics = p.get("diagnostics") or {}
+    for name in ("rankme", "uniformity", "alignment", "class_alignment"):  # collapse: effective rank, spread, agreement
+        figures[name] = diagnostics.get(name)
     return figures
 
 
@@ -165,13 +168,14 @@ def experiments(rows: list[dict]) -> list[dict]:
         values = {name: [f[name] for f in per_run if f.get(name) is not None] for name in names}
         flat.append({
             "modality": first["modality"], "data": first["data"], "task": (first["probe"] or {}).get("task"),
+            "protocol": ((first["probe"] or {}).get("protocol") or {}).get("name", "default"),
             "method": first["method"], "model": first["model"], "params": first["params"],
             "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],
             "figures": {name: t_interval(v) if v else None for name, v in values.items()},
             "paths": [r.get("path") for r in runs],
         })
     linear = lambda f: (f["figures"]["linear_acc"] or {}).get("mean") or 0  # noqa: E731
-    flat.sort(key=lambda f: (f["modality"], f["data"], str(f["task"]), -linear(f)))
+    flat.sort(key=lambda f: (f["modality"], f["data"], str(f["task"]), f["protocol"], -linear(f)))
     return flat
 
 

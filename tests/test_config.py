@@ -122,7 +122,7 @@ def test_experiments_compose(experiment):
         assert (cfg.data.block_size, cfg.data.batch_size, cfg.trainer.max_steps, cfg.model.dropout) == (64, 12, 2000, 0.0)
     if experiment == "gpt_shakespeare_char":
         assert (cfg.model.n_layer, cfg.model.n_embd, cfg.data.block_size, cfg.data.batch_size) == (6, 384, 256, 64)
-        assert (cfg.model.dropout, cfg.method.optim.lr, cfg.trainer.max_steps) == (0.2, 1e-3, 5000)
+        assert (cfg.model.dropout, cfg.method.optim.lr, cfg.trainer.max_steps, cfg.model.bias) == (0.2, 1e-3, 5000, False)
     if experiment == "icl_scaling":
         jobs = cfg.hydra.sweeper.params["+icl_scaling"].split(",")
         assert cfg.data.name == "icl_mix" and len(jobs) >= 5  # four sizes and the natural-text baseline

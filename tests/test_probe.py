@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from ssl_zoo.data.base import BatchedTensors, ProbeSplits
@@ -72,3 +73,26 @@ def test_finetuning_trains_encoder_and_head_then_restores_the_weights():
     acc = finetune_accuracy(toy, splits, ProbeConfig(finetune_steps=150, finetune_lr=3e-2, finetune_batch_size=32))
     assert acc > 0.9
     assert all(torch.equal(before[k], v) for k, v in toy.state_dict().items())  # measured, not changed
+
+
+def test_collapse_diagnostics_against_their_definitions():
+    import itertools
+    import math
+
+    import numpy as np
+
+    from ssl_zoo.eval.probe import alignment, class_alignment, rankme, uniformity
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 6, generator=g), torch.randint(0, 3, (40,), generator=g)
+    sigma = np.linalg.svd(x.numpy().astype(np.float64), compute_uv=False)
+    p = sigma / sigma.sum() + 1e-7
+    assert rankme(x) == pytest.approx(math.exp(-(p * np.log(p)).sum()))
+    assert rankme(torch.randn(40, 1, generator=g) @ torch.randn(1, 6, generator=g)) == pytest.approx(1.0, abs=1e-3)  # collapsed
+    z = torch.nn.functional.normalize(x.double(), dim=1)
+    pairs = [(i, j) for i, j in itertools.permutations(range(40), 2)]
+    direct = math.log(sum(math.exp(-2 * float((z[i] - z[j]).pow(2).sum())) for i, j in pairs) / len(pairs))
+    assert uniformity(x) == pytest.approx(direct) and uniformity(torch.ones(5, 3)) == pytest.approx(0.0)
+    same = [(i, j) for i, j in pairs if y[i] == y[j]]
+    assert class_alignment(x, y) == pytest.approx(sum(float((z[i] - z[j]).pow(2).sum()) for i, j in same) / len(same))
+    assert alignment(x, 3 * x) == pytest.approx(0.0) and alignment(x, -x) == pytest.approx(4.0)  # scale-free: normalised

@@ -3,8 +3,9 @@
 Features are extracted once with the encoder frozen and in eval mode, then standardised with the
 train statistics. A linear classifier is trained for each (learning rate, weight decay) of a small
 sweep, the best is chosen on a validation split carved from train, refit on all of train and scored
-on test (top-1). Weighted kNN (cosine similarity, k = 20, weights exp(s / 0.07)) is scored on the same
-features. `probe_method` does all of it, also for a randomly initialised copy of the encoder (the
+on test (top-1). Weighted kNN (cosine similarity, k = 20, weights exp(s / 0.07), a bank of at most 10k
+train items; `probe=lightly`: lightly's k = 200, T = 0.1 over the whole train set) is scored on the
+same features. `probe_method` does all of it, also for a randomly initialised copy of the encoder (the
 baseline a pretrained encoder has to beat) and for the method's own baselines (speech: the log-mel
 features themselves).
 
@@ -12,6 +13,7 @@ Features are (N, D), or (N, L, D) when a method offers every layer (probe_layer=
 classifier reads a softmax-weighted sum of the layers whose weights it learns with it (SUPERB).
 """
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -21,8 +23,12 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ssl_zoo.data.base import ProbeSplits, collate
 
 
+DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
+
+
 @dataclass
 class ProbeConfig:
+    name: str = "default"  # the protocol's name (conf/probe/*.yaml), recorded with the figures
     enabled: bool = True
     batch_size: int = 256  # for feature extraction
     max_train: int | None = 10_000  # probe-train examples used (a seeded random subset), None = all
@@ -125,6 +131,48 @@ def knn_accuracy(x_train, y_train, x_test, y_test, num_classes: int, k: int = 20
     return correct / len(x_test)
 
 
+@torch.no_grad()
+def rankme(features: torch.Tensor, eps: float = 1e-7) -> float:
+    """RankMe (Garrido et al. 2023): the effective rank of features (N, D), exp of the entropy of
+    their singular values normalised to sum 1; D for features that use every direction alike, 1 for
+    a collapsed encoder."""
+    sigma = torch.linalg.svdvals(features.double())
+    p = sigma / sigma.sum() + eps
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@torch.no_grad()
+def uniformity(features: torch.Tensor, t: float = 2.0) -> float:
+    """Wang & Isola 2020: log E exp(-t |z_i - z_j|^2) over pairs of L2-normalised features (N, D), i != j;
+    about -4 for features spread over the sphere, 0 for a collapsed encoder."""
+    z = F.normalize(features.double(), dim=1)
+    sq = (2 - 2 * z @ z.T).clamp_min(0)  # (N, N) squared distances
+    off = ~torch.eye(len(z), dtype=torch.bool)
+    return float(torch.logsumexp(-t * sq[off], 0) - math.log(int(off.sum())))
+
+
+@torch.no_grad()
+def alignment(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Wang & Isola 2020: E |z_a - z_b|^2 over positive pairs (N, D), (N, D) of L2-normalised features (0: aligned)."""
+    return float((F.normalize(a.double(), dim=1) - F.normalize(b.double(), dim=1)).pow(2).sum(1).mean())
+
+
+def class_alignment(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Alignment over the pairs of test items of the same class (i != j): positives by label."""
+    z = F.normalize(features.double(), dim=1)
+    same = (labels[:, None] == labels[None, :]) & ~torch.eye(len(z), dtype=torch.bool)
+    return float((2 - 2 * z @ z.T).clamp_min(0)[same].mean()) if same.any() else float("nan")
+
+
+def collapse_diagnostics(features: torch.Tensor, labels: torch.Tensor, seed: int, max_items: int = 2000) -> dict:
+    """RankMe, uniformity and alignment of the same-class pairs, on up to max_items test features (a
+    seeded subset: the pairwise terms are quadratic)."""
+    if len(features) > max_items:
+        keep = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))[:max_items]
+        features, labels = features[keep], labels[keep]
+    return {"rankme": rankme(features), "uniformity": uniformity(features), "class_alignment": class_alignment(features, labels)}
+
+
 def subsample(dataset: Dataset, max_items: int | None, seed: int) -> Dataset:
     if max_items is None or len(dataset) <= max_items:
         return dataset
@@ -143,7 +191,7 @@ def evaluate_encoder(embed, splits: ProbeSplits, cfg: ProbeConfig, device) -> di
             x_train, x_test = (readout.mix(x) for x in standardise(x_train, x_test))
     knn_acc = knn_accuracy(x_train, y_train, x_test, y_test, splits.num_classes, cfg.knn_k, cfg.knn_temperature)
     return {"linear_acc": linear_acc, "knn_acc": knn_acc, "chosen": chosen, "feature_dim": x_train.shape[-1],
-            "num_train": len(x_train), "num_test": len(x_test)}
+            "num_train": len(x_train), "num_test": len(x_test), **collapse_diagnostics(x_test, y_test, cfg.seed)}
 
 
 def finetune_accuracy(method, splits: ProbeSplits, cfg: ProbeConfig) -> float:
@@ -195,12 +243,14 @@ def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None
         method.train(was_training)
     result = {
         "task": splits.task,
+        "protocol": {"name": cfg.name, "knn_k": cfg.knn_k, "knn_temperature": cfg.knn_temperature, "max_train": cfg.max_train},
         "num_classes": splits.num_classes,
         "linear_acc": scores["linear_acc"],
         "knn_acc": scores["knn_acc"],
         "random_init_linear_acc": None,
         "random_init_knn_acc": None,
         "chosen": scores["chosen"],
+        "diagnostics": {k: scores[k] for k in DIAGNOSTICS},
         "feature_dim": scores["feature_dim"],
         "num_train": scores["num_train"],
         "num_test": scores["num_test"],
@@ -210,6 +260,9 @@ def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None
         baseline = evaluate_encoder(random_init.embed, splits, cfg, device)
         result["random_init_linear_acc"] = baseline["linear_acc"]
         result["random_init_knn_acc"] = baseline["knn_acc"]
+        result["random_init_diagnostics"] = {k: baseline[k] for k in DIAGNOSTICS}
+    if (pair := method.positive_pair(splits.test, cfg.seed)) is not None:  # two views of the same test items
+        result["diagnostics"]["alignment"] = alignment(*pair)
     for name, embed in method.baseline_embeddings().items():  # e.g. speech: the log-mel features themselves
         scores = evaluate_encoder(embed, splits, cfg, device)
         result.setdefault("baselines", {})[name] = {"linear_acc": scores["linear_acc"], "knn_acc": scores["knn_acc"]}

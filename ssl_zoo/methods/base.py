@@ -57,6 +57,11 @@ class SSLMethod(pl.LightningModule):
         if self.use_online_probe and self.online_head is None and info.num_classes:
             self.attach_online_probe(info.num_classes)
 
+    def positive_pair(self, dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Encodings (N, D), (N, D) of two random views of the same items of dataset, for the probe's
+        alignment diagnostic (Wang & Isola 2020); None for a method that draws no views."""
+        return None
+
     def data_settings(self) -> dict:
         """Keyword arguments for a datamodule that feeds this model its inputs as it was trained
         (text: its tokenizer); none by default."""

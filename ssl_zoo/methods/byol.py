@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from ssl_zoo.errors import check_range
+from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.losses import byol_loss
 from ssl_zoo.methods.image import ImageMethod
 from ssl_zoo.nn.heads import mlp
@@ -16,6 +16,9 @@ def cosine_tau(step: int, total_steps: int, tau_base: float) -> float:
     """EMA momentum: tau = 1 - (1 - tau_base) (cos(pi k / K) + 1) / 2, from tau_base up to 1."""
     progress = min(1.0, step / max(1, total_steps))
     return 1 - (1 - tau_base) * (math.cos(math.pi * progress) + 1) / 2
+
+
+TAU_SCHEDULES = ("cosine", "constant")  # the paper's schedule; or tau_base throughout (lightly's CIFAR-10 recipe option)
 
 
 @torch.no_grad()
@@ -31,11 +34,13 @@ class BYOL(ImageMethod):
     name = "byol"
 
     def __init__(self, backbone: nn.Module, view_a: nn.Module, view_b: nn.Module, projector_hidden_dim: int = 1024,
-                 projector_dim: int = 256, tau_base: float = 0.99, **base):
+                 projector_dim: int = 256, tau_base: float = 0.99, tau_schedule: str = "cosine", **base):
         # Asymmetric views: blur 1.0 / 0.1, solarize 0 / 0.2 (conf/method/byol.yaml).
         super().__init__(backbone, [view_a, view_b], projector_hidden_dim, projector_dim, **base)
         check_range("method.tau_base", tau_base, 0.0, 1.0)
-        self.tau_base = tau_base
+        if tau_schedule not in TAU_SCHEDULES:
+            raise UserError(f"unknown method.tau_schedule '{tau_schedule}'; set it to one of: {', '.join(TAU_SCHEDULES)}")
+        self.tau_base, self.tau_schedule = tau_base, tau_schedule
         self.predictor = mlp(projector_dim, projector_hidden_dim, projector_dim)
         # The target network: same architecture, no gradients, moved only by EMA of the online one.
         self.target_backbone = copy.deepcopy(backbone).requires_grad_(False)
@@ -56,7 +61,8 @@ class BYOL(ImageMethod):
         # The EMA follows each optimizer step here, not in on_train_batch_end: that hook runs after the
         # checkpoint callback's, and a checkpoint must hold the target of the step it records.
         super().optimizer_step(*args, **kwargs)
-        tau = cosine_tau(self.global_step, int(self.trainer.estimated_stepping_batches), self.tau_base)
+        tau = (self.tau_base if self.tau_schedule == "constant"
+               else cosine_tau(self.global_step, int(self.trainer.estimated_stepping_batches), self.tau_base))
         update_momentum(self.backbone, self.target_backbone, tau)
         update_momentum(self.projector, self.target_projector, tau)
         self.log("train/tau", tau)

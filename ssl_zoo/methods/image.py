@@ -1,9 +1,12 @@
 """What the image methods share: random views of the uint8 batch drawn on the device (views.py), a
-projector MLP after the encoder, and the probe's features (the encoder's pooled output of the
-image, normalised as the views are)."""
+projector MLP after the encoder, the probe's features (the encoder's pooled output of the image,
+normalised as the views are) and two views of the same images for the probe's alignment diagnostic."""
 
+import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
+from ssl_zoo.data.base import collate
 from ssl_zoo.methods.base import SSLMethod
 from ssl_zoo.nn.heads import mlp
 
@@ -18,3 +21,14 @@ class ImageMethod(SSLMethod):
 
     def embed(self, images):
         return self.backbone(self.views[0].normalize(images))
+
+    @torch.no_grad()
+    def positive_pair(self, dataset, seed: int, max_items: int = 512):
+        images, _ = next(iter(DataLoader(dataset, batch_size=max_items, collate_fn=collate)))  # the first max_items
+        images = images.to(self.device)
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        was_training = self.training
+        self.eval()
+        a, b = (self.backbone(view(images, g)).float().cpu() for view in (self.views[0], self.views[-1]))
+        self.train(was_training)
+        return a, b
