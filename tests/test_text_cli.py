@@ -16,6 +16,11 @@ def test_gpt_trains_reports_validation_loss_and_a_sample(gpt_run):
     assert extra["val_perplexity"] == pytest.approx(2.718281828 ** extra["val_loss"], rel=1e-4)
     assert extra["unigram_entropy"] > 0 and isinstance(extra["sample"], str)
     assert isinstance(extra["val_in_context_score"], float)  # Olsson et al.'s: late tokens' loss minus early ones'
+    import csv
+
+    val_losses = [float(r["val/loss"]) for r in csv.DictReader(open(run_dir / "metrics.csv")) if r.get("val/loss")]
+    assert len(val_losses) >= 2 and extra["val_best_loss"] == pytest.approx(min(val_losses))  # best and final, as nanoGPT
+    assert extra["val_loss"] == pytest.approx(val_losses[-1]) and "best" in result.stdout
     assert results["probe"] is None  # a plain text file has no labels
     assert "validation loss" in result.stdout and "greedy sample" in result.stdout
     config = (run_dir / "config.yaml").read_text()

@@ -7,6 +7,9 @@ from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer
 
 
+BEST_VAL_KEY = "ssl_zoo_best_val_loss"
+
+
 class GPT(TextMethod):
     name = "gpt"
     causal = True  # position t attends to positions <= t only
@@ -15,6 +18,7 @@ class GPT(TextMethod):
         super().__init__(backbone, **text)
         self.sample_prompt, self.sample_tokens = sample_prompt, sample_tokens
         self.val_loss, self.val_early, self.val_late = MeanMetric(), MeanMetric(), MeanMetric()
+        self.best_val_loss = float("inf")  # over every validation of the run (nanoGPT reports its best)
         # Olsson et al. 2022's in-context score compares tokens late and early in the context: at about
         # 90% and 10% of it, each over 5% of the positions
         t = backbone.cfg.block_size
@@ -39,9 +43,19 @@ class GPT(TextMethod):
         # in-context score: the loss of tokens at about 90% of the context minus at about 10% (negative:
         # the model predicts better with more context; Olsson et al. 2022 compare the 500th and 50th token)
         in_context = self.val_late.compute() - self.val_early.compute()
+        self.best_val_loss = min(self.best_val_loss, float(loss))
         self.log_dict({"val/loss": loss, "val/perplexity": loss.exp(), "val/in_context_score": in_context}, prog_bar=True)
+        self.log("val/best_loss", self.best_val_loss)
         for metric in (self.val_loss, self.val_early, self.val_late):
             metric.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint[BEST_VAL_KEY] = self.best_val_loss  # a resumed run keeps the best of its first part
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.best_val_loss = checkpoint.get(BEST_VAL_KEY, float("inf"))
 
     def report(self) -> dict:
         """A sample of the trained model, printed in the summary."""
