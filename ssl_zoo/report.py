@@ -34,6 +34,9 @@ def summary(results: dict, run_dir: Path) -> str:
     if "val_masked_acc" in extra:
         lines.append(f"  held-out masked tokens: top-1 {pct(extra['val_masked_acc'], '%')} "
                      f"(unigram baseline {pct(extra['unigram_top1_acc'], '%')})")
+    if monitor := extra.get("knn_monitor"):
+        lines.append(f"  kNN monitor (every {monitor['every_n_steps']} steps): best {pct(monitor['best_knn_acc'], '%')} at step "
+                     f"{monitor['best_step']}, last {pct(monitor['last_knn_acc'], '%')} (the best is a look at the test set, not a result)")
     if "sample" in extra:
         lines.append("  greedy sample:\n    " + extra["sample"].strip("\n").replace("\n", "\n    "))
     if p:

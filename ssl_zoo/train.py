@@ -15,8 +15,10 @@ from ssl_zoo import build
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.checkpoint import AtomicCheckpointIO, RunRecord, method_from, read_checkpoint
 from ssl_zoo.commands.probe import probe_block
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
+from ssl_zoo.eval.monitor import KNNMonitor
+from ssl_zoo.eval.probe import ProbeConfig
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import RESULTS_FILE, record, write_json
 
@@ -71,7 +73,8 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
     run_record = RunRecord(build.require_values(cfg))
-    trainer = make_trainer(cfg, run_dir, [run_record, *callbacks])
+    monitor = knn_monitor(cfg, datamodule)
+    trainer = make_trainer(cfg, run_dir, [run_record, *([monitor] if monitor else []), *callbacks])
     if trainer.is_global_zero:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
@@ -91,11 +94,26 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         "world_size": trainer.world_size,
         "precision": trainer.precision,  # 32-true, bf16-mixed, ...: step times depend on it
         "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        **({"knn_monitor": monitor.report()} if monitor else {}),
     }
     probe = probe_block(method, datamodule, cfg) if cfg.probe.enabled else None
     results = record(cfg, method, steps, probe, extra, icl=in_context_scores(method, datamodule, cfg))
     write_json(run_dir / RESULTS_FILE, results)
     return results
+
+
+def knn_monitor(cfg: DictConfig, datamodule) -> KNNMonitor | None:
+    """With knn_monitor_every_n_steps > 0 and a probe task: lightly's kNN monitor during pretraining."""
+    every = cfg.get("knn_monitor_every_n_steps") or 0
+    check_range("knn_monitor_every_n_steps", every, 0, whole=True)
+    if not every:
+        return None
+    datamodule.setup()
+    splits = datamodule.probe_splits()
+    if splits is None:
+        print(f"data '{cfg.data.name}' has no probe task: no kNN monitor")
+        return None
+    return KNNMonitor(splits, ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True)), every)
 
 
 def in_context_scores(method, datamodule, cfg: DictConfig) -> dict | None:

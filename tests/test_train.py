@@ -121,3 +121,24 @@ def test_a_method_step_runs_outside_a_trainer_and_channels_last_changes_no_featu
     model.eval()
     x = model.views[0].normalize(images)
     torch.testing.assert_close(model.embed(images), model.backbone.features(x).mean(dim=(2, 3)))
+
+
+def test_knn_monitor_curve_reports_its_best_as_best_and_resumes_with_the_run(tmp_path):
+    import csv
+
+    overrides = [*TINY, "data.num_train=128", "trainer.max_steps=7", "knn_monitor_every_n_steps=3", "checkpoint_every_n_steps=2",
+                 "probe.random_init_baseline=false"]
+    results = train(compose_train(*overrides), tmp_path / "whole")
+    monitor = results["extra"]["knn_monitor"]
+    assert [step for step, _ in monitor["history"]] == [3, 6, 7]  # every 3 steps, and the last
+    assert monitor["best_knn_acc"] == max(acc for _, acc in monitor["history"]) and monitor["last_step"] == 7
+    assert monitor["last_knn_acc"] == monitor["history"][-1][1]
+    logged = [float(r["monitor/knn_acc"]) for r in csv.DictReader(open(tmp_path / "whole" / "metrics.csv")) if r.get("monitor/knn_acc")]
+    assert logged == pytest.approx([acc for _, acc in monitor["history"]])
+
+    with pytest.raises(Interrupt):  # stopped at step 4, resumed: the curve keeps its first point
+        train(compose_train(*overrides), tmp_path / "resumed", callbacks=[InterruptAt(4)])
+    resumed = train(compose_train(*overrides, "resume=auto"), tmp_path / "resumed")
+    assert resumed["extra"]["knn_monitor"]["history"] == monitor["history"]  # resume is exact: the same curve
+    with pytest.raises(UserError, match="knn_monitor_every_n_steps=-1 is out of range"):
+        train(compose_train(*overrides, "knn_monitor_every_n_steps=-1"), tmp_path / "bad")
