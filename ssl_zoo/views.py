@@ -128,15 +128,19 @@ class ImageViews(nn.Module):
             x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", antialias=True, align_corners=False)
         return (x - self.mean) / self.std
 
-    def crop_and_flip(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """RandomResizedCrop + RandomHorizontalFlip as one affine resampling per image."""
+    def crop_and_flip(self, x: torch.Tensor, g: torch.Generator, crop: bool = True) -> torch.Tensor:
+        """RandomResizedCrop + RandomHorizontalFlip as one affine resampling per image; crop=False: the
+        flip alone (the loader has cropped the view already)."""
         b, dev = x.shape[0], x.device
-        area = _uniform(b, *self.crop_scale, g, dev)
-        log_ratio = _uniform(b, math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]), g, dev)
-        w = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)  # crop side / image side
-        h = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
-        cx = (1 - w) * (2 * torch.rand(b, generator=g, device=dev) - 1)  # centre in [-1, 1] coordinates
-        cy = (1 - h) * (2 * torch.rand(b, generator=g, device=dev) - 1)
+        if crop:
+            area = _uniform(b, *self.crop_scale, g, dev)
+            log_ratio = _uniform(b, math.log(self.crop_ratio[0]), math.log(self.crop_ratio[1]), g, dev)
+            w = torch.sqrt(area * torch.exp(log_ratio)).clamp(max=1.0)  # crop side / image side
+            h = torch.sqrt(area / torch.exp(log_ratio)).clamp(max=1.0)
+            cx = (1 - w) * (2 * torch.rand(b, generator=g, device=dev) - 1)  # centre in [-1, 1] coordinates
+            cy = (1 - h) * (2 * torch.rand(b, generator=g, device=dev) - 1)
+        else:
+            w, h, cx, cy = torch.ones(b, device=dev), torch.ones(b, device=dev), torch.zeros(b, device=dev), torch.zeros(b, device=dev)
         flip = torch.where(_chance(b, self.flip_prob, g, dev), -1.0, 1.0)
         theta = torch.zeros(b, 2, 3, device=dev)
         theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
@@ -144,10 +148,10 @@ class ImageViews(nn.Module):
         grid = F.affine_grid(theta, [b, 3, self.size, self.size], align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
-    def forward(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, g: torch.Generator, crop: bool = True) -> torch.Tensor:
         x = to_unit_float(images)
         b, dev = x.shape[0], x.device
-        x = self.crop_and_flip(x, g)
+        x = self.crop_and_flip(x, g, crop)
 
         p, bright, contr, sat, hue = self.jitter
         on = _chance(b, p, g, dev)

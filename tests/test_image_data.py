@@ -73,7 +73,7 @@ def test_image_folder_labels_from_subfolders_png_and_jpeg(tmp_path):
     x, y = test[0]
     assert x.shape == (3, 16, 16) and x.dtype == torch.uint8 and y in (0, 1)
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (4, 3, 16, 16)
+    assert images.shape == (4, 2, 3, 16, 16) and images.dtype == torch.uint8  # two crops of each picture, cut by the loader
 
 
 def test_unlabelled_folder_pretrains_but_cannot_be_probed(tmp_path):
@@ -82,7 +82,7 @@ def test_unlabelled_folder_pretrains_but_cannot_be_probed(tmp_path):
         Image.fromarray(rng.integers(0, 256, size=(10, 10, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png")
     dm = ImageFolder(path=str(tmp_path), image_size=8, batch_size=2)
     images, labels = next(iter(dm.train_dataloader()))
-    assert images.shape == (2, 3, 8, 8) and (labels == -1).all()
+    assert images.shape == (2, 2, 3, 8, 8) and (labels == -1).all()
     with pytest.raises(UserError, match="class sub-folders"):
         dm.probe_splits()
 
@@ -132,3 +132,38 @@ def test_shapes_datamodule_probe_test_set_is_not_the_train_set():
     train, test, num_classes, task = dm.probe_splits()
     assert (len(train), len(test), num_classes, task) == (50, 20, 10, "shape")
     assert not any(torch.equal(test[0][0], train[i][0]) for i in range(50))
+
+
+def test_image_folder_pretraining_crops_come_from_the_whole_picture_not_its_centre(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    picture = np.zeros((40, 120, 3), dtype=np.uint8)  # wide: red | green | blue thirds; the centre square is green
+    picture[:, :40, 0] = picture[:, 40:80, 1] = picture[:, 80:, 2] = 255
+    for c in ("a", "b"):
+        for i in range(3):
+            Image.fromarray(picture).save(tmp_path / c / f"{i}.png")
+    data = ImageFolder(path=str(tmp_path), image_size=16, verify=False)
+    data.setup()
+    probe_image, _ = data.probe_splits().test[0]
+    assert probe_image[1].float().mean() > 240 and probe_image[[0, 2]].float().mean() < 10  # the probe reads the centre: green
+    torch.manual_seed(0)
+    crops = torch.cat([data.pretrain_dataset()[0][0] for _ in range(20)])  # (40, 3, 16, 16)
+    red = (crops[:, 0].float().mean((1, 2)) > 128).sum()
+    blue = (crops[:, 2].float().mean((1, 2)) > 128).sum()
+    assert red > 0 and blue > 0  # crops reach the edges of the picture
+    assert not torch.equal(crops[0], crops[1])  # each view its own crop
+    none = ImageFolder(path=str(tmp_path), image_size=16, verify=False, pretrain_crops=0)
+    none.setup()
+    assert none.pretrain_dataset()[0][0].shape == (3, 16, 16)
+
+
+@pytest.mark.parametrize("method", ["simclr", "byol"])
+def test_image_methods_pretrain_on_the_loaders_crops_of_a_folder(method, tmp_path):
+    from ssl_zoo import api
+
+    write_folder(tmp_path / "pics", per_class=8)
+    results = api.train(f"method={method}", "data=image_folder", f"data.path={tmp_path / 'pics'}", "data.image_size=16",
+                        "data.batch_size=4", "data.num_workers=0", "trainer=debug", "trainer.max_steps=2", "probe.steps=5",
+                        "probe.lrs=[0.1]", "probe.weight_decays=[0.0]", run_dir=tmp_path / "run")
+    assert results["train"]["steps"] == 2 and results["probe"]["leak"]["in_pretraining"] == 0
+    assert results["probe"]["diagnostics"]["alignment"] >= 0

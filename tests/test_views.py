@@ -63,3 +63,12 @@ def test_blur_with_zero_sigma_is_identity_and_keeps_mean():
     torch.testing.assert_close(y[2], x[2])
     assert (y[1] - x[1]).abs().mean() > 0.01
     torch.testing.assert_close(y[3].mean(), x[3].mean(), atol=0.01, rtol=0)
+
+
+def test_a_view_of_a_crop_the_loader_cut_keeps_the_crop_and_only_flips_it():
+    from ssl_zoo.views import ImageViews
+
+    views = ImageViews(size=8, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), flip_prob=1.0, jitter_prob=0.0, grayscale_prob=0.0)
+    images = torch.randint(0, 256, (3, 3, 8, 8), dtype=torch.uint8)
+    out = views(images, torch.Generator().manual_seed(0), crop=False)
+    assert torch.allclose(out, views.normalize(images.flip(-1)), atol=1e-5)  # the whole crop, mirrored

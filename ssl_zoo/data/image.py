@@ -161,22 +161,31 @@ class STL10(ImageDataModule):
 
 # --- any folder of images -----------------------------------------------------------------------
 class ImageFiles(Dataset):
-    """Image files decoded on access, resized (shorter side) and centre-cropped to size x size."""
+    """Image files decoded on access (in the loader's workers). By default resized (shorter side) and
+    centre-cropped to size x size, as a probe reads them; with crops > 0, that many random resized crops
+    (RandomResizedCrop of crop_scale, crop_ratio) of the full-resolution picture instead, (crops, 3,
+    size, size): the views of pretraining, cut from the whole image and not from a small centre."""
 
-    def __init__(self, files: list[Path], labels: list[int], size: int):
+    def __init__(self, files: list[Path], labels: list[int], size: int, crops: int = 0,
+                 crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3)):
         self.files, self.labels, self.size = files, labels, size
+        self.crops, self.crop_scale, self.crop_ratio = crops, tuple(crop_scale), tuple(crop_ratio)
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int):
         from torchvision.io import ImageReadMode, decode_image
+        from torchvision.transforms import v2
         from torchvision.transforms.v2 import functional as TF
 
         try:
             image = decode_image(str(self.files[i]), mode=ImageReadMode.RGB)
         except Exception as e:
             raise UserError(f"corrupt image file {self.files[i]} ({e}); remove or replace it") from None
+        if self.crops:
+            crop = v2.RandomResizedCrop(self.size, scale=self.crop_scale, ratio=self.crop_ratio, antialias=True)
+            return torch.stack([crop(image) for _ in range(self.crops)]), self.labels[i]
         image = TF.center_crop(TF.resize(image, self.size, antialias=True), [self.size, self.size])
         return image, self.labels[i]
 
@@ -195,7 +204,9 @@ def check_image(path: Path) -> None:
 
 class ImageFolder(ImageDataModule):
     """Any folder of images. Sub-folders name the classes (path/<class>/*.png); a folder with no
-    sub-folders is unlabelled and serves pretraining only. The probe's test images are either a
+    sub-folders is unlabelled and serves pretraining only. Pretraining reads pretrain_crops random
+    resized crops of each full-resolution picture, cut in the loader's workers (the methods' views
+    then flip and colour them); the probe reads the resized centre. The probe's test images are either a
     folder of their own (test_path, with the same class sub-folders) or test_fraction of the labelled
     images, chosen by a hash of their names (the same whatever the seed); pretraining never reads them."""
 
@@ -205,6 +216,8 @@ class ImageFolder(ImageDataModule):
         image_size: int = 64,
         test_fraction: float = 0.2,
         test_path: str | None = None,
+        pretrain_crops: int = 2,
+        crop_scale=(0.08, 1.0),
         verify: bool = True,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),
@@ -213,6 +226,8 @@ class ImageFolder(ImageDataModule):
         super().__init__(image_size=image_size, mean=mean, std=std, **kwargs)
         self.path, self.test_fraction, self.verify = Path(path).expanduser(), test_fraction, verify
         self.test_path = Path(test_path).expanduser() if test_path else None
+        check_range("data.pretrain_crops", pretrain_crops, 0, whole=True)
+        self.pretrain_crops, self.crop_scale = pretrain_crops, tuple(crop_scale)
 
     def read_folder(self, path: Path, key: str, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
         """(files, labels, classes) of a folder of images; labels -1 where a file is not in a class
@@ -257,7 +272,10 @@ class ImageFolder(ImageDataModule):
                                            [y for y, t in zip(labels, is_test) if not t], self.image_size)
 
     def pretrain_dataset(self) -> Dataset:
-        return self.train_images  # never the probe's test images
+        if not self.pretrain_crops:  # the resized centre of each picture; the views are cropped from it on the device
+            return self.train_images
+        images = self.train_images  # never the probe's test images
+        return ImageFiles(images.files, images.labels, self.image_size, self.pretrain_crops, self.crop_scale)
 
     def probe_splits(self) -> ProbeSplits:
         self.setup()

@@ -48,7 +48,7 @@ class BYOL(ImageMethod):
 
     def ssl_step(self, images):
         g = self.step_generator()
-        x1, x2 = self.views[0](images, g), self.views[1](images, g)
+        x1, x2 = self.view(0, images, g), self.view(1, images, g)  # recipe a, recipe b
         h1, h2 = self.backbone(x1), self.backbone(x2)
         p1, p2 = self.predictor(self.projector(h1)), self.predictor(self.projector(h2))  # online
         with torch.no_grad():

@@ -19,6 +19,13 @@ class ImageMethod(SSLMethod):
         self.views = nn.ModuleList(views)
         self.projector = mlp(backbone.out_dim, projector_hidden_dim, projector_dim)
 
+    def view(self, i: int, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """View i of each image, by recipe i (or the last one): drawn whole from the uint8 batch
+        (B, 3, H, W); or, where the loader has cropped every view from the full-resolution picture
+        already (image_folder: (B, V, 3, S, S)), the rest of the recipe applied to crop i."""
+        recipe = self.views[min(i, len(self.views) - 1)]
+        return recipe(images, g) if images.ndim == 4 else recipe(images[:, i], g, crop=False)
+
     def embed(self, images):
         return self.backbone(self.views[0].normalize(images))
 
@@ -29,6 +36,6 @@ class ImageMethod(SSLMethod):
         g = torch.Generator(device=self.device).manual_seed(seed)
         was_training = self.training
         self.eval()
-        a, b = (self.backbone(view(images, g)).float().cpu() for view in (self.views[0], self.views[-1]))
+        a, b = (self.backbone(self.view(i, images, g)).float().cpu() for i in (0, 1))
         self.train(was_training)
         return a, b

@@ -17,7 +17,7 @@ class SimCLR(ImageMethod):
 
     def ssl_step(self, images):
         g = self.step_generator()
-        x1, x2 = self.views[0](images, g), self.views[0](images, g)  # two random views of each image
+        x1, x2 = self.view(0, images, g), self.view(1, images, g)  # two random views of each image, one recipe
         h1, h2 = self.backbone(x1), self.backbone(x2)  # (B, D) representations
         z1, z2 = self.projector(h1), self.projector(h2)  # (B, P) projections
         # Under DDP every rank scores its views against the views of all ranks (sync_grads keeps the
