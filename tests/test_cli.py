@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from PIL import Image
 
 from conftest import TINY, run_cli
 
@@ -78,6 +79,12 @@ def test_image_folder_errors_leave_nothing_behind(tmp_path):
     line = one_error_line(run_cli("train", "data=image_folder", f"data.path={empty}", "trainer=debug", f"hydra.run.dir={run_dir}"))
     assert "holds no images" in line and str(empty) in line
     assert not (run_dir / "results.json").exists() and not (run_dir / "checkpoints").exists()
+    (empty / "cat").mkdir()
+    Image.new("RGB", (8, 8)).save(empty / "cat" / "0.png")
+    line = one_error_line(run_cli("train", "data=image_folder", f"data.path={empty}", f"data.test_path={empty / 'cat'}",
+                                  "trainer=debug", f"hydra.run.dir={run_dir}"))
+    assert "data.test_path" in line and "overlaps data.path" in line
+    assert not (run_dir / "results.json").exists() and not (run_dir / "checkpoints").exists()
 
 
 def test_multirun_sweep_then_compare(tmp_path):
@@ -114,6 +121,10 @@ def test_multirun_sweep_then_compare(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert "no results.json found" in one_error_line(run_cli("compare", str(empty)))
+    one_seed = one_error_line(run_cli("compare", str(sweep), "--min-seeds", "2"))  # a sweep of seed 0 only
+    assert "has 1 seed(s) (0), fewer than the 2 asked for" in one_seed and "seed=0,1,2" in one_seed
+    rows = [line for line in (sweep / "comparison.md").read_text().splitlines() if line.startswith("| ")]
+    assert rows and not any("±" in row for row in rows)  # one seed each: no interval was printed
 
 
 def test_runs_from_any_folder(tmp_path):
