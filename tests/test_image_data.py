@@ -167,3 +167,21 @@ def test_image_methods_pretrain_on_the_loaders_crops_of_a_folder(method, tmp_pat
                         "probe.lrs=[0.1]", "probe.weight_decays=[0.0]", run_dir=tmp_path / "run")
     assert results["train"]["steps"] == 2 and results["probe"]["leak"]["in_pretraining"] == 0
     assert results["probe"]["diagnostics"]["alignment"] >= 0
+
+
+def test_a_crafted_cifar_batch_never_runs_its_code(tmp_path):
+    write_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):  # what a malicious batch file does: call a function while it is read
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": Payload(), b"labels": [0]}, f)
+    with pytest.raises(UserError, match=r"cannot read the CIFAR-10 batch file .*data_batch_1 \(it names posix.system, which is "
+                                        r"not CIFAR data and was not run\)"):
+        CIFAR(root=str(tmp_path)).setup()
+    assert not marker.exists()

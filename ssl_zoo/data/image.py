@@ -60,6 +60,22 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 STL10_CLASSES = ["airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck"]
 
 
+class CIFARUnpickler(pickle.Unpickler):
+    """Reads a CIFAR batch without running code from it: a pickle may name any function to call, so
+    only what the format holds (dicts, lists, bytes, ints, numpy arrays) can be built; any other name
+    is refused before it is looked up."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+               ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+               ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not CIFAR data and was not run")
+        return super().find_class(module, name)
+
+
 def read_cifar(root: Path, classes: int, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """The pickled batches of the python version of CIFAR: uint8 (N, 3, 32, 32), int64 (N,)."""
     folder, train_files, test_files, label_key, _ = CIFAR_LAYOUT[classes]
@@ -68,7 +84,7 @@ def read_cifar(root: Path, classes: int, train: bool) -> tuple[torch.Tensor, tor
         path = root / folder / name
         try:
             with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+                batch = CIFARUnpickler(f, encoding="bytes").load()
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(batch[label_key])
         except Exception as e:
