@@ -135,6 +135,39 @@ def test_broken_json_and_oversized_bodies_are_refused(client):
     assert huge.status_code == 413 and "at most 65536" in huge.json()["error"]
 
 
+def test_a_chunked_body_stops_being_read_at_the_limit(models):
+    import anyio
+
+    app, pulled, sent = create_app(models, Limits()), [], []
+
+    async def receive():  # a chunked upload of 60 MB, 10 kB at a time, with no Content-Length
+        pulled.append(1)
+        return {"type": "http.request", "body": b"x" * 10_000, "more_body": len(pulled) < 6000}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/generate", "raw_path": b"/generate", "query_string": b"",
+             "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http",
+             "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 5000), "root_path": ""}
+    anyio.run(app, scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+    assert start["status"] == 413 and body["field"] == "body" and "at most 65536" in body["error"]
+    assert len(pulled) <= 7  # 70 kB read of the 60 MB: reading stopped at the limit
+
+
+def test_invalid_unicode_and_unknown_routes_get_the_one_error_shape(client):
+    surrogate = client.post("/generate", content=b'{"prompt": "ab\\ud800"}', headers={"content-type": "application/json"})
+    assert surrogate.status_code == 400 and surrogate.json()["field"] == "prompt"
+    assert "lone surrogate" in surrogate.json()["error"] and "U+D800" in surrogate.json()["error"]
+    filled = client.post("/fill", content=b'{"text": "the [MASK] \\udfff"}', headers={"content-type": "application/json"})
+    assert filled.status_code == 400 and filled.json()["field"] == "text"
+    for answer, status in ((client.get("/nope"), 404), (client.get("/generate"), 405), (client.delete("/models"), 405)):
+        assert answer.status_code == status and set(answer.json()) == {"error", "field"}, answer.json()
+    assert "GET /models" in client.get("/nope").json()["error"]
+
+
 def test_tokens_arrive_while_the_server_is_still_generating(server):
     with httpx.Client(base_url=server, timeout=30) as http:
         body = {"prompt": "the", "max_new_tokens": 3000, "temperature": 1.0, "seed": 0}

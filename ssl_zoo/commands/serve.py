@@ -31,6 +31,8 @@ import torch
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict
 
@@ -170,6 +172,11 @@ class Server:
         return served
 
     def checked_text(self, text: str, field: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:  # JSON may spell a lone surrogate ("\ud800"), which is no character
+            raise ServeError(400, f"{field} holds U+{ord(text[e.start]):04X} at {e.start}, a lone surrogate that is not "
+                                  "a character; send valid Unicode", field) from None
         if len(text) > self.limits.max_prompt_chars:
             raise ServeError(422, f"{field} is {len(text)} characters long; this server takes at most "
                                   f"{self.limits.max_prompt_chars}: shorten it", field)
@@ -234,8 +241,11 @@ async def generate(body: GenerateRequest, request: Request):
     pieces = generate_text(served.method, prompt, settings)  # the prompt is encoded (and checked) now
     connection = (request.client.host, request.client.port) if request.client else None
     server.start_stream(connection)
+    # The background task runs when the response ends, also when the client left before the first
+    # token (then the stream's own `finally` never runs): /health counts live generations only.
     return StreamingResponse(server.stream(pieces, settings, connection), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+                             background=BackgroundTask(server.running.discard, connection))
 
 
 @router.post("/fill")
@@ -258,6 +268,12 @@ def refusal(error: Exception, path: str) -> ServeError:
         return ServeError(422, str(error), error.field)
     if isinstance(error, UserError):  # the text itself (characters the vocabulary never saw, no [MASK], ...)
         return ServeError(422, str(error), TEXT_FIELD.get(route))
+    if isinstance(error, StarletteHTTPException):  # routing (404, 405), or FastAPI's 400 around a failed body read
+        if isinstance(error.__cause__, ServeError):  # the body grew past the limit while it was read
+            return error.__cause__
+        detail = {404: f"no such page: {path}; the API is GET /models, GET /health, POST /generate, POST /fill",
+                  405: f"{path} does not take this method"}.get(error.status_code, str(error.detail))
+        return ServeError(error.status_code, detail, None)
     problem = error.errors()[0]  # RequestValidationError: pydantic's first complaint
     where = [str(part) for part in problem["loc"] if part != "body"]
     if problem["type"] == "json_invalid":
@@ -276,11 +292,35 @@ async def refused(request: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"error": answer.message, "field": answer.field}, status_code=answer.status, headers=headers)
 
 
-async def bounded_body(request: Request, call_next):
-    limit, size = server_of(request).limits.max_body_bytes, request.headers.get("content-length")
-    if size is not None and size.isdigit() and int(size) > limit:
-        return await refused(request, ServeError(413, f"the body is {size} bytes; this server takes at most {limit}", "body"))
-    return await call_next(request)
+class BodyLimit:
+    """ASGI middleware: a body over limits.max_body_bytes gets 413, by its Content-Length before it is
+    read, and by the bytes actually received (a chunked body has no Content-Length), which stop being
+    read at the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        size = dict(scope["headers"]).get(b"content-length", b"")
+        if size.isdigit() and int(size) > self.limit:
+            answer = self.too_large(f"the body is {int(size)} bytes")
+            return await JSONResponse({"error": answer.message, "field": answer.field}, status_code=413)(scope, receive, send)
+        received = 0
+
+        async def bounded_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise self.too_large(f"the body is over {received} bytes")
+            return message
+
+        await self.app(scope, bounded_receive, send)
+
+    def too_large(self, size: str) -> ServeError:
+        return ServeError(413, f"{size}; this server takes at most {self.limit}", "body")
 
 
 def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
@@ -288,9 +328,9 @@ def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
     app = FastAPI(title="ssl-zoo serve", docs_url=None, redoc_url=None)
     app.state.server = Server(models, limits)
     app.include_router(router)
-    for error in (ServeError, UserError, RequestValidationError):
-        app.add_exception_handler(error, refused)
-    app.middleware("http")(bounded_body)
+    for error in (ServeError, UserError, RequestValidationError, StarletteHTTPException):
+        app.add_exception_handler(error, refused)  # every refusal in one shape: {"error", "field"}
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     return app
 
 
