@@ -77,6 +77,8 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     trainer = make_trainer(cfg, run_dir, [run_record, *([monitor] if monitor else []), *callbacks])
     if trainer.is_global_zero:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
+        print(f"training {cfg.method.name} on {cfg.data.name}: {trainer.num_devices} {device} device(s), precision {trainer.precision}")
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # full: resumable
     loss = trainer.callback_metrics.get("train/loss")

@@ -21,6 +21,8 @@ def test_train_then_probe_round_trip(tmp_path):
     result = run_cli("train", "method=byol", *TINY, f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "probe 'shape'" in result.stdout
+    assert "training byol on shapes: 1 cpu device(s), precision 32-true" in result.stdout
+    assert "GPU available" not in result.stdout + result.stderr and "Tip:" not in result.stdout + result.stderr  # no banner
     for name in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt", "results.json"):
         assert (run_dir / name).is_file(), name
     results = json.loads((run_dir / "results.json").read_text())
