@@ -239,7 +239,7 @@ class TextDataModule(SSLDataModule):
         if splits is None:
             return None
         found = occur_in(self.train_ids, splits.test.inputs.numpy())
-        return {"unit": f"probe test snippets of {self.probe_length} tokens, by their tokens", "test_items": len(found),
+        return {"unit": f"snippets of {self.probe_length} tokens, by their tokens", "test_items": len(found),
                 "in_pretraining": int(found.sum()), "dropped_before": self.dropped_test_snippets, **self.split_record()}
 
     def split_record(self) -> dict:
