@@ -8,12 +8,14 @@ Reading never runs code from the file (`torch.load(weights_only=True)`). Checkpo
 layout are brought up to date as they are read (`upgrade`).
 """
 
+import csv
 import time
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ssl_zoo.atomic import atomic_write
@@ -53,10 +55,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunRecord(Callback):
-    """Keeps the resolved config in every checkpoint and adds up training time across resumes."""
+    """Keeps the resolved config in every checkpoint, adds up training time across resumes and keeps
+    the last training loss (a run resumed after its last step, e.g. killed in the probe, still has it)."""
 
     def __init__(self, config: dict):
-        self.config, self.seconds, self._start = config, 0.0, None
+        self.config, self.seconds, self._start, self.final_loss = config, 0.0, None, None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if (loss := trainer.callback_metrics.get("train/loss")) is not None:
+            self.final_loss = float(loss)
 
     def on_train_start(self, trainer, pl_module):
         self._start = time.perf_counter()
@@ -68,13 +75,35 @@ class RunRecord(Callback):
         self.seconds, self._start = self.elapsed(), None
 
     def state_dict(self):
-        return {"seconds": self.elapsed()}
+        return {"seconds": self.elapsed(), "final_loss": self.final_loss}
 
     def load_state_dict(self, state):
-        self.seconds = state["seconds"]
+        self.seconds, self.final_loss = state["seconds"], state.get("final_loss")
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint[CONFIG_KEY], checkpoint[FORMAT_KEY] = self.config, FORMAT
+
+
+class ContinuedCSVLogger(CSVLogger):
+    """Lightning's CSV logger (<run dir>/metrics.csv) that, on a resume from step S, keeps the rows the
+    interrupted run logged before S (those after it are logged again) instead of starting the file
+    anew: the file ends as the uninterrupted run's would."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
+        super().__init__(run_dir, name="", version="")
+        path, self._kept = Path(run_dir) / "metrics.csv", []
+        if resume_step is not None and path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self._kept = [{k: v for k, v in row.items() if v != ""} for row in rows
+                          if str(row.get("step", "")).isdigit() and int(row["step"]) < resume_step]
+
+    @property
+    def experiment(self):
+        writer = super().experiment  # created on first use: it removes the old metrics.csv
+        if self._kept:
+            writer.metrics[:0], self._kept = self._kept, []  # written back with the first new rows
+        return writer
 
 
 def read_checkpoint(path: str | Path, hint: str = "pass checkpoint=<run dir>/checkpoints/last.ckpt") -> dict:

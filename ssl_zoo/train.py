@@ -7,20 +7,19 @@ from pathlib import Path
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from ssl_zoo import build
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.checkpoint import AtomicCheckpointIO, RunRecord, method_from, read_checkpoint
+from ssl_zoo.checkpoint import AtomicCheckpointIO, ContinuedCSVLogger, RunRecord, method_from, read_checkpoint
 from ssl_zoo.commands.probe import probe_block
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
 from ssl_zoo.eval.monitor import KNNMonitor
 from ssl_zoo.eval.probe import ProbeConfig
 from ssl_zoo.report import icl_table
-from ssl_zoo.results import RESULTS_FILE, record, write_json
+from ssl_zoo.results import RESULTS_FILE, read_json, record, write_json
 
 # Lightning advice that does not apply here: in-memory datasets are batched without workers, and
 # Hydra has written its .hydra/ folder into the run dir before the CSV logger looks at it.
@@ -29,16 +28,16 @@ warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 
-def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback]) -> pl.Trainer:
-    """Lightning's Trainer of cfg.trainer, with a CSV logger (metrics.csv) and an atomically written
-    checkpoints/last.ckpt refreshed every checkpoint_every_n_steps."""
+def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resume_step: int | None = None) -> pl.Trainer:
+    """Lightning's Trainer of cfg.trainer, with a CSV logger (metrics.csv, continued on a resume from
+    resume_step) and an atomically written checkpoints/last.ckpt refreshed every checkpoint_every_n_steps."""
     checkpointing = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                     every_n_train_steps=cfg.checkpoint_every_n_steps, enable_version_counter=False)
     try:
         return pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             default_root_dir=run_dir,
-            logger=CSVLogger(run_dir, name="", version=""),
+            logger=ContinuedCSVLogger(run_dir, resume_step),
             callbacks=[checkpointing, *callbacks],
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # the datamodule shards by rank itself
@@ -61,12 +60,26 @@ def checkpoint_for_resume(cfg: DictConfig, run_dir: Path) -> tuple[str | None, d
     return str(path), read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")
 
 
+def finished_run(cfg: DictConfig, run_dir: Path, resumed: dict) -> dict | None:
+    """The results of a run that resume=auto finds finished (trained to max_steps, results.json
+    written): said in one line, nothing rewritten. None when there is more to do."""
+    results = read_json(run_dir / RESULTS_FILE)
+    steps = resumed.get("global_step", 0)
+    if not results or (results.get("train") or {}).get("steps") != steps or 0 < cfg.trainer.max_steps != steps:
+        return None  # interrupted (in training or in the probe), or asked to train on
+    print(f"the run in {run_dir} is finished ({steps} steps, results.json written): nothing to do; "
+          f"give trainer.max_steps > {steps} to train it on")
+    return results
+
+
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
     build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
     build.require_values(cfg)
     ckpt_path, resumed = checkpoint_for_resume(cfg, run_dir)
+    if resumed and (finished := finished_run(cfg, run_dir, resumed)) is not None:
+        return finished
     reads_as = method_from(resumed)[0].data_settings() if resumed else {}  # a resumed run reads its data as before
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule, method = build.for_training(cfg, **reads_as)
@@ -74,21 +87,20 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         method.backbone.compile()  # in place: checkpoint keys stay the same
     run_record = RunRecord(build.require_values(cfg))
     monitor = knn_monitor(cfg, datamodule)
-    trainer = make_trainer(cfg, run_dir, [run_record, *([monitor] if monitor else []), *callbacks])
+    trainer = make_trainer(cfg, run_dir, [run_record, *([monitor] if monitor else []), *callbacks],
+                           resumed["global_step"] if resumed else None)
     if trainer.is_global_zero:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
         print(f"training {cfg.method.name} on {cfg.data.name}: {trainer.num_devices} {device} device(s), precision {trainer.precision}")
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # full: resumable
-    loss = trainer.callback_metrics.get("train/loss")
     val_metrics = {}
     if is_overridden("validation_step", method) and is_overridden("val_dataloader", datamodule):
         [val_metrics] = trainer.validate(method, datamodule=datamodule, verbose=False)  # the whole held-out set
     if not trainer.is_global_zero:
         return None
-    steps = {"steps": trainer.global_step, "seconds": round(run_record.elapsed(), 1),
-             "final_loss": None if loss is None else float(loss)}
+    steps = {"steps": trainer.global_step, "seconds": round(run_record.elapsed(), 1), "final_loss": run_record.final_loss}
     extra = {
         **{k.replace("/", "_"): float(v) for k, v in val_metrics.items()},  # val_loss, val_perplexity, ...
         **datamodule.baselines(),  # what counting alone scores (text: the unigram model)

@@ -30,14 +30,14 @@ RESUMABLE = [*TINY, "data.num_train=128", "trainer.max_steps=8", "checkpoint_eve
 
 
 @pytest.mark.parametrize("method, precision", [("simclr", "32-true"), ("byol", "32-true"), ("byol", "bf16-mixed")])
-@pytest.mark.parametrize("stop_at", [4, 6])  # at an epoch boundary, and mid-epoch
+@pytest.mark.parametrize("stop_at", [4, 5, 6])  # at an epoch boundary, past the last checkpoint, and mid-epoch
 def test_resume_ends_with_the_same_weights(tmp_path, method, precision, stop_at):
     overrides = [f"method={method}", *RESUMABLE, f"trainer.precision={precision}"]
     cfg = compose_train(*overrides)
     train(cfg, tmp_path / "straight")
     with pytest.raises(Interrupt):
         train(cfg, tmp_path / "resumed", callbacks=[InterruptAt(stop_at)])
-    assert read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["global_step"] == stop_at
+    assert read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["global_step"] == stop_at // 2 * 2  # every 2 steps
     train(compose_train(*overrides, "resume=auto"), tmp_path / "resumed")
 
     straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")
@@ -45,6 +45,13 @@ def test_resume_ends_with_the_same_weights(tmp_path, method, precision, stop_at)
     assert straight["global_step"] == resumed["global_step"] == 8
     for key, value in straight["state_dict"].items():
         torch.testing.assert_close(resumed["state_dict"][key], value, msg=key)
+    # metrics.csv continued, not started anew: the rows logged past the checkpoint are dropped and logged again
+    import csv
+
+    rows = {run: list(csv.DictReader(open(tmp_path / run / "metrics.csv"))) for run in ("straight", "resumed")}
+    assert [r["step"] for r in rows["resumed"]] == [r["step"] for r in rows["straight"]]
+    for a, b in zip(rows["straight"], rows["resumed"]):
+        assert {k: float(v) for k, v in a.items() if v} == pytest.approx({k: float(v) for k, v in b.items() if v}), a["step"]
 
 
 def test_same_seed_same_run_other_seed_other_run(tmp_path):
@@ -142,3 +149,21 @@ def test_knn_monitor_curve_reports_its_best_as_best_and_resumes_with_the_run(tmp
     assert resumed["extra"]["knn_monitor"]["history"] == monitor["history"]  # resume is exact: the same curve
     with pytest.raises(UserError, match="knn_monitor_every_n_steps=-1 is out of range"):
         train(compose_train(*overrides, "knn_monitor_every_n_steps=-1"), tmp_path / "bad")
+
+
+def test_resume_of_a_finished_run_changes_nothing_and_one_killed_in_the_probe_resumes_into_it(tmp_path, capsys):
+    import json
+
+    overrides = [*TINY, "data.num_train=128", "trainer.max_steps=4", "checkpoint_every_n_steps=2"]
+    first = train(compose_train(*overrides), tmp_path)
+    files = {name: (tmp_path / name).read_bytes() for name in ("results.json", "metrics.csv", "checkpoints/last.ckpt")}
+    again = train(compose_train(*overrides, "resume=auto"), tmp_path)
+    assert again == first and "is finished (4 steps, results.json written): nothing to do" in capsys.readouterr().out
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files  # not a byte rewritten
+
+    (tmp_path / "results.json").unlink()  # as if killed in the probe: last.ckpt was written before it
+    resumed = train(compose_train(*overrides, "resume=auto"), tmp_path)
+    assert resumed["train"]["final_loss"] == first["train"]["final_loss"] is not None
+    assert resumed["probe"]["linear_acc"] == first["probe"]["linear_acc"]
+    assert json.loads((tmp_path / "results.json").read_text())["train"]["steps"] == 4
+    assert (tmp_path / "metrics.csv").read_bytes() == files["metrics.csv"]  # the rows of the first run, kept
