@@ -9,6 +9,8 @@ layout are brought up to date as they are read (`upgrade`).
 """
 
 import csv
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -82,6 +84,52 @@ class RunRecord(Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint[CONFIG_KEY], checkpoint[FORMAT_KEY] = self.config, FORMAT
+
+
+class RunInterrupted(Exception):
+    """Training stopped by SIGINT or SIGTERM, its checkpoint saved: the message says how to continue."""
+
+
+class StopOnSignal(Callback):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's) during fit: the step under way is finished, its
+    checkpoint saved to `path` as the periodic ones are (so that a resume is exact), then training
+    stops; a second signal stops at once, as usual."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, path: Path):
+        self.path, self.received, self._previous = path, None, {}
+
+    def on_fit_start(self, trainer, pl_module):
+        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
+            self._previous = {s: signal.signal(s, self._note) for s in self.SIGNALS}
+
+    def _note(self, signum, frame):
+        if self.received is not None:  # asked twice: stop now
+            self._restore()
+            signal.raise_signal(signum)
+        self.received = signal.Signals(signum).name
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if self.received is not None and not trainer.should_stop:
+            # beside last.ckpt until fit has ended (Lightning may still write last.ckpt on its way out)
+            trainer.save_checkpoint(self.path.with_suffix(".stopping"), weights_only=False)
+            trainer.should_stop = True
+
+    def keep_checkpoint(self) -> None:
+        """After fit: the checkpoint of the step under way at the signal becomes last.ckpt."""
+        self.path.with_suffix(".stopping").replace(self.path)
+
+    def _restore(self):
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous = {}
+
+    def on_fit_end(self, trainer, pl_module):
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._restore()
 
 
 class ContinuedCSVLogger(CSVLogger):

@@ -93,9 +93,15 @@ def train_task(original_argv: list[str], cfg):
     from ssl_zoo.report import summary
     from ssl_zoo.train import train
 
+    from ssl_zoo.checkpoint import RunInterrupted
+
     sys.argv = original_argv  # Lightning's DDP launcher starts the other ranks by re-running this command line
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    results = train(cfg, run_dir)
+    try:
+        results = train(cfg, run_dir)
+    except RunInterrupted as e:
+        print(f"ssl-zoo: interrupted: {e}", file=sys.stderr)
+        sys.exit(130)  # the shell's code for a run stopped by a signal
     if results is not None:
         print(summary(results, run_dir))
     return results

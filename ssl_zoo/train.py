@@ -12,7 +12,8 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from ssl_zoo import build
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.checkpoint import AtomicCheckpointIO, ContinuedCSVLogger, RunRecord, method_from, read_checkpoint
+from ssl_zoo.checkpoint import (AtomicCheckpointIO, ContinuedCSVLogger, RunInterrupted, RunRecord, StopOnSignal, method_from,
+                                read_checkpoint)
 from ssl_zoo.commands.probe import probe_block
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
@@ -87,13 +88,19 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         method.backbone.compile()  # in place: checkpoint keys stay the same
     run_record = RunRecord(build.require_values(cfg))
     monitor = knn_monitor(cfg, datamodule)
-    trainer = make_trainer(cfg, run_dir, [run_record, *([monitor] if monitor else []), *callbacks],
+    stopper = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
+    trainer = make_trainer(cfg, run_dir, [run_record, stopper, *([monitor] if monitor else []), *callbacks],
                            resumed["global_step"] if resumed else None)
     if trainer.is_global_zero:
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
         print(f"training {cfg.method.name} on {cfg.data.name}: {trainer.num_devices} {device} device(s), precision {trainer.precision}")
     trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    if stopper.received:
+        if trainer.is_global_zero:  # the one that wrote it
+            stopper.keep_checkpoint()
+        raise RunInterrupted(f"{stopper.received} at step {trainer.global_step}: checkpoint saved in {run_dir / 'checkpoints'}; "
+                             f"continue with the same command and resume=auto hydra.run.dir={run_dir}")
     trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # full: resumable
     val_metrics = {}
     if is_overridden("validation_step", method) and is_overridden("val_dataloader", datamodule):

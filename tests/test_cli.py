@@ -173,3 +173,30 @@ def test_the_help_names_real_groups_tasks_and_commands():
     assert all(task in FAMILIES for task in re.findall(r"\btask=(\w+)", USAGE))
     listed = re.findall(r"^  ([a-z-]+) ", USAGE, flags=re.M)
     assert set(listed) == set(HYDRA_COMMANDS) | {"compare"}
+
+
+def test_ctrl_c_saves_the_step_it_was_in_and_says_how_to_resume(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+    from ssl_zoo.checkpoint import read_checkpoint
+
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "ssl_zoo", "train", *TINY, "trainer.max_steps=100000", "checkpoint_every_n_steps=1",
+               f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while not (run_dir / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    line = [l for l in stderr.splitlines() if l.startswith("ssl-zoo:")][-1]
+    step = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
+    assert line.startswith(f"ssl-zoo: interrupted: SIGINT at step {step}: checkpoint saved in") and "resume=auto" in line
+    assert "Traceback" not in stderr and not (run_dir / "results.json").exists()

@@ -167,3 +167,28 @@ def test_resume_of_a_finished_run_changes_nothing_and_one_killed_in_the_probe_re
     assert resumed["probe"]["linear_acc"] == first["probe"]["linear_acc"]
     assert json.loads((tmp_path / "results.json").read_text())["train"]["steps"] == 4
     assert (tmp_path / "metrics.csv").read_bytes() == files["metrics.csv"]  # the rows of the first run, kept
+
+
+def test_sigint_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path):
+    import os
+    import signal
+
+    from ssl_zoo.checkpoint import RunInterrupted
+
+    class CtrlCAt(Callback):  # what a user's Ctrl-C (or a scheduler's SIGTERM) does, in the middle of step 3
+        def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    overrides = [*TINY, "data.num_train=128", "trainer.max_steps=6", "checkpoint_every_n_steps=100", "probe.enabled=false"]
+    train(compose_train(*overrides), tmp_path / "straight")
+    with pytest.raises(RunInterrupted, match=r"SIGINT at step 4: checkpoint saved in .*; continue with the same command and "
+                                             r"resume=auto hydra.run.dir="):
+        train(compose_train(*overrides), tmp_path / "stopped", callbacks=[CtrlCAt()])
+    assert read_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.ckpt")["global_step"] == 4  # the step it was in
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual Ctrl-C again
+    train(compose_train(*overrides, "resume=auto"), tmp_path / "stopped")
+    straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")["state_dict"]
+    resumed = read_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.ckpt")["state_dict"]
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value, msg=key)
