@@ -8,6 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ssl_zoo.errors import UserError
+
 _UMASK = os.umask(0)  # read once (setting it is the only way to read it), and put back at once
 os.umask(_UMASK)
 
@@ -17,20 +19,37 @@ def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], obje
     (torch.save, savefig, a stream of ids): into a temporary file of its own in the same folder, flushed
     to disk, then renamed over `path` (a rename within a folder is atomic). On any failure the
     temporary file is removed and `path` is left as it was."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # unique: ranks may race
+    path, written = Path(path), 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # unique: ranks may race
+    except OSError as e:
+        raise cannot_write(path, e, 0) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            if callable(data):
-                data(f)
-            else:
-                f.write(data.encode("utf-8") if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                if callable(data):
+                    data(f)
+                else:
+                    f.write(data.encode("utf-8") if isinstance(data, str) else data)
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                written = f.tell()
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private: give it the mode open() would
         os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise cannot_write(path, e, written) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def cannot_write(path: Path, error: OSError, written: int) -> UserError:
+    """One line for a write that failed (a full disk, a read-only folder): the path, the reason, how
+    much was written before it failed; the file at path is as it was before."""
+    size = f" after {written:,} bytes" if written else ""
+    return UserError(f"cannot write {path}{size}: {error.strerror or error}; {path.name} is left as it was: free space "
+                     "or choose a writable folder (hydra.run.dir=...)")

@@ -192,3 +192,27 @@ def test_sigint_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path
     resumed = read_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.ckpt")["state_dict"]
     for key, value in straight.items():
         torch.testing.assert_close(resumed[key], value, msg=key)
+
+
+def test_a_full_disk_gives_one_line_leaves_no_temp_file_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import ssl_zoo.checkpoint as checkpoint
+
+    saves, real_save = [], torch.save
+
+    def save_until_the_disk_fills(obj, f, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 1:
+            return real_save(obj, f, *args, **kwargs)
+        f.write(b"\0" * 1000)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_until_the_disk_fills)
+    overrides = [*TINY, "data.num_train=128", "trainer.max_steps=6", "checkpoint_every_n_steps=2", "probe.enabled=false"]
+    with pytest.raises(UserError, match=r"cannot write .*last\.ckpt after 1,000 bytes: No space left on device; last\.ckpt is "
+                                        r"left as it was"):
+        train(compose_train(*overrides), tmp_path)
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]  # no temp file left filling the disk
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2  # the last good one
