@@ -7,7 +7,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError, check_range
 
 
 def _build(node: DictConfig, **kwargs):
@@ -23,12 +23,55 @@ def _build(node: DictConfig, **kwargs):
 
 
 def require_values(cfg: DictConfig) -> dict:
-    """The resolved config as plain data; a mandatory value left unset (??? in conf/, e.g. data.path)
-    is refused, naming it."""
+    """The resolved config as plain data, its numbers checked (check_settings); a mandatory value left
+    unset (??? in conf/, e.g. data.path) is refused, naming it."""
     try:
-        return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         raise UserError(f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
+    check_settings(values)
+    return values
+
+
+# Every numeric setting a command reads, with its valid range: (low, high, whole, low excluded).
+# Checked at start-up, before any data is built, so that a bad value costs one line and no wait.
+SETTINGS = {
+    "seed": (0, None, True, False), "checkpoint_every_n_steps": (1, None, True, False),
+    "method.optim.lr": (0, None, False, True), "method.optim.weight_decay": (0, None, False, False),
+    "method.optim.momentum": (0, 1, False, False), "method.optim.warmup": (0, None, False, False),
+    "method.optim.min_lr_ratio": (0, 1, False, False), "method.temperature": (0, None, False, True),
+    "method.mask_prob": (0, 1, False, True), "method.span": (1, None, True, False),
+    "data.batch_size": (1, None, True, False), "data.num_workers": (0, None, True, False),
+    "data.image_size": (1, None, True, False), "data.block_size": (1, None, True, False),
+    "data.vocab_size": (8, None, True, False), "data.val_fraction": (0, 0.99, False, True),
+    "data.probe_length": (1, None, True, False), "data.max_seconds": (0, None, False, True),
+    "data.sample_rate": (1, None, True, False), "data.test_fraction": (0, 1, False, False),
+    "trainer.max_steps": (-1, None, True, False), "trainer.accumulate_grad_batches": (1, None, True, False),
+    "probe.batch_size": (1, None, True, False), "probe.max_train": (1, None, True, False),
+    "probe.val_fraction": (0, 0.99, False, True), "probe.steps": (1, None, True, False),
+    "probe.knn_k": (1, None, True, False), "probe.knn_temperature": (0, None, False, True),
+    "probe.finetune_steps": (0, None, True, False), "probe.finetune_lr": (0, None, False, True),
+    "probe.finetune_batch_size": (1, None, True, False),
+    "port": (1, 65535, True, False), "max_points": (2, None, True, False), "perplexity": (0, None, False, True),
+}
+
+
+def check_settings(values: dict) -> None:
+    """Refuse a numeric setting outside its range (SETTINGS), in one line naming key, value and range."""
+    for key, (low, high, whole, above) in SETTINGS.items():
+        node, present = values, True
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                present = False
+                break
+            node = node[part]
+        if present:
+            check_range(key, node, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
+        if present and key == "trainer.max_steps" and node == 0:
+            raise BadValue(key, "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
+
+
+NULLABLE = {"probe.max_train", "method.temperature", "data.vocab_size", "data.block_size", "data.image_size"}
 
 
 def check_modalities(cfg: DictConfig) -> None:

@@ -13,14 +13,19 @@ class BadValue(UserError):
         self.field = field
 
 
-def check_range(name: str, value, low=None, high=None, allow_none: bool = False, whole: bool = False) -> None:
-    """Refuse a setting that is not a number (whole: a whole number) within [low, high], naming it (BadValue)."""
+def check_range(name: str, value, low=None, high=None, allow_none: bool = False, whole: bool = False,
+                above: bool = False) -> None:
+    """Refuse a setting that is not a number (whole: a whole number) within [low, high] (above: low
+    itself excluded), naming it (BadValue)."""
     if value is None and allow_none:
         return
     ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
-    ok = ok and (low is None or value >= low) and (high is None or value <= high)
+    ok = ok and (low is None or (value > low if above else value >= low)) and (high is None or value <= high)
     if not ok:
-        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        if above:
+            bounds = f"above {low}" + (f" and at most {high}" if high is not None else "")
+        else:
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         kind = "a whole number" if whole else "a number"
         raise BadValue(name, f"{name}={value} is out of range; it must be {kind} {bounds}" + (" (or null)" if allow_none else ""))
 
