@@ -44,7 +44,7 @@ SETTINGS = {
     "data.batch_size": (1, None, True, False), "data.num_workers": (0, None, True, False),
     "data.image_size": (1, None, True, False), "data.block_size": (1, None, True, False),
     "data.vocab_size": (8, None, True, False), "data.val_fraction": (0, 0.99, False, True),
-    "data.probe_length": (1, None, True, False), "data.max_seconds": (0, None, False, True),
+    "data.probe_length": (1, None, True, False),
     "data.sample_rate": (1, None, True, False), "data.test_fraction": (0, 1, False, False),
     "trainer.max_steps": (-1, None, True, False), "trainer.accumulate_grad_batches": (1, None, True, False),
     "probe.batch_size": (1, None, True, False), "probe.max_train": (1, None, True, False),

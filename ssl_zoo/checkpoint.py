@@ -125,10 +125,7 @@ class StopOnSignal(Callback):
             signal.signal(s, handler)
         self._previous = {}
 
-    def on_fit_end(self, trainer, pl_module):
-        self._restore()
-
-    def on_exception(self, trainer, pl_module, exception):
+    def teardown(self, trainer, pl_module, stage):  # the end of fit, whether it ended well or not
         self._restore()
 
 

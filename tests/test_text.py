@@ -66,6 +66,26 @@ def test_text_file_missing_empty_and_glob(tmp_path):
     assert len(dm.train_ids) + len(dm.val_ids) == 2 * len(TEXT)
 
 
+def test_text_that_is_not_utf8_or_looks_binary_is_refused_in_one_line_or_read_as_asked(tmp_path):
+    from ssl_zoo.data.text import read_chunks
+
+    latin = tmp_path / "latin1.txt"
+    latin.write_bytes(("x" * 3000 + "caf\u00e9\n").encode("latin-1"))
+    with pytest.raises(UserError, match=r"latin1\.txt is not UTF-8 text \(byte 3,003 is 0xe9\); convert it to UTF-8, or set "
+                                        r"data.encoding_errors=replace"):
+        list(read_chunks(latin, size=1024))
+    assert "".join(read_chunks(latin, size=1024, errors="replace")).endswith("caf\ufffd\n")
+    split = tmp_path / "split.txt"  # a character cut by a chunk edge is still read whole
+    split.write_bytes(("a" * 1023 + "\u00e9\n").encode("utf-8"))
+    assert "".join(read_chunks(split, size=1024)) == "a" * 1023 + "\u00e9\n"
+    binary = tmp_path / "model.txt"
+    binary.write_bytes(b"PK\x03\x04\x00\x00 not text")
+    with pytest.raises(UserError, match=r"model\.txt looks binary \(a NUL byte in its first 8 kB\), not text"):
+        TextFile(path=str(binary)).files()
+    with pytest.raises(UserError, match="data.encoding_errors must be strict or replace, got 'ignore'"):
+        TextFile(path=str(latin), encoding_errors="ignore")
+
+
 def test_python_stdlib_probe_has_ten_packages_of_fixed_length_snippets(tmp_path):
     dm = PythonStdlib(max_chars=100_000, tokenizer="char", block_size=64, probe_length=32,
                       probe_train_per_class=20, probe_test_per_class=5, cache_dir=str(tmp_path))

@@ -10,6 +10,7 @@ keyed by the corpus and the tokenizer settings, so that a corpus of gigabytes is
 streamed from disk: a batch reads only its windows.
 """
 
+import codecs
 import glob as globlib
 import json
 import random
@@ -264,26 +265,38 @@ class TextDataModule(SSLDataModule):
 
 
 # --- the corpora --------------------------------------------------------------------------------
-def read_chunks(path: Path, size: int = 1 << 20) -> Iterator[str]:
-    """A text file in chunks of about `size` characters, cut after a newline."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        carry = ""
-        while block := f.read(size):
-            block = carry + block
+def read_chunks(path: Path, size: int = 1 << 20, errors: str = "strict") -> Iterator[str]:
+    """A UTF-8 text file in chunks of about `size` characters, cut after a newline. errors="strict"
+    refuses bytes that are not UTF-8 in one line naming the file and the byte; "replace" decodes them
+    as U+FFFD."""
+    decoder, offset, carry = codecs.getincrementaldecoder("utf-8")(errors), 0, ""
+    with open(path, "rb") as f:
+        while True:
+            raw = f.read(size)
+            try:
+                block = carry + decoder.decode(raw, final=not raw)
+            except UnicodeDecodeError as e:
+                raise UserError(f"{path} is not UTF-8 text (byte {offset + e.start:,} is 0x{raw[e.start]:02x}); convert it "
+                                "to UTF-8, or set data.encoding_errors=replace to read such bytes as U+FFFD") from None
+            offset += len(raw)
+            if not raw:
+                break
             cut = block.rfind("\n") + 1 or len(block)
             carry = block[cut:]
             if cut:
                 yield block[:cut]
-        if carry:
-            yield carry
+    if carry:
+        yield carry
 
 
 class TextFile(TextDataModule):
     """Any text: a file, a glob (`data/*.txt`) or a folder (its .txt files), read in sorted order."""
 
-    def __init__(self, path: str, **kwargs):
+    def __init__(self, path: str, encoding_errors: str = "strict", **kwargs):
         super().__init__(**kwargs)
-        self.path = str(path)
+        if encoding_errors not in ("strict", "replace"):
+            raise UserError(f"data.encoding_errors must be strict or replace, got '{encoding_errors}'")
+        self.path, self.encoding_errors = str(path), encoding_errors
 
     name = "text_file"
 
@@ -299,6 +312,14 @@ class TextFile(TextDataModule):
             raise UserError(f"no text file at data.path={self.path}; give a file, a glob such as 'texts/*.txt', or a folder of .txt files")
         if all(f.stat().st_size == 0 for f in files):
             raise UserError(f"the text file(s) at data.path={self.path} are empty; give a file with text in it")
+        for f in files:
+            try:
+                with open(f, "rb") as handle:
+                    head = handle.read(8192)
+            except OSError as e:
+                raise UserError(f"cannot read the text file {f} ({e.strerror}); check its permissions") from None
+            if b"\0" in head:
+                raise UserError(f"{f} looks binary (a NUL byte in its first 8 kB), not text; point data.path at text files")
         return files
 
     def corpus_key(self) -> str:
@@ -306,7 +327,7 @@ class TextFile(TextDataModule):
 
     def corpus_chunks(self) -> Iterator[str]:
         for f in self.files():
-            yield from read_chunks(f)
+            yield from read_chunks(f, errors=self.encoding_errors)
 
 
 STDLIB_PROBE_PACKAGES = ("asyncio", "email", "http", "importlib", "json", "logging", "multiprocessing", "unittest", "urllib", "xml")
