@@ -52,4 +52,4 @@ def cannot_write(path: Path, error: OSError, written: int) -> UserError:
     much was written before it failed; the file at path is as it was before."""
     size = f" after {written:,} bytes" if written else ""
     return UserError(f"cannot write {path}{size}: {error.strerror or error}; {path.name} is left as it was: free space "
-                     "or choose a writable folder (hydra.run.dir=...)")
+                     "there, or write to another folder (train: hydra.run.dir=..., compare: --out)")

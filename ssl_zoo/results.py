@@ -78,6 +78,26 @@ def add_icl_to_results(checkpoint: str | Path, icl: dict) -> Path:
     return write_json(path, results)
 
 
+NUMBERS = {"train": ("steps", "seconds", "final_loss"),
+           "probe": ("linear_acc", "knn_acc", "random_init_linear_acc", "random_init_knn_acc")}
+
+
+def check_types(row: dict) -> None:
+    """Refuse (ValueError) a results record whose parts a comparison reads have the wrong types."""
+    for key, kind in (("method", str), ("modality", str), ("data", str), ("model", str), ("train", dict)):
+        if not isinstance(row[key], kind):
+            raise ValueError(f"{key} is {type(row[key]).__name__}, not {kind.__name__}")
+    if not isinstance(row["params"], int) or isinstance(row["params"], bool):
+        raise ValueError(f"params is {type(row['params']).__name__}, not a whole number")
+    if row["probe"] is not None and not isinstance(row["probe"], dict):
+        raise ValueError(f"probe is {type(row['probe']).__name__}, not an object or null")
+    for part, keys in NUMBERS.items():
+        for key in keys:
+            value = (row[part] or {}).get(key)
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+                raise ValueError(f"{part}.{key} is {value!r}, not a number or null")
+
+
 def find_results(paths: list[str]) -> tuple[list[dict], list[str]]:
     """Every results*.json under the given folders (or files): (valid results, problems found)."""
     rows, problems = [], []
@@ -92,9 +112,12 @@ def find_results(paths: list[str]) -> tuple[list[dict], list[str]]:
     for f in files:
         try:
             row = json.loads(f.read_text())
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
             missing = [k for k in REQUIRED if k not in row]
             if missing:
                 raise ValueError(f"missing {', '.join(missing)}")
+            check_types(row)
         except (ValueError, OSError) as e:
             problems.append(f"{f}: skipped, not a complete results file ({e})")
             continue

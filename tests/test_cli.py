@@ -200,3 +200,13 @@ def test_ctrl_c_saves_the_step_it_was_in_and_says_how_to_resume(tmp_path):
     step = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"]
     assert line.startswith(f"ssl-zoo: interrupted: SIGINT at step {step}: checkpoint saved in") and "resume=auto" in line
     assert "Traceback" not in stderr and not (run_dir / "results.json").exists()
+
+
+def test_compare_into_a_folder_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text(json.dumps(
+        {"method": "simclr", "modality": "image", "data": "shapes", "model": "m", "params": 1, "seed": 0,
+         "train": {"steps": 1, "seconds": 1.0, "final_loss": 1.0}, "probe": None}))
+    (tmp_path / "a_file").write_text("not a folder")
+    line = one_error_line(run_cli("compare", str(tmp_path / "run"), "--out", str(tmp_path / "a_file" / "out")))
+    assert line.startswith("ssl-zoo: error: cannot write ") and "comparison.md" in line and "--out" in line

@@ -86,3 +86,20 @@ def test_runs_that_differ_only_in_seed_are_pooled_with_a_t_interval_and_the_gain
     (tmp_path / "simclr-again" / "config.yaml").write_text("method:\n  name: simclr\n  seed: 2\nseed: 2\nlr: 0.1\n")
     _, _, problems = compare_runs([tmp_path], tmp_path)
     assert any("seed 2 is also run at" in p for p in problems)  # a seed counted once, and said so
+
+
+def test_results_files_with_wrong_types_are_skipped_with_a_reason_and_the_rest_compared(tmp_path):
+    good = result("simclr", "image", "shapes", "shape", 0.5, 0.4)
+    write(tmp_path, "good", good)
+    broken = {"probe-text": {**good, "probe": "high"}, "null-train": {**good, "train": None},
+              "string-acc": {**good, "probe": {**good["probe"], "linear_acc": "50%"}}, "params-float": {**good, "params": 1.5},
+              "a-list": [1, 2]}
+    for name, payload in broken.items():
+        write(tmp_path, name, payload)
+    rows, problems = find_results([str(tmp_path)])
+    assert [r["method"] for r in rows] == ["simclr"] and len(problems) == len(broken)
+    reasons = " | ".join(problems)
+    for expected in ("probe is str, not an object or null", "train is NoneType, not dict", "probe.linear_acc is '50%'",
+                     "params is float, not a whole number", "not a JSON object"):
+        assert expected in reasons
+    assert "| simclr |" in leaderboard(rows)
