@@ -14,11 +14,10 @@ from ssl_zoo import build
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.checkpoint import (AtomicCheckpointIO, ContinuedCSVLogger, RunInterrupted, RunRecord, StopOnSignal, method_from,
                                 read_checkpoint)
-from ssl_zoo.commands.probe import probe_block
+from ssl_zoo.commands.probe import probe_block, probe_config
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
 from ssl_zoo.eval.monitor import KNNMonitor
-from ssl_zoo.eval.probe import ProbeConfig
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import RESULTS_FILE, read_json, record, write_json
 
@@ -134,7 +133,7 @@ def knn_monitor(cfg: DictConfig, datamodule) -> KNNMonitor | None:
     if splits is None:
         print(f"data '{cfg.data.name}' has no probe task: no kNN monitor")
         return None
-    return KNNMonitor(splits, ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True)), every)
+    return KNNMonitor(splits, probe_config(cfg), every)
 
 
 def in_context_scores(method, datamodule, cfg: DictConfig) -> dict | None:

@@ -14,10 +14,15 @@ from ssl_zoo.report import summary
 from ssl_zoo.results import RESULTS_FILE, read_json, record, run_dir_of, write_json
 
 
+def probe_config(cfg: DictConfig) -> ProbeConfig:
+    """The probe settings of a run's config (cfg.probe), as the evaluator takes them."""
+    return ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True))
+
+
 def probe_block(method, datamodule, cfg: DictConfig) -> dict | None:
     """The `probe` block of results.json: the method (and the encoder it started from) probed on the
     datamodule's probe task; None when the data has no labels."""
-    probe_cfg = ProbeConfig(**OmegaConf.to_container(cfg.probe, resolve=True))
+    probe_cfg = probe_config(cfg)
     datamodule.setup()
     splits = datamodule.probe_splits()
     if splits is None:

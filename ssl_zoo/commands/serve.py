@@ -286,10 +286,14 @@ def refusal(error: Exception, path: str) -> ServeError:
     return ServeError(422, f"{'.'.join(where)}: {problem['msg'].lower()}", where[0])
 
 
-async def refused(request: Request, error: Exception) -> JSONResponse:
-    answer = refusal(error, request.url.path)
+def answer_json(answer: ServeError) -> JSONResponse:
+    """A refusal as the server sends it: {"error", "field"} with its status."""
     headers = {"Retry-After": "1"} if answer.status == 503 else None
     return JSONResponse({"error": answer.message, "field": answer.field}, status_code=answer.status, headers=headers)
+
+
+async def refused(request: Request, error: Exception) -> JSONResponse:
+    return answer_json(refusal(error, request.url.path))
 
 
 class BodyLimit:
@@ -305,8 +309,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         size = dict(scope["headers"]).get(b"content-length", b"")
         if size.isdigit() and int(size) > self.limit:
-            answer = self.too_large(f"the body is {int(size)} bytes")
-            return await JSONResponse({"error": answer.message, "field": answer.field}, status_code=413)(scope, receive, send)
+            return await answer_json(self.too_large(f"the body is {int(size)} bytes"))(scope, receive, send)
         received = 0
 
         async def bounded_receive():
