@@ -53,3 +53,21 @@ def cannot_write(path: Path, error: OSError, written: int) -> UserError:
     size = f" after {written:,} bytes" if written else ""
     return UserError(f"cannot write {path}{size}: {error.strerror or error}; {path.name} is left as it was: free space "
                      "there, or write to another folder (train: hydra.run.dir=..., compare: --out)")
+
+
+def check_can_write(path: str | Path, setting: str, folder: bool = False) -> None:
+    """Refuse before any work a path that cannot be written (a file where a folder must be, a read-only
+    folder), in one line naming the setting that chose it; folder: path is a folder to be made."""
+    path = existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path and path.is_dir() != folder:
+        problem = f"{path} is {'a file, not a folder' if folder else 'a folder'}"
+    elif existing != path and not existing.is_dir():
+        problem = f"{existing} is a file, not a folder"
+    elif not os.access(existing if existing.is_dir() else existing.parent, os.W_OK | os.X_OK):
+        problem = f"{existing} is read-only"
+    else:
+        return
+    raise UserError(f"cannot write {path}: {problem}; give {setting}=<a {'folder' if folder else 'path'} you can write>")
+

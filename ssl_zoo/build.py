@@ -41,37 +41,58 @@ SETTINGS = {
     "method.optim.momentum": (0, 1, False, False), "method.optim.warmup": (0, None, False, False),
     "method.optim.min_lr_ratio": (0, 1, False, False), "method.temperature": (0, None, False, True),
     "method.mask_prob": (0, 1, False, True), "method.span": (1, None, True, False),
+    "method.select_prob": (0, 1, False, True), "method.mask_frac": (0, 1, False, False),
+    "method.random_frac": (0, 1, False, False), "method.tau_base": (0, 1, False, False),
     "data.batch_size": (1, None, True, False), "data.num_workers": (0, None, True, False),
     "data.image_size": (1, None, True, False), "data.block_size": (1, None, True, False),
     "data.vocab_size": (8, None, True, False), "data.val_fraction": (0, 0.99, False, True),
     "data.probe_length": (1, None, True, False),
     "data.sample_rate": (1, None, True, False), "data.test_fraction": (0, 1, False, False),
-    "trainer.max_steps": (-1, None, True, False), "trainer.accumulate_grad_batches": (1, None, True, False),
+    "trainer.max_steps": (-1, None, True, False),
+    "trainer.max_epochs": (-1, None, True, False), "trainer.accumulate_grad_batches": (1, None, True, False),
     "probe.batch_size": (1, None, True, False), "probe.max_train": (1, None, True, False),
     "probe.val_fraction": (0, 0.99, False, True), "probe.steps": (1, None, True, False),
     "probe.knn_k": (1, None, True, False), "probe.knn_temperature": (0, None, False, True),
     "probe.finetune_steps": (0, None, True, False), "probe.finetune_lr": (0, None, False, True),
     "probe.finetune_batch_size": (1, None, True, False),
-    "port": (1, 65535, True, False), "max_points": (2, None, True, False), "perplexity": (0, None, False, True),
+    "port": (1, 65535, True, False), "limits.max_prompt_chars": (1, None, True, False),
+    "limits.max_new_tokens": (1, None, True, False), "limits.max_top_k": (1, None, True, False),
+    "limits.max_concurrent": (1, None, True, False), "limits.max_body_bytes": (1, None, True, False), "max_points": (2, None, True, False), "perplexity": (0, None, False, True),
 }
 
 
+# Settings that name one of a few choices.
+CHOICES = {"method.optim.name": ("adamw", "lars", "sgd")}
+
+
 def check_settings(values: dict) -> None:
-    """Refuse a numeric setting outside its range (SETTINGS), in one line naming key, value and range."""
-    for key, (low, high, whole, above) in SETTINGS.items():
+    """Refuse a numeric setting outside its range (SETTINGS), or a choice not among CHOICES, in one
+    line naming key, value and what it may be."""
+    for key in [*SETTINGS, *CHOICES]:
         node, present = values, True
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
                 present = False
                 break
             node = node[part]
-        if present:
+        if present and key in CHOICES and node not in CHOICES[key]:
+            raise BadValue(key, f"{key}={node} is not one of: {', '.join(CHOICES[key])}")
+        if present and key in SETTINGS:
+            low, high, whole, above = SETTINGS[key]
             check_range(key, node, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
         if present and key == "trainer.max_steps" and node == 0:
             raise BadValue(key, "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
+    method = values.get("method") or {}
+    if isinstance(method.get("mask_frac"), float) and method.get("mask_frac", 0) + method.get("random_frac", 0) > 1:
+        raise BadValue("method.random_frac", f"method.mask_frac={method['mask_frac']} + method.random_frac="
+                       f"{method['random_frac']} is more than 1 (the shares of the selected tokens masked and made random)")
+    trainer = values.get("trainer") or {}
+    if trainer.get("max_steps") == -1 and trainer.get("max_epochs", -1) in (-1, None):
+        raise BadValue("trainer.max_steps", "trainer.max_steps=-1 with trainer.max_epochs=-1 never ends; give "
+                       "trainer.max_steps=N, or trainer.max_epochs=N to train by epochs")
 
 
-NULLABLE = {"probe.max_train", "method.temperature", "data.vocab_size", "data.block_size", "data.image_size"}
+NULLABLE = {"trainer.max_epochs", "probe.max_train", "method.temperature", "data.vocab_size", "data.block_size", "data.image_size"}
 
 
 def check_modalities(cfg: DictConfig) -> None:
@@ -116,6 +137,8 @@ def for_training(cfg: DictConfig, **data_settings):
     data read with (SSLMethod.data_settings)."""
     datamodule = build_datamodule(cfg, **data_settings)
     datamodule.setup()
+    if cfg.probe.enabled:  # a probe with nothing to test (one class, no test items) is refused now, not after training
+        datamodule.probe_splits()
     fit_to_data(cfg, datamodule)
     method = random_init(cfg)  # re-built the same way for the random-init probe
     method.use_data(datamodule.info())

@@ -22,7 +22,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.build import build_method
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 
 CONFIG_KEY = "ssl_zoo_config"  # the resolved run config
 FORMAT_KEY, FORMAT = "ssl_zoo_format", 2  # format 1 (no key) was written before ssl_zoo/checkpoint.py existed
@@ -176,7 +176,16 @@ def pick_device(name: str = "auto") -> torch.device:
     """`auto`: the GPU when there is one, else the CPU; otherwise the device named (cpu, cuda:1, ...)."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise BadValue("device", f"device={name} is not a device; give device=auto, cpu or cuda[:<index>]") from None
+    present = {"cpu": True, "cuda": torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count(),
+               "mps": torch.backends.mps.is_available()}
+    if not present.get(device.type, False):
+        raise BadValue("device", f"device={name}: no such device on this machine ({torch.cuda.device_count()} CUDA "
+                       "device(s)); give device=auto or device=cpu")
+    return device
 
 
 def method_from(ckpt: dict):

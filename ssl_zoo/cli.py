@@ -74,8 +74,68 @@ def quote_free_text(override: str) -> str:
     return f"{key}='{value}'"
 
 
+def check_overrides(config_name: str, overrides: list[str]) -> None:
+    """Hydra's own refusals (a key the config lacks, a malformed value) as one line naming the key and
+    the settings it could be, before Hydra starts: Hydra would print them over several lines and exit 1.
+    A sweep (a=1,2) is checked at its first value; with Hydra's flags (--cfg job, ...) Hydra checks."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    if any(arg.startswith("-") for arg in overrides if arg not in ("-m", "--multirun")):
+        return
+    plain = [arg for arg in overrides if not arg.startswith("-")]
+    first = []
+    for arg in plain:
+        try:
+            [override] = OverridesParser.create().parse_overrides([arg])
+        except HydraException as e:
+            raise UserError(f"cannot read {arg!r}: {one_line(e).split(' See https')[0]} (key=value, see "
+                            "https://hydra.cc/docs/advanced/override_grammar/basic)") from None
+        sweep = override.is_sweep_override()
+        first.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}" if sweep else arg)
+
+    def composed(args):
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            return compose(config_name, overrides=args, return_hydra_config=True)
+
+    try:
+        cfg = composed(first)
+    except HydraException as e:
+        key = getattr(e.__cause__, "full_key", None)
+        if not key:
+            raise UserError(one_line(e)) from None
+        parent = key.rpartition(".")[0]
+        others = [arg for arg in first if arg.lstrip("+~").partition("=")[0] != key]
+        try:
+            node = OmegaConf.select(composed(others), parent) if parent else composed(others)
+            names = f"; the settings of {parent or 'this command'} are: {', '.join(node.keys())}"
+        except HydraException:
+            names = ""
+        raise UserError(f"{key} is not a setting{names} (to add a new one: +{key}=...)") from None
+    sweep = "-m" in overrides or "--multirun" in overrides or str(cfg.hydra.mode).endswith("MULTIRUN")
+    check_output_dir(cfg, "hydra.sweep.dir" if sweep else "hydra.run.dir")
+
+
+def check_output_dir(cfg, key: str) -> None:
+    """The folder Hydra will make for the run, refused in one line when it cannot be made (Hydra's
+    own refusal is a traceback)."""
+    from omegaconf import OmegaConf
+
+    from ssl_zoo.atomic import check_can_write
+
+    try:
+        folder = OmegaConf.select(cfg, key)
+    except Exception:  # an interpolation only Hydra's run resolves: Hydra checks it
+        return
+    check_can_write(folder, key, folder=True)
+
+
 def run_hydra_app(config_name: str, task, overrides: list[str]) -> None:
     import hydra
+
+    check_overrides(config_name, overrides)
 
     def guarded(cfg):
         try:

@@ -215,6 +215,9 @@ def compare_runs(paths: list, out=None, plot: bool = False, min_seeds: int = 1) 
     paths = [str(p) for p in paths]
     rows, problems = find_results(paths)
     if not rows:
+        if problems:  # files were found, and none could be read
+            raise UserError(f"no results.json read under {', '.join(paths)}: {problems[0]}"
+                            + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
         raise UserError(f"no results.json found under {', '.join(paths)}; run `ssl-zoo train` first")
     require_seeds(experiments(rows), min_seeds)
     out = out or (paths[0] if len(paths) == 1 and Path(paths[0]).is_dir() else ".")

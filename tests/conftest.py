@@ -42,6 +42,13 @@ def run_cli(*args: str, cwd=None, timeout=600) -> subprocess.CompletedProcess:
     )
 
 
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The last line of a command that was refused: exit code 2, no traceback."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    return [line for line in result.stderr.strip().splitlines() if line.strip()][-1]
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on now (for a test server)."""
     with socket.socket() as s:

@@ -1,65 +1,272 @@
-"""Bad values are refused at start-up, before any data is built, in one line naming the key, the value
-and the valid range (build.check_settings); the command line turns each into `ssl-zoo: error: ...`, exit 2."""
+"""Bad input over every command and modality: each case is answered with exit code 2 and one line,
+`ssl-zoo: error: ...`, naming the key or the file (and the fix), no traceback, and no results.json,
+checkpoint or plot left behind. Settings are refused at start-up (build.check_settings, cli.check_overrides),
+before any data is built; a file is refused when it is read.
+
+The cases run the command line's own entry point (`ssl_zoo.cli.main`) in this process, which is what
+`ssl-zoo` runs, so that 100 cases cost seconds; three of them also run as real processes."""
+
+import sys
 
 import pytest
+import torch
 
-from conftest import run_cli
-from ssl_zoo import api
-from ssl_zoo.build import require_values
-from ssl_zoo.errors import BadValue
+from conftest import TINY, compose_train, run_cli
+from ssl_zoo import cli
+from ssl_zoo.train import train
 
+TINY_SPEECH = ["data=spoken_words", "data.words=[yes,no]", "data.num_voices=3", "data.takes=4", "data.test_takes=1",
+               "data.batch_size=8", "model=transformer_nano", "trainer=debug"]
+SPEECH = " ".join(TINY_SPEECH)
+
+# (command line, or its words where one holds a space; what its one line must say). {gpt} {bert} {simclr} {speech}: checkpoints of tiny runs;
+# {files}: a folder of bad files (see bad_files); {results}: a folder holding one run's results.json.
 CASES = [
-    ("train", "method.optim.lr=-1", "method.optim.lr=-1 is out of range; it must be a number above 0"),
-    ("train", "method.optim.lr=abc", "method.optim.lr=abc is out of range; it must be a number above 0"),
-    ("train", "method.optim.lr=0", "method.optim.lr=0 is out of range"),
-    ("train", "method.optim.weight_decay=-0.1", "method.optim.weight_decay=-0.1 is out of range; it must be a number at least 0"),
-    ("train", "+method.optim.momentum=1.5", "method.optim.momentum=1.5 is out of range; it must be a number between 0 and 1"),
-    ("train", "data.batch_size=0", "data.batch_size=0 is out of range; it must be a whole number at least 1"),
-    ("train", "data.batch_size=2.5", "data.batch_size=2.5 is out of range; it must be a whole number at least 1"),
-    ("train", "data.num_workers=-1", "data.num_workers=-1 is out of range; it must be a whole number at least 0"),
-    ("train", "data.image_size=0", "data.image_size=0 is out of range; it must be a whole number at least 1"),
-    ("train", "trainer.max_steps=-2", "trainer.max_steps=-2 is out of range; it must be a whole number at least -1"),
-    ("train", "trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
-    ("train", "probe.batch_size=0", "probe.batch_size=0 is out of range; it must be a whole number at least 1"),
-    ("train", "probe.val_fraction=2", "probe.val_fraction=2 is out of range; it must be a number above 0 and at most 0.99"),
-    ("train", "probe.val_fraction=0", "probe.val_fraction=0 is out of range"),
-    ("train", "probe.knn_k=0", "probe.knn_k=0 is out of range; it must be a whole number at least 1"),
-    ("train", "probe.knn_temperature=-1", "probe.knn_temperature=-1 is out of range; it must be a number above 0"),
-    ("train", "probe.max_train=0", "probe.max_train=0 is out of range; it must be a whole number at least 1 (or null)"),
-    ("train", "probe.steps=0", "probe.steps=0 is out of range"),
-    ("train", "probe.finetune_steps=-5", "probe.finetune_steps=-5 is out of range"),
-    ("train", "method.temperature=-1", "method.temperature=-1 is out of range; it must be a number above 0"),
-    ("train", "method.temperature=0", "method.temperature=0 is out of range"),
-    ("train", "seed=-3", "seed=-3 is out of range; it must be a whole number at least 0"),
-    ("train", "checkpoint_every_n_steps=0", "checkpoint_every_n_steps=0 is out of range"),
-    ("train", "method=gpt data.block_size=0", "data.block_size=0 is out of range; it must be a whole number at least 1"),
-    ("train", "method=gpt data.vocab_size=0", "data.vocab_size=0 is out of range; it must be a whole number at least 8"),
-    ("train", "method=gpt data.val_fraction=1", "data.val_fraction=1 is out of range"),
-    ("train", "method=masked_speech method.mask_prob=0", "method.mask_prob=0 is out of range; it must be a number above 0"),
-    ("train", "method=masked_speech method.span=0", "method.span=0 is out of range"),
-    ("serve", "checkpoint=/x port=99999", "port=99999 is out of range; it must be a whole number between 1 and 65535"),
-    ("serve", "checkpoint=/x port=abc", "port=abc is out of range"),
-    ("embed_plot", "checkpoint=/x max_points=0", "max_points=0 is out of range; it must be a whole number at least 2"),
-    ("embed_plot", "checkpoint=/x perplexity=-1", "perplexity=-1 is out of range; it must be a number above 0"),
+    # train, images
+    ("train method.optim.lr=-1", "method.optim.lr=-1 is out of range; it must be a number above 0"),
+    ("train method.optim.lr=abc", "method.optim.lr=abc is out of range; it must be a number above 0"),
+    ("train method.optim.lr=0", "method.optim.lr=0 is out of range"),
+    ("train method.optim.weight_decay=-0.1", "method.optim.weight_decay=-0.1 is out of range; it must be a number at least 0"),
+    ("train +method.optim.momentum=1.5", "method.optim.momentum=1.5 is out of range; it must be a number between 0 and 1"),
+    ("train method.optim.warmup=-1", "method.optim.warmup=-1 is out of range"),
+    ("train method.optim.name=nope", "method.optim.name=nope is not one of: adamw, lars, sgd"),
+    ("train method.optim.betas=[2,0.9]", "method.optim.betas is not a setting; the settings of method.optim are: name, lr"),
+    ("train data.batch_size=0", "data.batch_size=0 is out of range; it must be a whole number at least 1"),
+    ("train data.batch_size=2.5", "data.batch_size=2.5 is out of range; it must be a whole number at least 1"),
+    ("train data.num_workers=-1", "data.num_workers=-1 is out of range; it must be a whole number at least 0"),
+    ("train data.image_size=0", "data.image_size=0 is out of range; it must be a whole number at least 1"),
+    ("train data.num_train=0", "data.num_train=0 is out of range"),
+    ("train trainer.max_steps=-2", "trainer.max_steps=-2 is out of range; it must be a whole number at least -1"),
+    ("train trainer.max_steps=0", "trainer.max_steps=0 trains nothing"),
+    ("train trainer.max_steps=-1", "trainer.max_steps=-1 with trainer.max_epochs=-1 never ends"),
+    ("train trainer.max_epochs=-3", "trainer.max_epochs=-3 is out of range"),
+    ("train trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches=0 is out of range"),
+    ("train trainer.precision=bf17 data.num_train=256", "a trainer setting is invalid: Precision 'bf17' is invalid"),
+    ("train trainer=gpu trainer.accelerator=tpu data.num_train=256", "the trainer settings do not fit this machine"),
+    *([] if torch.cuda.is_available() else [("train trainer=gpu data.num_train=256", "the trainer settings do not fit this machine")]),
+    ("train probe.batch_size=0", "probe.batch_size=0 is out of range; it must be a whole number at least 1"),
+    ("train probe.val_fraction=2", "probe.val_fraction=2 is out of range; it must be a number above 0 and at most 0.99"),
+    ("train probe.val_fraction=0", "probe.val_fraction=0 is out of range"),
+    ("train probe.knn_k=0", "probe.knn_k=0 is out of range; it must be a whole number at least 1"),
+    ("train probe.knn_temperature=-1", "probe.knn_temperature=-1 is out of range; it must be a number above 0"),
+    ("train probe.max_train=0", "probe.max_train=0 is out of range; it must be a whole number at least 1 (or null)"),
+    ("train probe.steps=0", "probe.steps=0 is out of range"),
+    ("train probe.finetune_steps=-5", "probe.finetune_steps=-5 is out of range"),
+    ("train probe.finetune_lr=0", "probe.finetune_lr=0 is out of range"),
+    ("train method.temperature=-1", "method.temperature=-1 is out of range; it must be a number above 0"),
+    ("train method.temperature=0", "method.temperature=0 is out of range"),
+    ("train method.projection_dim=0", "method.projection_dim is not a setting; the settings of method are: name, _target_, temperature"),
+    ("train method=byol method.tau_base=2", "method.tau_base=2 is out of range; it must be a number between 0 and 1"),
+    ("train seed=-3", "seed=-3 is out of range; it must be a whole number at least 0"),
+    ("train seed=[1", "cannot read 'seed=[1'"),
+    ("train +seed=3", "Could not append to config. An item is already at 'seed'"),
+    ("train ~nope", "Could not delete from config. 'nope' does not exist"),
+    ("train hydra.run.nope=1", "hydra.run.nope is not a setting; the settings of hydra.run are: dir"),
+    ("train checkpoint_every_n_steps=0", "checkpoint_every_n_steps=0 is out of range"),
+    ("train knn_monitor_every_n_steps=-1", "knn_monitor_every_n_steps=-1 is out of range"),
+    ("train method=nope", "unknown method 'nope'; choose one of: apc, bert, byol, gpt, masked_speech, simclr"),
+    ("train data=nope", "unknown data 'nope'; choose one of:"),
+    ("train model=nope", "unknown model 'nope'; choose one of:"),
+    ("train trainer=nope", "unknown trainer 'nope'; choose one of:"),
+    ("train probe=nope", "unknown probe 'nope'; choose one of: default, lightly"),
+    ("train experiment=nope", "unknown experiment 'nope'; choose one of:"),
+    ("train resume={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist; pass resume=auto"),
+    ("train resume={files}/not_a_checkpoint.ckpt", "{files}/not_a_checkpoint.ckpt is not a readable checkpoint"),
+    ("train hydra.run.dir={files}/a_file/run", "cannot write {files}/a_file/run: {files}/a_file is a file, not a folder; give hydra.run.dir="),
+    ("train -m seed=0,1 hydra.sweep.dir={files}/a_file", "{files}/a_file is a file, not a folder; give hydra.sweep.dir="),
+    ("train method=gpt data=shapes", "method 'gpt' is for text but data 'shapes' is image"),
+    ("train data=image_folder data.path={files}/one_class", "image folder {files}/one_class has 1 class sub-folders; the probe needs at least 2"),
+    ("train data=image_folder data.path={files}/one_class probe.enabled=false", "items, fewer than one batch of 128; lower data.batch_size"),
+    ("train data=image_folder data.path={files}/missing", "image folder {files}/missing does not exist"),
+    ("train data=image_folder data.path={files}/no_images", "holds no images"),
+    ("train data=image_folder", "data.path has no value"),
+    ("train data=image_folder data.path={files}/one_class data.test_path={files}/one_class", "data.test_path {files}/one_class overlaps data.path"),
+    ("train data=image_folder data.path={files}/one_class data.test_fraction=2", "data.test_fraction=2 is out of range"),
+    ("train data=cifar10 data.root={files}/missing", "CIFAR-10 is not in {files}/missing/cifar-10-batches-py; set data.root"),
+    # train, text
+    ("train method=gpt data.block_size=0", "data.block_size=0 is out of range; it must be a whole number at least 1"),
+    ("train method=gpt data.block_size=abc", "data.block_size=abc is out of range"),
+    ("train method=gpt data.vocab_size=0", "data.vocab_size=0 is out of range; it must be a whole number at least 8"),
+    ("train method=gpt data.val_fraction=1", "data.val_fraction=1 is out of range"),
+    ("train method=gpt data.test_share=2", "data.test_share=2 is out of range"),
+    ("train method=bert method.mask_prob=0", "method.mask_prob is not a setting; the settings of method are: name, _target_, select_prob"),
+    ("train method=bert method.select_prob=1.5", "method.select_prob=1.5 is out of range; it must be a number above 0 and at most 1"),
+    ("train method=bert method.mask_frac=-1", "method.mask_frac=-1 is out of range"),
+    ("train method=bert method.mask_frac=0.8 method.random_frac=0.5", "method.mask_frac=0.8 + method.random_frac=0.5 is more than 1"),
+    ("train method=gpt data=text_file", "data.path has no value; set it on the command line (data.path=...)"),
+    ("train method=gpt data=text_file data.path={files}/missing.txt", "no text file at data.path={files}/missing.txt"),
+    ("train method=gpt data=text_file data.path={files}/latin1.txt", "{files}/latin1.txt is not UTF-8 text (byte 5 is 0xff)"),
+    ("train method=gpt data=text_file data.path={files}/binary.txt", "{files}/binary.txt looks binary (a NUL byte in its first 8 kB)"),
+    ("train method=gpt data=text_file data.path={files}/empty.txt", "are empty; give a file with text in it"),
+    ("train method=gpt data=text_file data.path={files}/empty.txt data.encoding_errors=nope", "data.encoding_errors must be strict or replace"),
+    ("train method=gpt data.tokenizer=nope", "unknown tokenizer 'nope'; set data.tokenizer to one of: char, bpe"),
+    ("train method=gpt method.probe_layer=9", "method.probe_layer=9 is out of range: this model has layers 0"),
+    ("train method=bert +model.causal=true", "method=bert needs bidirectional attention, but model.causal=true"),
+    ("train method=gpt data=icl_mix data.held_out=[reverse,nope]", "unknown task family nope"),
+    ("train method=gpt data=icl_mix data.families=[reverse,upper] data.held_out=[upper]", "family upper both trained and held out"),
+    ("train method=gpt data=icl_mix data.words=[cat,otter]", "data.words holds evaluation words (otter)"),
+    # train, speech
+    ("train method=masked_speech method.mask_prob=0", "method.mask_prob=0 is out of range; it must be a number above 0"),
+    ("train method=masked_speech method.mask_prob=2", "method.mask_prob=2 is out of range"),
+    ("train method=masked_speech method.span=0", "method.span=0 is out of range"),
+    ("train method=masked_speech data.sample_rate=0", "data.sample_rate=0 is out of range"),
+    ("train method=apc method.shift=0", "method.shift=0 is out of range; it must be a whole number between 1 and 97"),
+    ("train method=apc method.probe_layer=7", "method.probe_layer=7 is out of range"),
+    ("train method=masked_speech data.max_seconds=0", "data.max_seconds=0 is shorter than one analysis window"),
+    ("train method=apc data=fsdd", "data.root has no value"),
+    ("train method=apc data=fsdd data.root={files}/missing", "audio folder {files}/missing does not exist; set data.root"),
+    ("train method=masked_speech data=shapes", "method 'masked_speech' is for speech but data 'shapes' is image"),
+    (f"train method=apc {SPEECH} data.task=gender", "data 'spoken_words' has no task 'gender'; set data.task to one of: voice, word"),
+    ("train method=apc data.num_voices=99", "at most 60 voices can be made"),
+    ("train method=apc data=audio_folder data.path={files}", "data.path is not a setting; the settings of data are: name, _target_, root"),
+    ("train method=apc data=audio_folder data.root={files}/missing", "audio folder {files}/missing does not exist"),
+    ("train method=apc data=audio_folder data.root={files}/one_class", "holds no .wav or .flac files"),
+    # probe
+    ("probe checkpoint={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist"),
+    ("probe checkpoint={files}/not_a_checkpoint.ckpt", "is not a readable checkpoint"),
+    ("probe checkpoint={files}/other.ckpt", "{files}/other.ckpt is not an ssl-zoo checkpoint"),
+    ("probe", "checkpoint has no value; set it on the command line (checkpoint=...)"),
+    ("probe checkpoint={simclr} probe.batch_size=0", "probe.batch_size=0 is out of range"),
+    ("probe checkpoint={simclr} probe.knn_k=-1", "probe.knn_k=-1 is out of range"),
+    ("probe checkpoint={simclr} probe.val_fraction=1.5", "probe.val_fraction=1.5 is out of range"),
+    ("probe checkpoint={simclr} data=nope", "unknown data 'nope'"),
+    ("probe checkpoint={simclr} data=python_stdlib", "method 'simclr' is for image but data 'python_stdlib' is text"),
+    ("probe checkpoint={simclr} device=banana", "device=banana is not a device; give device=auto, cpu or cuda"),
+    ("probe checkpoint={speech} probe.steps=0", "probe.steps=0 is out of range"),
+    ("probe checkpoint={gpt} probe.max_train=0", "probe.max_train=0 is out of range"),
+    # generate
+    ("generate checkpoint={gpt} max_new_tokens=-1", "max_new_tokens=-1 is out of range; it must be a whole number at least 1"),
+    ("generate checkpoint={gpt} max_new_tokens=abc", "max_new_tokens=abc is out of range"),
+    ("generate checkpoint={gpt} temperature=-1", "temperature=-1 is out of range"),
+    ("generate checkpoint={gpt} top_k=0", "top_k=0 is out of range"),
+    ("generate checkpoint={gpt} top_p=1.5", "top_p=1.5 is out of range"),
+    ("generate checkpoint={gpt} seed=-1", "seed=-1 is out of range"),
+    ("generate checkpoint={gpt} device=cuda:7", "device=cuda:7: no such device on this machine"),
+    ("generate checkpoint={bert}", "holds a bert model, but `generate` needs a gpt checkpoint; use `ssl-zoo fill` with it"),
+    ("generate checkpoint={simclr}", "holds a simclr model, but `generate` needs a gpt checkpoint"),
+    ("generate checkpoint={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist"),
+    (["generate", "checkpoint={gpt}", "prompt=the ☃ cat"], "never saw: '☃'"),
+    # fill
+    ("fill checkpoint={bert} text=hello", "the text has no [MASK]; write [MASK] where a token should be filled in"),
+    ("fill checkpoint={bert} text=[MASK] top_k=0", "top_k=0 is out of range"),
+    ("fill checkpoint={gpt} text=[MASK]", "holds a gpt model, but `fill` needs a bert checkpoint"),
+    ("fill checkpoint={bert}", "text has no value; set it on the command line (text=...)"),
+    # icl
+    ("icl checkpoint={gpt} shots=[-1]", "shots must be a list of whole numbers >= 0, got [-1]"),
+    ("icl checkpoint={gpt} num_queries=0", "num_queries=0 is out of range"),
+    ("icl checkpoint={gpt} task=nope", "unknown ICL task 'nope'; choose a family"),
+    ("icl checkpoint={gpt} labels=nope", "unknown icl.labels 'nope'; choose one of: gold, random, flipped"),
+    ("icl checkpoint={gpt} controls=[nope]", "unknown icl.labels 'nope'"),
+    ("icl checkpoint={gpt} digits=0", "digits=0 is out of range; it must be a whole number between 1 and 3"),
+    ("icl checkpoint={gpt} too_long=nope", "icl.too_long must be error or skip, got 'nope'"),
+    ("icl checkpoint={gpt} task=reverse shots=[16] num_queries=3 too_long=error", "shots fit"),
+    ("icl checkpoint={bert}", "holds a bert model, but `icl` needs a gpt checkpoint"),
+    ("icl checkpoint={gpt} task={files}/missing.jsonl", "task file {files}/missing.jsonl does not exist"),
+    ("icl checkpoint={gpt} task={files}/tasks.jsonl", "{files}/tasks.jsonl, line 1 is not a task example"),
+    # embed-plot
+    ("embed-plot checkpoint={simclr} max_points=0", "max_points=0 is out of range; it must be a whole number at least 2"),
+    ("embed-plot checkpoint={simclr} perplexity=-1", "perplexity=-1 is out of range; it must be a number above 0"),
+    ("embed-plot checkpoint={simclr} split=nope", "split must be train or test, got 'nope'"),
+    ("embed-plot checkpoint={simclr} out={files}/a_file/map.png", "cannot write {files}/a_file/map.png: {files}/a_file is a file, not a folder; give out="),
+    ("embed-plot checkpoint={gpt} data=shapes", "method 'gpt' is for text but data 'shapes' is image"),
+    ("embed-plot checkpoint={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist"),
+    # serve
+    ("serve checkpoint={gpt} port=99999", "port=99999 is out of range; it must be a whole number between 1 and 65535"),
+    ("serve checkpoint={gpt} port=abc", "port=abc is out of range"),
+    ("serve checkpoint={gpt} limits.max_concurrent=0", "limits.max_concurrent=0 is out of range"),
+    ("serve checkpoint={gpt} limits.max_body_bytes=-1", "limits.max_body_bytes=-1 is out of range"),
+    ("serve checkpoint={simclr}", "holds a simclr model, but `serve` needs a gpt or bert checkpoint"),
+    ("serve checkpoint={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist"),
+    # compare
+    ("compare {files}/missing", "no results.json read under {files}/missing: {files}/missing: no such file or folder"),
+    ("compare {files}/bad_results", "no results.json read under {files}/bad_results: {files}/bad_results/results.json: skipped"),
+    ("compare {results} --min-seeds 2", "has 1 seed(s) (0), fewer than the 2 asked for (an interval needs two)"),
+    ("compare {results} --min-seeds 0", "compare: --min-seeds must be 1 or more, got 0"),
+    ("compare {results} --nope", "compare: unrecognized arguments: --nope"),
+    ("compare {results} --out {files}/a_file/out", "cannot write {files}/a_file/out/comparison.md"),
+    # no command
+    ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
 
 
-@pytest.mark.parametrize("command, overrides, expected", CASES, ids=[c[1] for c in CASES])
-def test_a_bad_value_is_refused_at_start_up_naming_key_value_and_range(command, overrides, expected):
-    cfg = api.compose(*overrides.split(), config_name=command)
-    with pytest.raises(BadValue) as error:
-        require_values(cfg)
-    assert expected in str(error.value) and "\n" not in str(error.value)
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory):
+    """A folder of what a user may point a command at by mistake."""
+    from PIL import Image
+
+    files = tmp_path_factory.mktemp("bad_files")
+    (files / "latin1.txt").write_bytes(b"hello\xff\xfe world\n")
+    (files / "binary.txt").write_bytes(bytes(range(256)) * 8)
+    (files / "empty.txt").write_text("")
+    (files / "a_file").write_text("a file where a folder is needed\n")
+    (files / "not_a_checkpoint.ckpt").write_text("{not a checkpoint")
+    torch.save({"weights": torch.zeros(2)}, files / "other.ckpt")  # a checkpoint, but not one of ours
+    (files / "tasks.jsonl").write_text("{not json\n")
+    (files / "no_images" / "cat").mkdir(parents=True)
+    (files / "bad_results").mkdir()
+    (files / "bad_results" / "results.json").write_text('{"method": 3, "probe": "x"}')
+    (files / "one_class" / "only").mkdir(parents=True)
+    for i in range(10):
+        Image.new("RGB", (24, 24), (20 * i, 0, 0)).save(files / "one_class" / "only" / f"{i}.png")
+    return files
+
+
+@pytest.fixture(scope="module")
+def paths(bad_files, gpt_run, bert_run, tmp_path_factory):
+    simclr, speech = tmp_path_factory.mktemp("simclr"), tmp_path_factory.mktemp("speech")
+    train(compose_train(*TINY, "method=simclr"), simclr)  # with its probe: compare reads its results.json
+    train(compose_train("method=masked_speech", *TINY_SPEECH, "probe.enabled=false"), speech)
+    checkpoint = "checkpoints/last.ckpt"
+    return {"files": bad_files, "results": simclr, "simclr": simclr / checkpoint, "speech": speech / checkpoint,
+            "gpt": gpt_run[0] / checkpoint, "bert": bert_run[0] / checkpoint}
+
+
+def left_behind(folder) -> list[str]:
+    return [p.name for p in folder.rglob("*") if p.name in ("results.json", "last.ckpt") or p.suffix == ".png"] if folder.exists() else []
+
+
+@pytest.mark.parametrize("command, expected", CASES, ids=[" ".join(c[0])[:80] if isinstance(c[0], list) else c[0][:80] for c in CASES])
+def test_bad_input_is_one_line_with_exit_code_2_and_nothing_left_behind(command, expected, paths, tmp_path, capfd, monkeypatch):
+    args = [arg.format(**paths) for arg in (command.split() if isinstance(command, str) else command)]
+    run_dir = tmp_path / "run"
+    if args[0] == "train" and not any(a.startswith("hydra.run.dir=") for a in args):
+        args.append(f"hydra.run.dir={run_dir}")
+    before = {folder: left_behind(folder) for folder in (paths["files"], paths["results"])}
+    monkeypatch.setattr(sys, "argv", ["ssl-zoo", *args])  # Hydra reads (and the command sets) sys.argv
+    monkeypatch.chdir(tmp_path)
+    capfd.readouterr()
+    with pytest.raises(SystemExit) as exit:
+        cli.main(args)
+    stderr = capfd.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("ssl-zoo: error: ")]
+    assert exit.value.code == 2 and "Traceback" not in stderr, stderr[-2000:]
+    assert len(errors) == 1 and stderr.rstrip().endswith(errors[0]), stderr[-2000:]
+    assert expected.format(**paths) in errors[0]
+    assert left_behind(run_dir) == [] and left_behind(tmp_path) == []
+    assert {folder: left_behind(folder) for folder in before} == before
+
+
+def test_there_are_enough_cases_over_every_command():
+    commands = {command.split()[0] if isinstance(command, str) else command[0] for command, _ in CASES}
+    assert len(CASES) >= 60 and commands >= {"train", "probe", "generate", "fill", "icl", "embed-plot", "serve", "compare"}
 
 
 @pytest.mark.parametrize("args", [
     ["train", "method.optim.lr=-1", "data.num_train=100000000"],  # refused before 100M images would be drawn
-    ["serve", "checkpoint=/no/such.ckpt", "port=99999"],
+    ["train", "method.projection_dim=0"],  # Hydra's own refusal, in our one line rather than Hydra's several
     ["embed-plot", "checkpoint=/no/such.ckpt", "max_points=0"],
 ])
 def test_the_command_line_answers_a_bad_value_in_one_line_before_any_work(args, tmp_path):
     result = run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}" if args[0] == "train" else "hydra.run.dir=.", cwd=tmp_path)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and lines[-1].startswith("ssl-zoo: error: ") and "Traceback" not in result.stderr
-    assert "is out of range" in lines[-1]
+    assert len(lines) == 1, result.stderr
     assert not (tmp_path / "run" / "results.json").exists() and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_an_image_folder_of_one_class_pretrains_when_no_probe_is_asked(paths, tmp_path):
+    """One class is refused for the probe only: with probe.enabled=false it pretrains (no online probe)."""
+    results = train(compose_train("trainer=debug", "data=image_folder", f"data.path={paths['files'] / 'one_class'}",
+                                  "data.batch_size=4", "probe.enabled=false"), tmp_path)
+    assert results["train"]["steps"] == 4 and results["probe"] is None
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import free_port, run_cli
+from conftest import free_port, one_error_line, run_cli
 from ssl_zoo.commands.serve import Limits, create_app, load_models
 
 
@@ -217,7 +217,6 @@ def test_too_many_generations_at_once_are_told_to_retry(server):
 
 
 def test_serve_refuses_bad_checkpoints_and_a_busy_port_in_one_line(tmp_path, gpt_run):
-    from test_cli import one_error_line
 
     not_text = tmp_path / "nope.ckpt"
     not_text.write_bytes(b"not a checkpoint")

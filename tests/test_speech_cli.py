@@ -1,12 +1,11 @@
 """Speech through the command line: pretrain on the embedded spoken words -> checkpoint -> probe on a
-folder of recordings in FSDD's layout, and bad input answered in one line."""
+folder of recordings in FSDD's layout (bad input: test_bad_input.py)."""
 
 import json
 
 import pytest
 
-from conftest import run_cli
-from test_cli import one_error_line
+from conftest import one_error_line, run_cli
 from test_speech import write_fsdd
 
 # A few voices saying two words, a nano transformer, a few steps, a quick probe.
@@ -50,20 +49,3 @@ def test_a_learned_mix_of_layers_and_fine_tuning_on_waveform_batches(tmp_path):
     maps = run_cli("embed-plot", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "split=train")
     assert maps.returncode == 0, maps.stderr[-3000:]  # every layer's features side by side, on t-SNE's map
     assert (run_dir / "embeddings.png").read_bytes()[:4] == b"\x89PNG"
-
-
-@pytest.mark.parametrize(
-    "args, expected",
-    [
-        (["train", "method=apc", "data=fsdd"], "data.root has no value"),
-        (["train", "method=apc", "data=fsdd", "data.root=/no/such/folder"], "audio folder /no/such/folder does not exist; set data.root"),
-        (["train", "method=masked_speech", "data=shapes"], "method 'masked_speech' is for speech but data 'shapes' is image"),
-        (["train", "method=apc", "data=spoken_words", "data.task=gender"], "data 'spoken_words' has no task 'gender'; set data.task to one of: voice, word"),
-        (["train", "method=apc", "method.probe_layer=7"], "method.probe_layer=7 is out of range"),
-        (["train", "method=apc", "data=spoken_words", "data.num_voices=99"], "at most 60 voices can be made"),
-        (["train", "method=apc", "method.shift=0"], "method.shift=0 is out of range; it must be a whole number between 1 and 97"),
-        (["train", "method=masked_speech", "data.max_seconds=0"], "data.max_seconds=0 is shorter than one analysis window"),
-    ],
-)
-def test_bad_speech_input_gets_one_clear_line(args, expected):
-    assert expected in one_error_line(run_cli(*args))

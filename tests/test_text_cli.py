@@ -1,11 +1,10 @@
-"""GPT and BERT through the command line: train -> checkpoint -> generate / fill / icl / probe, and bad input."""
+"""GPT and BERT through the command line: train -> checkpoint -> generate / fill / icl / probe (bad input: test_bad_input.py)."""
 
 import json
 
 import pytest
 
-from conftest import run_cli
-from test_cli import one_error_line
+from conftest import one_error_line, run_cli
 
 
 def test_gpt_trains_reports_validation_loss_and_a_sample(gpt_run):
@@ -92,38 +91,6 @@ def test_python_stdlib_train_then_probe_with_the_stored_tokenizer(tmp_path):
     assert probe["knn_acc"] == pytest.approx(first["knn_acc"])  # the stored tokenizer reads the text the same way
     assert 0 <= probe["finetune_acc"] <= 1 and 0 <= probe["random_init_finetune_acc"] <= 1
     assert "fine-tuned:" in again.stdout
-
-
-def test_bad_text_input_gets_one_clear_line(gpt_run, bert_run, tmp_path):
-    gpt = gpt_run[0] / "checkpoints" / "last.ckpt"
-    bert = bert_run[0] / "checkpoints" / "last.ckpt"
-    (tmp_path / "empty.txt").write_text("")
-    (tmp_path / "bad.jsonl").write_text('{"input": "a", "output": "b"}\n{"input": "a"\n')
-    cases = [
-        (["train", "method=gpt", "data=text_file", f"data.path={tmp_path / 'none.txt'}"], "no text file at data.path="),
-        (["train", "method=gpt", "data=text_file", f"data.path={tmp_path / 'empty.txt'}"], "are empty"),
-        (["generate", f"checkpoint={gpt}", "prompt=the ☃ cat"], "never saw: '☃'"),
-        (["generate", f"checkpoint={bert}", "prompt=the"], "holds a bert model, but `generate` needs a gpt checkpoint; use `ssl-zoo fill`"),
-        (["fill", f"checkpoint={gpt}", "text=the [MASK]"], "holds a gpt model, but `fill` needs a bert checkpoint; use `ssl-zoo generate`"),
-        (["fill", f"checkpoint={bert}", "text=the cat"], "the text has no [MASK]"),
-        (["icl", f"checkpoint={gpt}", "task=reverse", "shots=[16]", "num_queries=3", "too_long=error"], "shots fit"),
-        (["icl", f"checkpoint={gpt}", "task=nope"], "unknown ICL task 'nope'; choose a family (reverse"),
-        (["icl", f"checkpoint={gpt}", "labels=shuffled"], "unknown icl.labels 'shuffled'; choose one of: gold, random, flipped"),
-        (["train", "method=gpt", "data=icl_mix", "data.held_out=[reverse,nope]"], "unknown task family nope"),
-        (["train", "method=gpt", "data=icl_mix", "data.families=[reverse,upper]", "data.held_out=[upper]"],
-         "family upper both trained and held out"),
-        (["train", "method=gpt", "data=icl_mix", "data.words=[cat,otter]"], "data.words holds evaluation words (otter)"),
-        (["icl", f"checkpoint={gpt}", f"task={tmp_path / 'bad.jsonl'}"], "bad.jsonl, line 2 is not a task example"),
-        (["generate", f"checkpoint={gpt}", "temperature=-1"], "temperature=-1 is out of range"),
-        (["train", "method=gpt", "data=shapes"], "method 'gpt' is for text but data 'shapes' is image"),
-        (["train", "method=gpt", "data.tokenizer=nope"], "unknown tokenizer 'nope'; set data.tokenizer to one of: char, bpe"),
-        (["train", "method=gpt", "method.probe_layer=9"], "method.probe_layer=9 is out of range: this model has layers 0"),
-        (["icl", f"checkpoint={gpt}", "task=addition", "num_queries=0"], "num_queries=0 is out of range"),
-        (["icl", f"checkpoint={bert}"], "holds a bert model, but `icl` needs a gpt checkpoint"),
-        (["train", "method=bert", "+model.causal=true"], "method=bert needs bidirectional attention, but model.causal=true"),
-    ]
-    for args, expected in cases:
-        assert expected in one_error_line(run_cli(*args)), args
 
 
 @pytest.mark.parametrize("text", ["The capital of France is [MASK].", "it's a, b=c", "x ${y} z", 'say "hi"', "back\\", "a\\nb", ""])

@@ -5,11 +5,17 @@ interval, written as comparison.md and comparison.csv, with the plots on request
 import argparse
 import sys
 
+from ssl_zoo.errors import UserError
 from ssl_zoo.report import compare_runs
 
 
+class OneLineParser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own: the usage over two lines, then the error
+        raise UserError(f"compare: {message} (ssl-zoo compare --help)")
+
+
 def main(args: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="ssl-zoo compare", description="Leaderboard of results.json files, per "
+    parser = OneLineParser(prog="ssl-zoo compare", description="Leaderboard of results.json files, per "
                                      "modality, data and probe task; written as comparison.md and comparison.csv.")
     parser.add_argument("paths", nargs="+", help="folders (searched recursively, Hydra multirun trees included) or results.json files")
     parser.add_argument("--out", help="folder for comparison.md/.csv and the plots (default: the one folder given, else .)")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from ssl_zoo.atomic import check_can_write
 from ssl_zoo.build import random_init
 from ssl_zoo.commands.probe import beside_run, load_for_probe
 from ssl_zoo.errors import UserError
@@ -19,6 +20,8 @@ def embed_plot(cfg: DictConfig) -> Path:
     if cfg.split not in ("train", "test"):
         raise UserError(f"split must be train or test, got '{cfg.split}'")
     method, train_cfg, run_cfg, datamodule = load_for_probe(cfg)
+    path = Path(cfg.out) if cfg.get("out") else beside_run(cfg.checkpoint, train_cfg, run_cfg, "embeddings", ".png")
+    check_can_write(path, "out")  # before the t-SNE, not after
     datamodule.setup()
     splits = datamodule.probe_splits()
     if splits is None:
@@ -34,7 +37,6 @@ def embed_plot(cfg: DictConfig) -> Path:
         maps[f"{train_cfg.method.name}: {name}"] = (points, labels.numpy())
         print(f"t-SNE of {len(features)} {cfg.split} items, {name} encoder: done")
     title = f"{train_cfg.method.name} ({train_cfg.model.name}) on {run_cfg.data.name}: probe task '{splits.task}', t-SNE"
-    path = Path(cfg.out) if cfg.get("out") else beside_run(cfg.checkpoint, train_cfg, run_cfg, "embeddings", ".png")
     return embedding_maps(maps, [str(c) for c in datamodule.classes], title, path)
 
 

@@ -17,6 +17,7 @@ the next token. The handlers share one `Server` (app.state.server): the models, 
 is running.
 """
 
+import errno
 import json
 import re
 import socket
@@ -342,7 +343,9 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as e:
-            raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); pass another port, e.g. port={port + 1}") from None
+            fix = (f"pass another port, e.g. port={port + 1}" if e.errno in (errno.EADDRINUSE, errno.EACCES) else
+                   "pass host=127.0.0.1 (this machine only) or one of this machine's addresses")
+            raise UserError(f"cannot listen on {host}:{port} ({e.strerror}); {fix}") from None
 
 
 def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
@@ -351,8 +354,8 @@ def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, dev
 
     if not checkpoints:
         raise UserError("no checkpoint to serve; pass checkpoint=<run dir>/checkpoints/last.ckpt of a GPT or BERT run")
-    check_port_free(host, port)
     models = load_models(checkpoints, device)
+    check_port_free(host, port)
     for served in models.values():
         info = served.info
         print(f"  {info['name']}: {info['method']} {info['model']}, {info['params'] / 1e6:.2f}M params, "

@@ -61,6 +61,7 @@ class ICLConfig:
         if bad or not self.shots:
             raise UserError(f"shots must be a list of whole numbers >= 0, got {bad or self.shots}")
         check_range("num_queries", self.num_queries, 1, whole=True)
+        check_range("digits", self.digits, 1, 3, whole=True)  # 4 digits: 81M operand pairs to split
         for labels in [self.labels, *self.controls]:
             if labels not in LABELS:
                 raise UserError(f"unknown icl.labels '{labels}'; choose one of: {', '.join(LABELS)}")

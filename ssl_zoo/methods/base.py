@@ -54,7 +54,7 @@ class SSLMethod(pl.LightningModule):
     def use_data(self, info: DataInfo) -> None:
         """Called by the trainer before fitting, with what the data it pretrains on tells it."""
         self.batch_size = info.batch_size
-        if self.use_online_probe and self.online_head is None and info.num_classes:
+        if self.use_online_probe and self.online_head is None and info.num_classes >= 2:  # one class: nothing to tell apart
             self.attach_online_probe(info.num_classes)
 
     def positive_pair(self, dataset, seed: int) -> tuple[torch.Tensor, torch.Tensor] | None:
