@@ -57,15 +57,26 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class RunRecord(Callback):
-    """Keeps the resolved config in every checkpoint, adds up training time across resumes and keeps
-    the last training loss (a run resumed after its last step, e.g. killed in the probe, still has it)."""
+    """Keeps the resolved config in every checkpoint, adds up training time across resumes, keeps the
+    last logged metrics (a run resumed after its last step, e.g. killed in the probe, logs none: it
+    keeps the checkpoint's) and flushes metrics.csv with each checkpoint."""
 
     def __init__(self, config: dict):
-        self.config, self.seconds, self._start, self.final_loss = config, 0.0, None, None
+        self.config, self.seconds, self._start, self._trainer = config, 0.0, None, None
+        self.final_metrics: dict[str, float] = {}
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if (loss := trainer.callback_metrics.get("train/loss")) is not None:
-            self.final_loss = float(loss)
+    @property
+    def final_loss(self) -> float | None:
+        return self.final_metrics.get("train/loss")
+
+    def setup(self, trainer, pl_module, stage):
+        self._trainer = trainer
+
+    def snapshot(self) -> None:
+        """The metrics last logged, as numbers: read when a checkpoint is written and at the end (not
+        at every step, which would wait for the GPU at every step)."""
+        if self._trainer is not None and self._trainer.callback_metrics:
+            self.final_metrics = {k: float(v) for k, v in self._trainer.callback_metrics.items()}
 
     def on_train_start(self, trainer, pl_module):
         self._start = time.perf_counter()
@@ -75,15 +86,21 @@ class RunRecord(Callback):
 
     def on_train_end(self, trainer, pl_module):
         self.seconds, self._start = self.elapsed(), None
+        self.snapshot()
 
     def state_dict(self):
-        return {"seconds": self.elapsed(), "final_loss": self.final_loss}
+        self.snapshot()
+        return {"seconds": self.elapsed(), "final_metrics": self.final_metrics}
 
     def load_state_dict(self, state):
-        self.seconds, self.final_loss = state["seconds"], state.get("final_loss")
+        self.seconds = state["seconds"]
+        old_loss = state.get("final_loss")  # what a checkpoint written before final_metrics were kept holds
+        self.final_metrics = state.get("final_metrics") or ({"train/loss": old_loss} if old_loss is not None else {})
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint[CONFIG_KEY], checkpoint[FORMAT_KEY] = self.config, FORMAT
+        if trainer.logger is not None:  # metrics.csv holds every row up to the checkpoint: a run killed after it loses none
+            trainer.logger.save()
 
 
 class RunInterrupted(Exception):

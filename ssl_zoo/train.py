@@ -113,7 +113,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         **method.report(),
         "world_size": trainer.world_size,
         "precision": trainer.precision,  # 32-true, bf16-mixed, ...: step times depend on it
-        "final_metrics": {k: float(v) for k, v in trainer.callback_metrics.items()},
+        "final_metrics": run_record.final_metrics,  # as training ended (a resumed run: as its checkpoint had them)
         **({"knn_monitor": monitor.report()} if monitor else {}),
     }
     probe = probe_block(method, datamodule, cfg) if cfg.probe.enabled else None
