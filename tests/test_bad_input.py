@@ -177,6 +177,11 @@ CASES = [
     ("serve checkpoint={gpt} limits.max_body_bytes=-1", "limits.max_body_bytes=-1 is out of range"),
     ("serve checkpoint={simclr}", "holds a simclr model, but `serve` needs a gpt or bert checkpoint"),
     ("serve checkpoint={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist"),
+    # a crafted checkpoint, whose unpickling would run a command: refused by every command that reads one
+    *[(command, "{files}/crafted.ckpt is not a readable checkpoint (Weights only load failed") for command in [
+        "train resume={files}/crafted.ckpt", "probe checkpoint={files}/crafted.ckpt", "generate checkpoint={files}/crafted.ckpt",
+        "fill checkpoint={files}/crafted.ckpt text=[MASK]", "icl checkpoint={files}/crafted.ckpt",
+        "embed-plot checkpoint={files}/crafted.ckpt", "serve checkpoint={files}/crafted.ckpt"]],
     # compare
     ("compare {files}/missing", "no results.json read under {files}/missing: {files}/missing: no such file or folder"),
     ("compare {files}/bad_results", "no results.json read under {files}/bad_results: {files}/bad_results/results.json: skipped"),
@@ -187,6 +192,16 @@ CASES = [
     # no command
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
+
+
+class RunsCode:
+    """What a malicious checkpoint holds: an object whose unpickling calls a function (here: makes a file)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
 
 
 @pytest.fixture(scope="module")
@@ -201,6 +216,7 @@ def bad_files(tmp_path_factory):
     (files / "a_file").write_text("a file where a folder is needed\n")
     (files / "not_a_checkpoint.ckpt").write_text("{not a checkpoint")
     torch.save({"weights": torch.zeros(2)}, files / "other.ckpt")  # a checkpoint, but not one of ours
+    torch.save({"state_dict": RunsCode(files / "code_ran")}, files / "crafted.ckpt")
     (files / "tasks.jsonl").write_text("{not json\n")
     (files / "no_images" / "cat").mkdir(parents=True)
     (files / "bad_results").mkdir()
@@ -244,6 +260,7 @@ def test_bad_input_is_one_line_with_exit_code_2_and_nothing_left_behind(command,
     assert expected.format(**paths) in errors[0]
     assert left_behind(run_dir) == [] and left_behind(tmp_path) == []
     assert {folder: left_behind(folder) for folder in before} == before
+    assert not (paths["files"] / "code_ran").exists()  # no code ran from a file
 
 
 def test_there_are_enough_cases_over_every_command():
@@ -270,3 +287,11 @@ def test_an_image_folder_of_one_class_pretrains_when_no_probe_is_asked(paths, tm
                                   "data.batch_size=4", "probe.enabled=false"), tmp_path)
     assert results["train"]["steps"] == 4 and results["probe"] is None
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_the_crafted_checkpoint_runs_its_code_when_unpickled_without_weights_only(paths):
+    """So that the crafted cases above show the commands refusing it, not a harmless file."""
+    marker = paths["files"] / "code_ran"
+    torch.load(paths["files"] / "crafted.ckpt", weights_only=False)
+    assert marker.exists()
+    marker.unlink()
