@@ -5,7 +5,7 @@ import json
 import pytest
 from PIL import Image
 
-from conftest import TINY, run_cli
+from conftest import TINY, one_error_line, run_cli
 
 
 def test_train_then_probe_round_trip(tmp_path):

@@ -16,7 +16,8 @@ import torch
 from conftest import ROOT, TINY
 
 # 40 steps of 32 images (4 steps an epoch), a checkpoint every 4 steps, a probe of a few seconds.
-RUN = ["train", *TINY, "data.num_train=128", "trainer.max_steps=40", "checkpoint_every_n_steps=4", "probe.max_train=1000"]
+RUN = ["train", *TINY, "data.num_train=128", "trainer.max_steps=40", "checkpoint_every_n_steps=4", "probe.max_train=1000",
+       "probe.steps=300", "probe.lrs=[0.1,0.01]"]
 
 
 def start(run_dir, *extra) -> subprocess.Popen:
@@ -47,8 +48,7 @@ def kill_at_step(run_dir, step: int) -> None:
 def kill_in_the_probe(run_dir, *extra) -> None:
     process = start(run_dir, *extra)
     for line in process.stdout:
-        if line.startswith("probing on "):
-            time.sleep(0.3)  # well inside the probe
+        if line.startswith("probing on "):  # printed as the probe starts; it then runs for a second or more
             break
     process.send_signal(signal.SIGKILL)
     output = process.communicate()[0]
