@@ -57,7 +57,8 @@ SETTINGS = {
     "probe.finetune_batch_size": (1, None, True, False),
     "port": (1, 65535, True, False), "limits.max_prompt_chars": (1, None, True, False),
     "limits.max_new_tokens": (1, None, True, False), "limits.max_top_k": (1, None, True, False),
-    "limits.max_concurrent": (1, None, True, False), "limits.max_body_bytes": (1, None, True, False), "max_points": (2, None, True, False), "perplexity": (0, None, False, True),
+    "limits.max_concurrent": (1, None, True, False), "limits.max_body_bytes": (1, None, True, False),
+    "max_points": (2, None, True, False), "perplexity": (0, None, False, True),
 }
 
 
@@ -65,25 +66,31 @@ SETTINGS = {
 CHOICES = {"method.optim.name": ("adamw", "lars", "sgd")}
 
 
+def _lookup(values: dict, key: str):
+    """The value at a dotted key of plain config data, or _ABSENT."""
+    for part in key.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return _ABSENT
+        values = values[part]
+    return values
+
+
+_ABSENT = object()
+
+
 def check_settings(values: dict) -> None:
     """Refuse a numeric setting outside its range (SETTINGS), or a choice not among CHOICES, in one
     line naming key, value and what it may be."""
-    for key in [*SETTINGS, *CHOICES]:
-        node, present = values, True
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                present = False
-                break
-            node = node[part]
-        if present and key in CHOICES and node not in CHOICES[key]:
-            raise BadValue(key, f"{key}={node} is not one of: {', '.join(CHOICES[key])}")
-        if present and key in SETTINGS:
-            low, high, whole, above = SETTINGS[key]
-            check_range(key, node, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
-        if present and key == "trainer.max_steps" and node == 0:
-            raise BadValue(key, "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
+    for key, (low, high, whole, above) in SETTINGS.items():
+        if (value := _lookup(values, key)) is not _ABSENT:
+            check_range(key, value, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
+    for key, choices in CHOICES.items():
+        if (value := _lookup(values, key)) is not _ABSENT and value not in choices:
+            raise BadValue(key, f"{key}={value} is not one of: {', '.join(choices)}")
+    if _lookup(values, "trainer.max_steps") == 0:
+        raise BadValue("trainer.max_steps", "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
     method = values.get("method") or {}
-    if isinstance(method.get("mask_frac"), float) and method.get("mask_frac", 0) + method.get("random_frac", 0) > 1:
+    if "mask_frac" in method and "random_frac" in method and method["mask_frac"] + method["random_frac"] > 1:
         raise BadValue("method.random_frac", f"method.mask_frac={method['mask_frac']} + method.random_frac="
                        f"{method['random_frac']} is more than 1 (the shares of the selected tokens masked and made random)")
     trainer = values.get("trainer") or {}
