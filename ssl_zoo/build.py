@@ -43,6 +43,11 @@ SETTINGS = {
     "method.mask_prob": (0, 1, False, True), "method.span": (1, None, True, False),
     "method.select_prob": (0, 1, False, True), "method.mask_frac": (0, 1, False, False),
     "method.random_frac": (0, 1, False, False), "method.tau_base": (0, 1, False, False),
+    "method.decoder_layers": (1, None, True, False), "method.top_k": (1, None, True, False),
+    "method.tau_end": (0, 1, False, False), "method.speech_mask_prob": (0, 1, False, True),
+    "method.speech_span": (1, None, True, False), "method.image_mask_ratio": (0, 0.99, False, True),
+    "method.image_block": (1, None, True, False), "method.head_hidden_dim": (1, None, True, False),
+    "method.decoder_dim": (1, None, True, False), "model.patch_size": (1, None, True, False),
     "data.batch_size": (1, None, True, False), "data.num_workers": (0, None, True, False),
     "data.image_size": (1, None, True, False), "data.block_size": (1, None, True, False),
     "data.vocab_size": (8, None, True, False), "data.val_fraction": (0, 0.99, False, True),
@@ -93,6 +98,17 @@ def check_settings(values: dict) -> None:
     if "mask_frac" in method and "random_frac" in method and method["mask_frac"] + method["random_frac"] > 1:
         raise BadValue("method.random_frac", f"method.mask_frac={method['mask_frac']} + method.random_frac="
                        f"{method['random_frac']} is more than 1 (the shares of the selected tokens masked and made random)")
+    if (ratio := _lookup(values, "method.mask_ratio")) is not _ABSENT:  # an open interval: 1 would hide every patch
+        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
+            raise BadValue("method.mask_ratio", f"method.mask_ratio={ratio} is out of range; it must be a number above 0 and "
+                           "below 1 (MAE: 0.75)")
+    model = values.get("model") or {}
+    if isinstance(model.get("patch_size"), int) and isinstance(model.get("image_size"), int) and model["image_size"] % model["patch_size"]:
+        raise BadValue("model.patch_size", f"data.image_size={model['image_size']} is not a multiple of model.patch_size="
+                       f"{model['patch_size']}; pick a patch size that divides the image size (e.g. 4 for 32 px)")
+    if isinstance(top_k := method.get("top_k"), int) and isinstance(n_layer := model.get("n_layer"), int) and top_k > n_layer:
+        raise BadValue("method.top_k", f"method.top_k={top_k} is more than the model's {n_layer} layers; set "
+                       f"method.top_k=1..{n_layer} (the teacher's top layers that give the targets)")
     trainer = values.get("trainer") or {}
     if trainer.get("max_steps") == -1 and trainer.get("max_epochs", -1) in (-1, None):
         raise BadValue("trainer.max_steps", "trainer.max_steps=-1 with trainer.max_epochs=-1 never ends; give "
@@ -103,12 +119,18 @@ NULLABLE = {"trainer.max_epochs", "probe.max_train", "method.temperature", "data
 
 
 def check_modalities(cfg: DictConfig) -> None:
-    method, data = get_class(cfg.method._target_), get_class(cfg.data._target_)
-    if method.modality != data.modality:
+    """The method, the data and the encoder agree on the modality (data2vec's is the encoder's)."""
+    method, data, model = (get_class(cfg[group]._target_) for group in ("method", "data", "model"))
+    if method.modality not in (data.modality, "any"):
         raise UserError(
             f"method '{cfg.method.name}' is for {method.modality} but data '{cfg.data.name}' is {data.modality}; "
             f"pick a {method.modality} dataset (data=...) or another method"
         )
+    reads = getattr(model, "reads", (data.modality,))
+    if data.modality not in reads:
+        fix = "model=small_cnn, resnet18 or vit_tiny" if data.modality == "image" else "model=transformer_tiny"
+        raise UserError(f"model '{cfg.model.name}' reads {' or '.join(reads)}, but data '{cfg.data.name}' is {data.modality}; "
+                        f"pick a model for {data.modality} ({fix})")
 
 
 def build_datamodule(cfg: DictConfig, **settings):

@@ -44,3 +44,36 @@ def masked_l1(prediction: torch.Tensor, target: torch.Tensor, chosen: torch.Tens
     bins (masked speech: the hidden spans, and TERA's hidden band at every frame). -> ()."""
     weights = (chosen[..., None] if chosen.ndim == 2 else chosen).expand_as(prediction).to(prediction.dtype)
     return ((prediction - target).abs() * weights).sum() / weights.sum().clamp_min(1.0)  # 0 when nothing is chosen
+
+
+def normalised_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Each patch's values standardised by its own mean and variance (B, N, D) -> (B, N, D): MAE's
+    and AIM's regression target, which the paper finds gives better features than raw pixels."""
+    mean, var = patches.mean(-1, keepdim=True), patches.var(-1, keepdim=True)
+    return (patches - mean) / (var + eps).sqrt()
+
+
+def instance_norm(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-5) -> torch.Tensor:
+    """Each channel of each sequence standardised over its real positions: (B, T, C), mask (B, T) -> (B, T, C)."""
+    w = torch.ones(x.shape[:2], device=x.device) if mask is None else mask.float()
+    w = w[..., None] / w.sum(1).clamp_min(1.0)[:, None, None]  # (B, T, 1): weights of the mean over time
+    mean = (x * w).sum(1, keepdim=True)
+    var = ((x - mean).pow(2) * w).sum(1, keepdim=True)
+    return (x - mean) / (var + eps).sqrt()
+
+
+def data2vec_targets(layers: list[torch.Tensor], top_k: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """data2vec's regression targets: the average of the top_k layers' outputs (each (B, T, C)), each
+    instance-normalised first (over the real positions of mask (B, T)) -> (B, T, C)."""
+    return torch.stack([instance_norm(h.float(), mask) for h in layers[-top_k:]]).mean(0)
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error of each position (its vector's mean), averaged over the chosen positions only
+    (chosen (B, T) bool: AIM's patches after the prefix, data2vec's masked positions) or over all:
+    (B, T, D), (B, T, D) -> ()."""
+    per_position = (prediction.float() - target.float()).pow(2).mean(-1)  # (B, T)
+    if chosen is None:
+        return per_position.mean()
+    weights = chosen.to(per_position.dtype)
+    return (per_position * weights).sum() / weights.sum().clamp_min(1.0)

@@ -1,5 +1,6 @@
-"""What the masked methods hide from their encoder, as batched tensor code: BERT's token masking and
-masked speech prediction's span masking of log-mel frames. Every random draw comes from the
+"""What the masked methods hide from their encoder, as batched tensor code: BERT's token masking,
+masked speech prediction's span masking of log-mel frames, MAE's random patches, AIM's prefix-causal
+attention and data2vec's patch blocks. Every random draw comes from the
 `generator` argument (a function of seed, step and rank: see SSLMethod.step_generator), so a masked
 batch is repeatable."""
 
@@ -83,3 +84,37 @@ def mask_frames(feats: torch.Tensor, mask: torch.Tensor, generator: torch.Genera
         inputs = inputs.masked_fill(band[:, None, :], 0.0)
         masked = masked | (band[:, None, :] & mask[..., None])  # the band at every real frame
     return inputs, masked
+
+
+# --- MAE's patch masking --------------------------------------------------------------------------
+def random_patches(batch: int, num_patches: int, mask_ratio: float, generator: torch.Generator,
+                   device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """MAE's per-image random masking, batched: a random permutation of the patches of each image (an
+    argsort of uniform noise), the first round((1 - mask_ratio) N) visible. Returns (visible (B, K),
+    masked (B, N - K)) patch indices, each row sorted."""
+    keep = max(1, round((1 - mask_ratio) * num_patches))
+    order = torch.rand(batch, num_patches, generator=generator, device=device).argsort(dim=1)
+    return order[:, :keep].sort(dim=1).values, order[:, keep:].sort(dim=1).values
+
+
+# --- AIM's prefix-causal attention --------------------------------------------------------------------
+def prefix_causal_mask(prefix: torch.Tensor, length: int) -> torch.Tensor:
+    """AIM's attention over a sequence of `length` patches: the first prefix[b] attend to each other
+    both ways, every later patch to itself and all before it. prefix (B,) -> (B, L, L) bool, True =
+    query i may see key j. A prefix of 1 is plain causal attention; of L, bidirectional."""
+    i = torch.arange(length, device=prefix.device)
+    causal = i[None, :] <= i[:, None]  # (L, L): key j <= query i
+    in_prefix = i[None, None, :] < prefix[:, None, None]  # (B, 1, L): key j inside the prefix
+    return causal[None] | (in_prefix & (i[None, :, None] < prefix[:, None, None]))
+
+
+# --- data2vec's image masking ---------------------------------------------------------------------
+def block_patches(batch: int, grid: int, block: int, ratio: float, generator: torch.Generator, device=None) -> torch.Tensor:
+    """Masks of patch blocks, batched: the grid x grid patches grouped into block x block squares, a
+    random `ratio` of the squares of each image hidden whole (BEiT and data2vec mask blocks, not lone
+    patches). Returns (B, grid * grid) bool in raster order, True = hidden."""
+    cells = -(-grid // block)  # squares per side (the last may hang over the edge)
+    _, hidden = random_patches(batch, cells * cells, 1 - ratio, generator, device)  # (B, H) hidden squares
+    squares = torch.zeros(batch, cells * cells, dtype=torch.bool, device=device).scatter_(1, hidden, True)
+    full = squares.view(batch, cells, 1, cells, 1).expand(-1, -1, block, -1, block).reshape(batch, cells * block, cells * block)
+    return full[:, :grid, :grid].reshape(batch, grid * grid)

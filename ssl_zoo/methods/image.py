@@ -1,5 +1,5 @@
 """What the image methods share: random views of the uint8 batch drawn on the device (views.py), a
-projector MLP after the encoder, the probe's features (the encoder's pooled output of the image,
+projector MLP after the encoder (for the methods that compare embeddings), the probe's features (the encoder's pooled output of the image,
 normalised as the views are) and two views of the same images for the probe's alignment diagnostic."""
 
 import torch
@@ -8,16 +8,20 @@ from torch.utils.data import DataLoader
 
 from ssl_zoo.data.base import collate
 from ssl_zoo.methods.base import SSLMethod
+from ssl_zoo.errors import UserError
 from ssl_zoo.nn.heads import mlp
+from ssl_zoo.nn.vit import ViT
 
 
 class ImageMethod(SSLMethod):
     modality = "image"
 
-    def __init__(self, backbone: nn.Module, views: list[nn.Module], projector_hidden_dim: int, projector_dim: int, **base):
+    def __init__(self, backbone: nn.Module, views: list[nn.Module], projector_hidden_dim: int | None = None,
+                 projector_dim: int | None = None, **base):
         super().__init__(backbone, **base)
         self.views = nn.ModuleList(views)
-        self.projector = mlp(backbone.out_dim, projector_hidden_dim, projector_dim)
+        if projector_dim is not None:  # the joint-embedding methods; MAE and AIM regress pixels instead
+            self.projector = mlp(backbone.out_dim, projector_hidden_dim, projector_dim)
 
     def view(self, i: int, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """View i of each image, by recipe i (or the last one): drawn whole from the uint8 batch
@@ -39,3 +43,10 @@ class ImageMethod(SSLMethod):
         a, b = (self.backbone(self.view(i, images, g)).float().cpu() for i in (0, 1))
         self.train(was_training)
         return a, b
+
+
+def require_vit(backbone: nn.Module, method: str) -> None:
+    """The patch-based methods (MAE, AIM) need the ViT front end, not a CNN."""
+    if not isinstance(backbone, ViT):
+        raise UserError(f"method={method} reads image patches: it needs a ViT encoder (model=vit_nano, vit_tiny or vit_small), "
+                        f"not {type(backbone).__name__}")

@@ -17,6 +17,8 @@ class ResNet(nn.Module):
     (the ImageNet stem would shrink a 32 px image to 8 px before the first block).
     """
 
+    reads = ("image",)  # the modalities this encoder takes (build.check_modalities)
+
     def __init__(self, depth: int = 18, cifar_stem: bool = True):
         super().__init__()
         builders = {18: resnet18, 50: resnet50}
@@ -40,6 +42,8 @@ class SmallCNN(nn.Module):
     average pool. At the defaults (four stages of one layer) 0.39M parameters: small enough for the
     CPU budgets of the image methods.
     """
+
+    reads = ("image",)
 
     def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), layers_per_stage: int = 1):
         super().__init__()

@@ -48,7 +48,7 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, key_padding_mask=None, past=None):
+    def forward(self, x, key_padding_mask=None, past=None, attn_mask=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
@@ -65,6 +65,8 @@ class SelfAttention(nn.Module):
         if key_padding_mask is not None:  # (B, T_keys), True = a real token
             pad = key_padding_mask[:, None, None, :]
             mask = pad if mask is None else mask & pad
+        if attn_mask is not None:  # (B, T, T_keys), True = query i may see key j (AIM's prefix-causal mask)
+            mask = attn_mask[:, None] if mask is None else mask & attn_mask[:, None]
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
         )
@@ -85,13 +87,14 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, key_padding_mask=None, past=None):
-        a, present = self.attn(self.ln_1(x), key_padding_mask, past)
+    def forward(self, x, key_padding_mask=None, past=None, attn_mask=None):
+        a, present = self.attn(self.ln_1(x), key_padding_mask, past, attn_mask)
         x = x + a
         return x + self.mlp(self.ln_2(x)), present
 
 
 class Transformer(nn.Module):
+    reads = ("text", "speech")  # token ids or feature vectors (build.check_modalities); images through nn/vit.py
     def __init__(self, cfg: TransformerConfig | None = None, **settings):
         """Transformer(TransformerConfig(...)) or Transformer(n_layer=4, ...) (as Hydra builds it)."""
         super().__init__()
@@ -132,8 +135,11 @@ class Transformer(nn.Module):
                             "(the method sets it)")
         self.cfg.causal = causal
 
-    def forward(self, inputs, key_padding_mask=None, cache: KVCache | None = None, all_layers: bool = False):
-        """inputs: ids (B, T) or vectors (B, T, input_dim); key_padding_mask: (B, T_past + T), True = real.
+    def forward(self, inputs, key_padding_mask=None, cache: KVCache | None = None, all_layers: bool = False,
+                positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None):
+        """inputs: ids (B, T) or vectors (B, T, input_dim); key_padding_mask: (B, T_past + T), True = real;
+        positions: (B, T) the position of each input (default 0..T-1 after the cache; MAE's visible
+        patches keep their own); attn_mask: (B, T, T) True where query i may attend to key j.
 
         Returns the final hidden states (B, T, n_embd), or with all_layers the list of every layer's
         output (embeddings first, final LayerNorm applied to the last); and the updated cache if one
@@ -145,12 +151,13 @@ class Transformer(nn.Module):
         past_len = cache[0][0].shape[2] if cache else 0
         if past_len + t > self.cfg.block_size:
             raise ValueError(f"sequence of {past_len + t} exceeds block_size {self.cfg.block_size}")
-        positions = torch.arange(past_len, past_len + t, device=inputs.device)
+        if positions is None:
+            positions = torch.arange(past_len, past_len + t, device=inputs.device)
         x = self.tok_emb(inputs) if self.cfg.vocab_size is not None else self.in_proj(inputs)
         x = self.drop(x + self.pos_emb(positions))  # (B, T, C)
         layers, new_cache = [x], []
         for i, block in enumerate(self.blocks):
-            x, present = block(x, key_padding_mask, cache[i] if cache else None)
+            x, present = block(x, key_padding_mask, cache[i] if cache else None, attn_mask)
             new_cache.append(present)
             layers.append(x)
         x = self.ln_f(x)

@@ -1,0 +1,144 @@
+"""data2vec (Baevski et al. 2022): one objective for text, speech and images. A student reads the
+masked input; an EMA teacher (the student's own weights, averaged) reads it unmasked; at the masked
+positions the student regresses the average of the teacher's top K layer outputs, each
+instance-normalised. Only the masking is the modality's own: BERT's tokens for text, spans of frames
+for speech (as wav2vec 2.0), blocks of patches for images (as BEiT).
+
+    Data2Vec(backbone, ...) builds the modality's class from the encoder it is given: a token
+    transformer (text), a vector transformer (speech) or a ViT (images).
+"""
+
+import copy
+
+import torch
+from torch import nn
+
+from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.losses import IGNORE, data2vec_targets, masked_mse
+from ssl_zoo.masking import block_patches, mask_tokens, span_mask
+from ssl_zoo.methods.byol import update_momentum
+from ssl_zoo.methods.image import ImageMethod
+from ssl_zoo.methods.speech import SpeechMethod
+from ssl_zoo.methods.text import TextMethod
+from ssl_zoo.nn.transformer import Transformer, mean_pool
+from ssl_zoo.nn.vit import ViT
+
+
+def linear_tau(step: int, total_steps: int, tau_base: float, tau_end: float) -> float:
+    """The teacher's EMA momentum, raised linearly from tau_base to tau_end over the run (the paper:
+    0.999 to 0.9999 over its first updates, then constant)."""
+    return tau_base + (tau_end - tau_base) * min(1.0, step / max(1, total_steps))
+
+
+class Data2Vec:
+    """The objective; the classes below give it each modality's inputs and masking."""
+
+    name = "data2vec"
+    modality = "any"  # the encoder decides: see __new__
+
+    def __new__(cls, backbone: nn.Module | None = None, *args, **settings):
+        if cls is Data2Vec:  # method=data2vec: the class of the modality the encoder reads
+            if isinstance(backbone, ViT):
+                cls = Data2VecImage
+            elif isinstance(backbone, Transformer):
+                cls = Data2VecText if backbone.cfg.vocab_size is not None else Data2VecSpeech
+            else:
+                raise UserError(f"method=data2vec runs on the shared transformer: model=vit_tiny for images, "
+                                f"model=transformer_tiny for text and speech (not {type(backbone).__name__})")
+        return super().__new__(cls)
+
+    def init_teacher(self, top_k: int, tau_base: float, tau_end: float) -> None:
+        n_layer = len(self.encoder_blocks())
+        check_range("method.top_k", top_k, 1, n_layer, whole=True)
+        check_range("method.tau_base", tau_base, 0.0, 1.0)
+        check_range("method.tau_end", tau_end, 0.0, 1.0)
+        self.top_k, self.tau_base, self.tau_end = top_k, tau_base, tau_end
+        self.teacher = copy.deepcopy(self.backbone).requires_grad_(False)  # moved only by EMA of the student
+        self.regression_head = nn.Linear(self.backbone.out_dim, self.backbone.out_dim)
+
+    def encoder_blocks(self):
+        return (self.backbone.transformer if isinstance(self.backbone, ViT) else self.backbone).blocks
+
+    def regress(self, student: torch.Tensor, teacher_layers: list[torch.Tensor], chosen: torch.Tensor,
+                real: torch.Tensor | None = None) -> torch.Tensor:
+        """The loss: the student's states (B, T, C) through the regression head against the teacher's
+        targets (B, T, C), at the chosen (masked) positions (B, T) only."""
+        targets = data2vec_targets(teacher_layers, self.top_k, real)
+        return masked_mse(self.regression_head(student), targets, chosen)
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)  # as BYOL: the EMA follows each optimizer step
+        tau = linear_tau(self.global_step, int(self.trainer.estimated_stepping_batches), self.tau_base, self.tau_end)
+        update_momentum(self.backbone, self.teacher, tau)
+        self.log("train/tau", tau)
+
+
+class Data2VecText(Data2Vec, TextMethod):
+    modality = "text"
+    causal = False
+
+    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, select_prob: float = 0.15,
+                 **settings):
+        super().__init__(backbone, **others_dropped(settings, "text"))
+        self.select_prob = select_prob
+        self.init_teacher(top_k, tau_base, tau_end)
+
+    def ssl_step(self, ids):
+        ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
+        inputs, targets = mask_tokens(ids, self.step_generator(), self.backbone.cfg.vocab_size, self.select_prob)
+        student = self.backbone(inputs)  # (B, T, C)
+        with torch.no_grad():
+            teacher = self.teacher(ids, all_layers=True)[1:]  # the block outputs, not the embeddings
+        return self.regress(student, teacher, targets != IGNORE), student.mean(1)
+
+
+class Data2VecSpeech(Data2Vec, SpeechMethod):
+    modality = "speech"
+    causal = False
+
+    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
+                 speech_mask_prob: float = 0.5, speech_span: int = 10, **settings):
+        super().__init__(backbone, **others_dropped(settings, "speech"))
+        self.mask_prob, self.span = speech_mask_prob, speech_span
+        self.init_teacher(top_k, tau_base, tau_end)
+
+    def ssl_step(self, waves):
+        feats, real = self.log_mel(waves)  # (B, T, F), (B, T)
+        chosen = span_mask(real.sum(1), feats.shape[1], self.mask_prob, self.span, self.step_generator()) & real
+        student = self.backbone(feats.masked_fill(chosen[..., None], 0.0), real)  # masked frames zeroed
+        with torch.no_grad():
+            teacher = self.teacher(feats, real, all_layers=True)[1:]
+        return self.regress(student, teacher, chosen, real), mean_pool(student, real)
+
+
+class Data2VecImage(Data2Vec, ImageMethod):
+    modality = "image"
+
+    def __init__(self, backbone, views: nn.Module, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
+                 image_mask_ratio: float = 0.6, image_block: int = 2, **settings):
+        super().__init__(backbone, [views], **others_dropped(settings, "image"))
+        check_range("method.image_mask_ratio", image_mask_ratio, 0.0, 0.99, above=True)
+        self.mask_ratio, self.block = image_mask_ratio, image_block
+        self.mask_patch = nn.Parameter(torch.zeros(backbone.patch_dim))  # what a hidden patch reads as, learned
+        self.init_teacher(top_k, tau_base, tau_end)
+
+    def ssl_step(self, images):
+        g = self.step_generator()
+        x = self.view(0, images, g)  # (B, 3, S, S): the teacher sees this view whole
+        grid = self.backbone.image_size // self.backbone.patch_size
+        chosen = block_patches(len(x), grid, self.block, self.mask_ratio, g, x.device)  # (B, N)
+        patches = self.backbone.patches(x)  # (B, N, P*P*3)
+        student = self.backbone.transformer(torch.where(chosen[..., None], self.mask_patch.to(patches.dtype), patches))
+        with torch.no_grad():
+            teacher = self.teacher.tokens(x, all_layers=True)[1:]
+        return self.regress(student, teacher, chosen), mean_pool(student)
+
+
+# One config serves the three modalities: each class leaves out the settings that are not its own.
+OWN = {"text": {"select_prob", "probe_layer"}, "speech": {"speech_mask_prob", "speech_span", "probe_layer"},
+       "image": {"image_mask_ratio", "image_block", "views"}}
+
+
+def others_dropped(settings: dict, modality: str) -> dict:
+    foreign = set().union(*OWN.values()) - OWN[modality]
+    return {k: v for k, v in settings.items() if k not in foreign}

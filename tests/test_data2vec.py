@@ -1,0 +1,100 @@
+"""data2vec: its targets are the teacher's top-K layer average (each instance-normalised) at the masked
+positions only, the teacher gets no gradient, one config builds the class of the encoder's modality,
+and the three modalities train and probe from the command line."""
+
+import pytest
+import torch
+
+from conftest import TINY, corpus, run_cli, tiny_text  # noqa: F401  (corpus: a fixture)
+from ssl_zoo.losses import data2vec_targets, instance_norm
+from ssl_zoo.masking import block_patches
+from ssl_zoo.methods.data2vec import Data2Vec, Data2VecImage, Data2VecSpeech, Data2VecText, linear_tau
+from ssl_zoo.nn.transformer import Transformer
+from ssl_zoo.nn.vit import ViT
+from ssl_zoo.views import ImageViews
+
+VIEWS = ImageViews(16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), jitter_prob=0.0, grayscale_prob=0.0)
+
+
+def text_method(**settings):
+    torch.manual_seed(0)
+    backbone = Transformer(vocab_size=50, block_size=16, n_layer=3, n_head=2, n_embd=16)
+    return Data2Vec(backbone, top_k=2, views=VIEWS, online_probe=False, **settings)
+
+
+def test_one_config_builds_the_class_of_the_encoders_modality():
+    assert type(text_method()) is Data2VecText
+    speech = Data2Vec(Transformer(input_dim=8, block_size=20, n_layer=2, n_head=2, n_embd=16), top_k=2, views=VIEWS,
+                      select_prob=0.15, image_block=2, online_probe=False)
+    assert type(speech) is Data2VecSpeech
+    image = Data2Vec(ViT(16, patch_size=4, n_layer=2, n_head=2, n_embd=16), top_k=2, views=VIEWS, probe_layer="weighted",
+                     speech_span=10, online_probe=False)
+    assert type(image) is Data2VecImage and image.name == "data2vec" and image.modality == "image"
+
+
+def test_targets_are_the_top_k_layers_each_instance_normalised_then_averaged():
+    torch.manual_seed(0)
+    layers = [torch.randn(2, 6, 4) * (i + 1) + i for i in range(4)]
+    real = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
+    targets = data2vec_targets(layers, 2, real)
+    for b in range(2):
+        n = int(real[b].sum())
+        direct = 0
+        for h in layers[-2:]:
+            x = h[b, :n]
+            direct = direct + (x - x.mean(0)) / (x.var(0, unbiased=False) + 1e-5).sqrt() / 2
+        torch.testing.assert_close(targets[b, :n], direct, rtol=1e-4, atol=1e-5)
+    normed = instance_norm(layers[0])
+    torch.testing.assert_close(normed.mean(1), torch.zeros(2, 4), atol=1e-5, rtol=0)
+
+
+def test_the_loss_is_at_the_masked_positions_only_and_the_teacher_gets_no_gradient():
+    method = text_method()
+    method.train()
+    ids = torch.randint(5, 50, (4, 17))
+    loss, _ = method.ssl_step(ids)
+    # The same step by hand: BERT's masking from the same draws, the teacher's top-2 block outputs.
+    from ssl_zoo.losses import IGNORE
+    from ssl_zoo.masking import mask_tokens
+
+    inputs, targets = mask_tokens(ids[:, :16], method.step_generator(), 50, 0.15)
+    chosen = targets != IGNORE
+    student = method.regression_head(method.backbone(inputs))
+    teacher = data2vec_targets(method.teacher(ids[:, :16], all_layers=True)[1:], 2)
+    direct = torch.stack([((student[b, t] - teacher[b, t]) ** 2).mean() for b in range(4) for t in range(16) if chosen[b, t]])
+    torch.testing.assert_close(loss, direct.mean(), rtol=1e-4, atol=1e-6)
+    loss.backward()
+    assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())
+    assert all(p.grad is not None for p in method.backbone.blocks.parameters())
+
+
+def test_the_image_student_reads_a_mask_patch_where_blocks_are_hidden():
+    g = torch.Generator().manual_seed(0)
+    hidden = block_patches(16, 8, 2, 0.5, g)  # 8 x 8 patches in 2 x 2 blocks
+    assert hidden.shape == (16, 64)
+    grid = hidden.view(16, 4, 2, 4, 2)
+    assert (grid == grid[:, :, :1, :, :1]).all()  # every block hidden or shown whole
+    assert (hidden.float().mean(1) == 0.5).all()  # 8 of the 16 blocks, for each image
+    odd = block_patches(4, 5, 2, 0.5, g)  # blocks that hang over the edge are cut
+    assert odd.shape == (4, 25)
+
+
+def test_teacher_momentum_rises_linearly():
+    assert linear_tau(0, 100, 0.99, 0.999) == 0.99
+    assert abs(linear_tau(50, 100, 0.99, 0.999) - 0.9945) < 1e-12
+    assert linear_tau(200, 100, 0.99, 0.999) == 0.999
+
+
+@pytest.mark.parametrize("modality", ["text", "speech", "image"])
+def test_data2vec_trains_and_probes_on_each_modality(modality, corpus, tmp_path):  # noqa: F811
+    if modality == "text":
+        args = tiny_text("data2vec", corpus, tmp_path, "method.top_k=2")
+    elif modality == "speech":
+        from test_bad_input import TINY_SPEECH
+
+        args = ["train", "method=data2vec", *TINY_SPEECH, "method.top_k=2", f"hydra.run.dir={tmp_path}"]
+    else:
+        args = ["train", "method=data2vec", "data=shapes", "model=vit_nano", "method.top_k=2", *TINY, f"hydra.run.dir={tmp_path}"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "checkpoints" / "last.ckpt").exists()
