@@ -50,14 +50,15 @@ def embed_plot(run_dir: str | Path, *overrides: str) -> Path:
     return embed_plot_run(compose(f"checkpoint={checkpoint_of(run_dir)}", *overrides, config_name="embed_plot"))
 
 
-def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = False, min_seeds: int = 1) -> str:
+def compare(*paths: str | Path, out: str | Path | None = None, plot: bool = False, min_seeds: int = 1,
+            grid: bool = False) -> str:
     """The leaderboard (Markdown) of every results.json under paths, as `ssl-zoo compare` prints it:
     runs that differ only in seed pooled into a mean and a 95% interval (min_seeds: refuse unless every
-    experiment has as many); comparison.md/.csv (and with plot, the PNGs) are written to out (default:
-    the one folder given)."""
+    experiment has as many); comparison.md/.csv (and with plot, the PNGs; with grid, the objectives x
+    modalities table after it, grid.md and grid.png) are written to out (default: the one folder given)."""
     from ssl_zoo.report import compare_runs
 
-    table, _, problems = compare_runs(list(paths), out, plot, min_seeds)
+    table, _, problems = compare_runs(list(paths), out, plot, min_seeds, grid)
     for problem in problems:
         print(problem)
     return table

@@ -210,3 +210,30 @@ def embedding_maps(maps: dict[str, tuple], class_names: list[str], title: str, p
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def grid_heatmap(cells: dict[tuple[str, str], list[dict]], objectives: tuple[str, ...], modalities: tuple[str, ...],
+                 path: Path) -> Path:
+    """The grid as a heat map: each cell coloured by its best method's mean gain over random init
+    (points of linear probe accuracy), annotated with the method, the gain ± its 95% interval and n."""
+    fig, ax = plt.subplots(figsize=(2.6 * len(modalities) + 1.5, 1.3 * len(objectives) + 1.2))
+    gains = [[100 * cells[(o, m)][0]["figures"]["gain"]["mean"] if (o, m) in cells else float("nan") for m in modalities]
+             for o in objectives]
+    finite = [abs(g) for row in gains for g in row if g == g] or [1.0]
+    image = ax.imshow(gains, cmap="RdYlGn", vmin=-max(finite), vmax=max(finite))
+    for i, objective in enumerate(objectives):
+        for j, modality in enumerate(modalities):
+            if (objective, modality) not in cells:
+                ax.text(j, i, "-", ha="center", va="center", color="gray")
+                continue
+            best = cells[(objective, modality)][0]
+            gain = best["figures"]["gain"]
+            interval = "" if gain["ci95"] is None else f" ± {100 * (gain['ci95'][1] - gain['mean']):.1f}"
+            ax.text(j, i, f"{best['method']}\n{100 * gain['mean']:+.1f}{interval}\n(n={len(best['seeds'])})",
+                    ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(modalities)), modalities)
+    ax.set_yticks(range(len(objectives)), objectives)
+    ax.set_title("gain over random init, linear probe points (best method per cell)", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return save_figure(fig, path)

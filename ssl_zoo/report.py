@@ -188,6 +188,39 @@ def leaderboard_csv(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+GRID_ROWS = ("masked", "autoregressive", "joint-embedding")  # the objectives
+GRID_COLUMNS = ("text", "speech", "image")  # the modalities
+
+
+def grid_cells(rows: list[dict]) -> dict[tuple[str, str], list[dict]]:
+    """{(objective, modality): its experiments (seeds pooled), largest mean gain over random init first}."""
+    cells: dict[tuple[str, str], list[dict]] = {}
+    for f in experiments(rows):
+        if f["objective"] in GRID_ROWS and f["modality"] in GRID_COLUMNS and f["figures"]["gain"] is not None:
+            cells.setdefault((f["objective"], f["modality"]), []).append(f)
+    gain = lambda f: f["figures"]["gain"]["mean"]  # noqa: E731
+    return {key: sorted(found, key=gain, reverse=True) for key, found in cells.items()}
+
+
+def grid_table(rows: list[dict]) -> str:
+    """Markdown: objectives down, modalities across; in each cell every experiment of that objective
+    and modality, its probe accuracy and its gain over random init (mean ± 95% interval over seeds)."""
+    cells = grid_cells(rows)
+    out = ["The grid: linear probe accuracy and gain over the random-init encoder, mean ± the half-width of the 95% "
+           "t-interval over seeds (n seeds); ✓: the gain's interval excludes 0.", "",
+           "| objective | " + " | ".join(GRID_COLUMNS) + " |", "|---|" + "---|" * len(GRID_COLUMNS)]
+    for objective in GRID_ROWS:
+        entries = []
+        for modality in GRID_COLUMNS:
+            found = cells.get((objective, modality), [])
+            entries.append("<br>".join(
+                f"{f['method']} ({f['model']}, {f['data']}): {cell(f['figures']['linear_acc'])}%, gain "
+                f"{cell(f['figures']['gain'], sign='+')} (n={len(f['seeds'])})" + (" ✓" if excludes_zero(f["figures"]["gain"]) == "yes" else "")
+                for f in found) or "-")
+        out.append(f"| {objective} | " + " | ".join(entries) + " |")
+    return "\n".join(out) + "\n"
+
+
 def scaling_table(rows) -> str:
     """Markdown: pooled in-context accuracy per run (smallest first), group and shots (rows: results.scaling_rows)."""
     runs: dict[tuple, dict] = {}
@@ -196,22 +229,28 @@ def scaling_table(rows) -> str:
     return group_table(runs, ("model", "params"))
 
 
-def write_comparison(rows: list[dict], out_dir: str | Path, plot: bool = False) -> list[Path]:
-    """comparison.md and comparison.csv in out_dir; with plot, the PNGs of ssl_zoo/plots.py too."""
+def write_comparison(rows: list[dict], out_dir: str | Path, plot: bool = False, grid: bool = False) -> list[Path]:
+    """comparison.md and comparison.csv in out_dir; with plot, the PNGs of ssl_zoo/plots.py too; with
+    grid, grid.md and its heat map grid.png."""
     out_dir = Path(out_dir)
     written = [atomic_write(out_dir / "comparison.md", leaderboard(rows)),
                atomic_write(out_dir / "comparison.csv", leaderboard_csv(rows))]
-    if plot:
+    if grid:
+        written.append(atomic_write(out_dir / "grid.md", grid_table(rows)))
+    if plot or grid:
         from ssl_zoo import plots  # matplotlib only when pictures are asked for (it picks a backend on import)
 
-        written += plots.comparison_plots(rows, out_dir)
+        written += plots.comparison_plots(rows, out_dir) if plot else []
+        written += [plots.grid_heatmap(grid_cells(rows), GRID_ROWS, GRID_COLUMNS, out_dir / "grid.png")] if grid else []
     return written
 
 
-def compare_runs(paths: list, out=None, plot: bool = False, min_seeds: int = 1) -> tuple[str, list[Path], list[str]]:
+def compare_runs(paths: list, out=None, plot: bool = False, min_seeds: int = 1,
+                 grid: bool = False) -> tuple[str, list[Path], list[str]]:
     """`ssl-zoo compare`: (leaderboard, files written, problems found) for every results.json under
-    paths, runs that differ only in seed pooled; comparison.md/.csv (and with plot, the PNGs) go to
-    out (default: the one folder given, else .). min_seeds: refuse unless every experiment has as many."""
+    paths, runs that differ only in seed pooled; comparison.md/.csv (and with plot, the PNGs; with
+    grid, grid.md and grid.png, the grid table after the leaderboard) go to out (default: the one
+    folder given, else .). min_seeds: refuse unless every experiment has as many."""
     paths = [str(p) for p in paths]
     rows, problems = find_results(paths)
     if not rows:
@@ -221,7 +260,8 @@ def compare_runs(paths: list, out=None, plot: bool = False, min_seeds: int = 1) 
         raise UserError(f"no results.json found under {', '.join(paths)}; run `ssl-zoo train` first")
     require_seeds(experiments(rows), min_seeds)
     out = out or (paths[0] if len(paths) == 1 and Path(paths[0]).is_dir() else ".")
-    return leaderboard(rows), write_comparison(rows, out, plot=plot), problems + seed_groups(rows)[1]
+    table = leaderboard(rows) + ("\n" + grid_table(rows) if grid else "")
+    return table, write_comparison(rows, out, plot=plot, grid=grid), problems + seed_groups(rows)[1]
 
 
 def write_scaling_report(folder: str | Path) -> tuple[Path, Path] | None:
@@ -243,12 +283,15 @@ def write_scaling_report(folder: str | Path) -> tuple[Path, Path] | None:
 
 class ComparisonReport(HydraCallback):
     """Hydra callback: after a multirun, the leaderboard (comparison.md / .csv) and the plots in its
-    sweep folder (`experiment=zoo_demo` uses it)."""
+    sweep folder (`experiment=zoo_demo` uses it; `experiment=grid` with grid: true, the grid too)."""
+
+    def __init__(self, grid: bool = False):
+        self.grid = grid
 
     def on_multirun_end(self, config, **kwargs) -> None:
         folder = Path(config.hydra.sweep.dir)
         try:
-            table, written, problems = compare_runs([folder], folder, plot=True)
+            table, written, problems = compare_runs([folder], folder, plot=True, grid=self.grid)
         except UserError:
             print(f"no results under {folder}: no comparison")
             return

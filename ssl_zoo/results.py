@@ -1,7 +1,7 @@
 """results.json: the record of one run, built in one place (`record`) next to its schema, written
 atomically, found again across a tree of runs, and read back (the rows of ICL scaling).
 
-    {"method", "modality", "data", "model", "params" (the encoder's), "seed",
+    {"method", "modality", "objective", "data", "model", "params" (the encoder's), "seed",
      "train": {"steps", "seconds", "final_loss"},
      "probe": {"task", "num_classes", "linear_acc", "knn_acc", "random_init_linear_acc", ...} or null,
      "extra": {...},
@@ -35,6 +35,7 @@ def record(cfg, method, train: dict | None, probe: dict | None, extra: dict, icl
     results = {
         "method": cfg.method.name,
         "modality": method.modality,
+        "objective": method.objective,
         "data": cfg.data.name,
         "model": cfg.model.name,
         "params": encoder_parameters(method),
@@ -180,6 +181,11 @@ def run_figures(row: dict) -> dict[str, float | None]:
     return figures
 
 
+# The objective of each method, for results.json written before it was recorded there.
+OBJECTIVES = {"bert": "masked", "masked_speech": "masked", "gpt": "autoregressive", "apc": "autoregressive",
+              "simclr": "joint-embedding", "byol": "joint-embedding"}
+
+
 def experiments(rows: list[dict]) -> list[dict]:
     """One record per experiment (runs that differ only in seed pooled: results.seed_groups), each
     figure as {mean, sd, n, ci95} over the seeds (stats.t_interval); grouped by (modality, data,
@@ -190,7 +196,8 @@ def experiments(rows: list[dict]) -> list[dict]:
         names = dict.fromkeys(name for figures in per_run for name in figures)
         values = {name: [f[name] for f in per_run if f.get(name) is not None] for name in names}
         flat.append({
-            "modality": first["modality"], "data": first["data"], "task": (first["probe"] or {}).get("task"),
+            "modality": first["modality"], "objective": first.get("objective") or OBJECTIVES.get(first["method"]),
+            "data": first["data"], "task": (first["probe"] or {}).get("task"),
             "protocol": ((first["probe"] or {}).get("protocol") or {}).get("name", "default"),
             "method": first["method"], "model": first["model"], "params": first["params"],
             "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],

@@ -103,3 +103,29 @@ def test_results_files_with_wrong_types_are_skipped_with_a_reason_and_the_rest_c
                      "params is float, not a whole number", "not a JSON object"):
         assert expected in reasons
     assert "| simclr |" in leaderboard(rows)
+
+
+def test_grid_places_each_experiment_by_objective_and_modality_with_its_gain_over_seeds(tmp_path):
+    cells = {("mae", "image", "shapes", "masked"): [(0.40, 0.30), (0.44, 0.30), (0.42, 0.31)],
+             ("simclr", "image", "shapes", "joint-embedding"): [(0.50, 0.30), (0.52, 0.31), (0.55, 0.30)],
+             ("byol", "image", "shapes", "joint-embedding"): [(0.45, 0.30), (0.46, 0.31), (0.44, 0.30)],
+             ("gpt", "text", "python_stdlib", None): [(0.45, 0.40), (0.41, 0.40), (0.46, 0.38)]}  # an old record: no objective
+    for (method, modality, data, objective), seeds in cells.items():
+        for seed, (linear, random_init) in enumerate(seeds):
+            payload = result(method, modality, data, "t", linear, random_init, seed=seed)
+            if objective:
+                payload["objective"] = objective
+            write(tmp_path, f"{method}-{seed}", payload)
+    table, written, _ = compare_runs([tmp_path], tmp_path, grid=True)
+    grid = (tmp_path / "grid.md").read_text()
+    assert grid in table and {p.name for p in written} >= {"grid.md", "grid.png"}
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in grid.splitlines() if line.startswith("| ") and "---" not in line}
+    text, speech, image = rows["joint-embedding"]
+    assert text == "-" and speech == "-"
+    simclr, byol = image.split("<br>")  # the larger mean gain first
+    gains = [0.50 - 0.30, 0.52 - 0.31, 0.55 - 0.30]
+    half = stats.t.ppf(0.975, 2) * stats.tstd(gains) / 3 ** 0.5
+    assert simclr.startswith("simclr") and f"gain +{100 * sum(gains) / 3:.1f} ± {100 * half:.1f} (n=3) ✓" in simclr
+    assert byol.startswith("byol")
+    assert rows["masked"][2].startswith("mae") and rows["autoregressive"][0].startswith("gpt")  # by its method's objective
+    assert rows["autoregressive"][1] == "-" and rows["masked"][0] == "-"

@@ -10,9 +10,9 @@ from nbclient import NotebookClient
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
 
-def test_the_four_notebooks_are_there_without_outputs():
+def test_the_five_notebooks_are_there_without_outputs():
     assert [p.name for p in NOTEBOOKS] == ["01_compare_methods.ipynb", "02_gpt_in_context.ipynb",
-                                           "03_bert_fill_mask.ipynb", "04_speech.ipynb"]
+                                           "03_bert_fill_mask.ipynb", "04_speech.ipynb", "05_grid.ipynb"]
     for path in NOTEBOOKS:
         for cell in nbformat.read(path, as_version=4).cells:
             if cell.cell_type == "code":

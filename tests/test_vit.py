@@ -150,8 +150,8 @@ def test_aim_loss_leaves_out_the_prefix():
     assert (prefix >= 1).all() and (prefix <= 15).all()
 
 
-@pytest.mark.parametrize("method", ["mae", "aim", "simclr", "byol"])
-def test_the_image_methods_train_and_probe_on_the_vit(method, tmp_path):
-    result = run_cli("train", f"method={method}", "model=vit_nano", *TINY, f"hydra.run.dir={tmp_path}")
+def test_byol_trains_and_probes_on_the_vit_unchanged(tmp_path):
+    # MAE, AIM and SimCLR on the ViT run end to end in notebooks/05_grid.ipynb (tests/test_notebooks.py).
+    result = run_cli("train", "method=byol", "model=vit_nano", *TINY, f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "results.json").exists() and (tmp_path / "checkpoints" / "last.ckpt").exists()

@@ -1,4 +1,4 @@
-"""`ssl-zoo compare PATH... [--out DIR] [--plot] [--min-seeds N]`: the leaderboard of every
+"""`ssl-zoo compare PATH... [--out DIR] [--plot] [--grid] [--min-seeds N]`: the leaderboard of every
 results.json below the paths (report.py), runs that differ only in seed pooled into a mean and a 95%
 interval, written as comparison.md and comparison.csv, with the plots on request."""
 
@@ -20,12 +20,14 @@ def main(args: list[str]) -> None:
     parser.add_argument("paths", nargs="+", help="folders (searched recursively, Hydra multirun trees included) or results.json files")
     parser.add_argument("--out", help="folder for comparison.md/.csv and the plots (default: the one folder given, else .)")
     parser.add_argument("--plot", action="store_true", help="also write loss_curves.png, probe_accuracy.png, icl_*.png")
+    parser.add_argument("--grid", action="store_true",
+                        help="also the 3 x 3 grid, objectives by modalities (grid.md, and its heat map grid.png)")
     parser.add_argument("--min-seeds", type=int, default=1, metavar="N",
                         help="refuse unless every experiment was run with at least N seeds (2 or more: every figure gets an interval)")
     opts = parser.parse_args(args)
     if opts.min_seeds < 1:
         parser.error(f"--min-seeds must be 1 or more, got {opts.min_seeds}")
-    table, written, problems = compare_runs(opts.paths, opts.out, opts.plot, opts.min_seeds)
+    table, written, problems = compare_runs(opts.paths, opts.out, opts.plot, opts.min_seeds, opts.grid)
     for problem in problems:
         print(f"ssl-zoo compare: {problem}", file=sys.stderr)
     print(table)

@@ -15,6 +15,7 @@ from ssl_zoo.nn.vit import ViT
 
 class AIM(ImageMethod):
     name = "aim"
+    objective = "autoregressive"
 
     def __init__(self, backbone: ViT, views: nn.Module, prefix: bool = True, head_hidden_dim: int = 256,
                  norm_pix_loss: bool = True, **base):

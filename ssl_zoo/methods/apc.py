@@ -10,6 +10,7 @@ from ssl_zoo.nn.transformer import Transformer, mean_pool
 
 class APC(SpeechMethod):
     name = "apc"
+    objective = "autoregressive"
     causal = True  # frame t attends to frames <= t only
 
     def __init__(self, backbone: Transformer, shift: int = 3, **speech):

@@ -20,6 +20,7 @@ from ssl_zoo.optim import OptimConfig, build_optimizer, param_groups, warmup_cos
 class SSLMethod(pl.LightningModule):
     name: str = "?"
     modality: str = "?"  # text | image | speech
+    objective: str = "?"  # masked | autoregressive | joint-embedding: the row of the grid (compare --grid)
 
     def __init__(self, backbone: nn.Module, optim: dict | None = None, online_probe: bool = True, seed: int = 0):
         super().__init__()

@@ -11,6 +11,7 @@ from ssl_zoo.nn.transformer import Transformer
 
 class BERT(TextMethod):
     name = "bert"
+    objective = "masked"
     causal = False  # every position sees the whole sequence
 
     def __init__(self, backbone: Transformer, select_prob: float = 0.15, mask_frac: float = 0.8,

@@ -32,6 +32,7 @@ def update_momentum(online: nn.Module, target: nn.Module, tau: float) -> None:
 
 class BYOL(ImageMethod):
     name = "byol"
+    objective = "joint-embedding"
 
     def __init__(self, backbone: nn.Module, view_a: nn.Module, view_b: nn.Module, projector_hidden_dim: int = 1024,
                  projector_dim: int = 256, tau_base: float = 0.99, tau_schedule: str = "cosine", **base):

@@ -35,6 +35,7 @@ class Data2Vec:
 
     name = "data2vec"
     modality = "any"  # the encoder decides: see __new__
+    objective = "joint-embedding"  # two encoders' embeddings of one input made to agree (targets in latent space, as BYOL's)
 
     def __new__(cls, backbone: nn.Module | None = None, *args, **settings):
         if cls is Data2Vec:  # method=data2vec: the class of the modality the encoder reads

@@ -12,6 +12,7 @@ BEST_VAL_KEY = "ssl_zoo_best_val_loss"
 
 class GPT(TextMethod):
     name = "gpt"
+    objective = "autoregressive"
     causal = True  # position t attends to positions <= t only
 
     def __init__(self, backbone: Transformer, sample_prompt: str = "\n", sample_tokens: int = 200, **text):

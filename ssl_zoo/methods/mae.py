@@ -22,6 +22,7 @@ def place(visible: torch.Tensor, encoded: torch.Tensor, filler: torch.Tensor, nu
 
 class MAE(ImageMethod):
     name = "mae"
+    objective = "masked"
 
     def __init__(self, backbone: ViT, views: nn.Module, mask_ratio: float = 0.75, decoder_layers: int = 2,
                  decoder_dim: int = 64, decoder_heads: int = 4, norm_pix_loss: bool = True, **base):

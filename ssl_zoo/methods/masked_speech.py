@@ -10,6 +10,7 @@ from ssl_zoo.nn.transformer import Transformer, mean_pool
 
 class MaskedSpeech(SpeechMethod):
     name = "masked_speech"
+    objective = "masked"
     causal = False  # every frame sees the whole utterance
 
     def __init__(self, backbone: Transformer, mask_prob: float = 0.15, span: int = 7, zero_frac: float = 0.8,

@@ -9,6 +9,7 @@ from ssl_zoo.methods.image import ImageMethod
 
 class SimCLR(ImageMethod):
     name = "simclr"
+    objective = "joint-embedding"
 
     def __init__(self, backbone: nn.Module, views: nn.Module, temperature: float = 0.2, projector_hidden_dim: int = 512,
                  projector_dim: int = 128, **base):
