@@ -83,7 +83,7 @@ CASES = [
     ("train hydra.run.nope=1", "hydra.run.nope is not a setting; the settings of hydra.run are: dir"),
     ("train checkpoint_every_n_steps=0", "checkpoint_every_n_steps=0 is out of range"),
     ("train knn_monitor_every_n_steps=-1", "knn_monitor_every_n_steps=-1 is out of range"),
-    ("train method=nope", "unknown method 'nope'; choose one of: apc, bert, byol, gpt, masked_speech, simclr"),
+    ("train method=nope", "unknown method 'nope'; choose one of: aim, apc, bert, byol, data2vec, gpt, mae, masked_speech, simclr"),
     ("train data=nope", "unknown data 'nope'; choose one of:"),
     ("train model=nope", "unknown model 'nope'; choose one of:"),
     ("train trainer=nope", "unknown trainer 'nope'; choose one of:"),
