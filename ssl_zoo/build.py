@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from ssl_zoo.errors import BadValue, UserError, check_range
+from ssl_zoo.nn.vit import patch_grid_problem
 
 
 def _build(node: DictConfig, **kwargs):
@@ -103,9 +104,9 @@ def check_settings(values: dict) -> None:
             raise BadValue("method.mask_ratio", f"method.mask_ratio={ratio} is out of range; it must be a number above 0 and "
                            "below 1 (MAE: 0.75)")
     model = values.get("model") or {}
-    if isinstance(model.get("patch_size"), int) and isinstance(model.get("image_size"), int) and model["image_size"] % model["patch_size"]:
-        raise BadValue("model.patch_size", f"data.image_size={model['image_size']} is not a multiple of model.patch_size="
-                       f"{model['patch_size']}; pick a patch size that divides the image size (e.g. 4 for 32 px)")
+    if isinstance(model.get("patch_size"), int) and isinstance(model.get("image_size"), int) and (
+            problem := patch_grid_problem(model["image_size"], model["patch_size"])):
+        raise BadValue("model.patch_size", problem)
     if isinstance(top_k := method.get("top_k"), int) and isinstance(n_layer := model.get("n_layer"), int) and top_k > n_layer:
         raise BadValue("method.top_k", f"method.top_k={top_k} is more than the model's {n_layer} layers; set "
                        f"method.top_k=1..{n_layer} (the teacher's top layers that give the targets)")

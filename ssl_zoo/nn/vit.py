@@ -28,6 +28,15 @@ def unpatchify(patches: torch.Tensor, patch: int, height: int, width: int) -> to
     return x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, height, width)
 
 
+def patch_grid_problem(image_size: int, patch_size: int) -> str | None:
+    """Why `patch_size` cannot tile `image_size` x `image_size` images, or None when it can (the start-up
+    check and the ViT itself give the same line)."""
+    if patch_size < 1 or image_size % patch_size:
+        return (f"data.image_size={image_size} is not a multiple of model.patch_size={patch_size}; "
+                "pick a patch size that divides the image size (e.g. model.patch_size=4 for 32 px)")
+    return None
+
+
 class ViT(nn.Module):
     """Images (B, 3, S, S) -> pooled features (B, n_embd); `tokens` gives the per-patch states, of
     all patches or of a chosen subset (MAE's visible ones), with an optional attention mask (AIM)."""
@@ -39,9 +48,8 @@ class ViT(nn.Module):
         super().__init__()
         if image_size is None:
             raise UserError("a ViT needs the images' size: set data.image_size=... (a multiple of model.patch_size)")
-        if patch_size < 1 or image_size % patch_size:
-            raise UserError(f"data.image_size={image_size} is not a multiple of model.patch_size={patch_size}; "
-                            "pick a patch size that divides the image size (e.g. model.patch_size=4 for 32 px)")
+        if problem := patch_grid_problem(image_size, patch_size):
+            raise UserError(problem)
         self.image_size, self.patch_size, self.channels = image_size, patch_size, channels
         self.num_patches = (image_size // patch_size) ** 2
         self.patch_dim = patch_size * patch_size * channels
