@@ -7,8 +7,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from ssl_zoo.errors import BadValue, UserError, check_range
-from ssl_zoo.nn.vit import patch_grid_problem
+from ssl_zoo.errors import BadValue, UserError, check_range, patch_grid_problem
 
 
 def _build(node: DictConfig, **kwargs):

@@ -99,8 +99,8 @@ class RunRecord(Callback):
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint):
         checkpoint[CONFIG_KEY], checkpoint[FORMAT_KEY] = self.config, FORMAT
-        if trainer.logger is not None:  # metrics.csv holds every row up to the checkpoint: a run killed after it loses none
-            trainer.logger.save()
+        for logger in trainer.loggers:  # metrics.csv holds every row up to the checkpoint: a run killed after it loses none
+            logger.save()
 
 
 class RunInterrupted(Exception):

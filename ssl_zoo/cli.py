@@ -41,7 +41,7 @@ HYDRA_COMMANDS = {
 }
 CHECKS_GROUPS = ("train", "probe", "embed-plot")  # commands that take method=, data=, ...
 TAKES_FREE_TEXT = ("generate", "fill", "icl")  # commands whose prompt= / text= is prose
-GROUPS = ("method", "data", "model", "trainer", "probe", "experiment")
+GROUPS = ("method", "data", "model", "trainer", "probe", "logger", "experiment")
 FREE_TEXT_KEYS = ("prompt", "text")
 
 

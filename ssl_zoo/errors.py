@@ -30,6 +30,15 @@ def check_range(name: str, value, low=None, high=None, allow_none: bool = False,
         raise BadValue(name, f"{name}={value} is out of range; it must be {kind} {bounds}" + (" (or null)" if allow_none else ""))
 
 
+def patch_grid_problem(image_size: int, patch_size: int) -> str | None:
+    """Why `patch_size` cannot tile `image_size` x `image_size` images, or None when it can (the start-up
+    check and the ViT itself give the same line)."""
+    if patch_size < 1 or image_size % patch_size:
+        return (f"data.image_size={image_size} is not a multiple of model.patch_size={patch_size}; "
+                "pick a patch size that divides the image size (e.g. model.patch_size=4 for 32 px)")
+    return None
+
+
 def one_line(error: BaseException) -> str:
     """The message of a UserError, also when a DataLoader worker re-raised it with its traceback."""
     text = str(error)

@@ -12,12 +12,13 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from ssl_zoo import build
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.checkpoint import (AtomicCheckpointIO, ContinuedCSVLogger, RunInterrupted, RunRecord, StopOnSignal, method_from,
+from ssl_zoo.checkpoint import (AtomicCheckpointIO, RunInterrupted, RunRecord, StopOnSignal, method_from,
                                 read_checkpoint)
 from ssl_zoo.commands.probe import probe_block, probe_config
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
 from ssl_zoo.eval.monitor import KNNMonitor
+from ssl_zoo.loggers import make_loggers
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import RESULTS_FILE, read_json, record, write_json
 
@@ -30,14 +31,14 @@ warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 
 def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resume_step: int | None = None) -> pl.Trainer:
     """Lightning's Trainer of cfg.trainer, with a CSV logger (metrics.csv, continued on a resume from
-    resume_step) and an atomically written checkpoints/last.ckpt refreshed every checkpoint_every_n_steps."""
+    resume_step) and logger='s choice beside it, and an atomically written checkpoints/last.ckpt refreshed every checkpoint_every_n_steps."""
     checkpointing = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
                                     every_n_train_steps=cfg.checkpoint_every_n_steps, enable_version_counter=False)
     try:
         return pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             default_root_dir=run_dir,
-            logger=ContinuedCSVLogger(run_dir, resume_step),
+            logger=make_loggers(cfg, run_dir, resume_step),
             callbacks=[checkpointing, *callbacks],
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # the datamodule shards by rank itself

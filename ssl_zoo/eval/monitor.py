@@ -32,8 +32,8 @@ class KNNMonitor(Callback):
             x_bank, x_test = x_bank[:, -1], x_test[:, -1]
         acc = knn_accuracy(x_bank, y_bank, x_test, y_test, self.splits.num_classes, self.cfg.knn_k, self.cfg.knn_temperature)
         self.history.append([step, acc])
-        if trainer.logger is not None:  # also from on_train_end, where LightningModule.log may not be called
-            trainer.logger.log_metrics({"monitor/knn_acc": acc}, step=step)
+        for logger in trainer.loggers:  # also from on_train_end, where LightningModule.log may not be called
+            logger.log_metrics({"monitor/knn_acc": acc}, step=step)
 
     def on_train_batch_end(self, trainer, method, outputs, batch, batch_idx) -> None:
         if trainer.global_step % self.every_n_steps == 0:

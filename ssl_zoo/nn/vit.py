@@ -8,7 +8,7 @@ final states (B, n_embd), as SimCLR and BYOL read a CNN's pooled features.
 import torch
 from torch import nn
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import UserError, patch_grid_problem
 from ssl_zoo.nn.transformer import Transformer, mean_pool
 
 
@@ -26,15 +26,6 @@ def unpatchify(patches: torch.Tensor, patch: int, height: int, width: int) -> to
     c, h, w = d // (patch * patch), height // patch, width // patch
     x = patches.reshape(b, h, w, patch, patch, c)  # (B, h, w, P, P, C)
     return x.permute(0, 5, 1, 3, 2, 4).reshape(b, c, height, width)
-
-
-def patch_grid_problem(image_size: int, patch_size: int) -> str | None:
-    """Why `patch_size` cannot tile `image_size` x `image_size` images, or None when it can (the start-up
-    check and the ViT itself give the same line)."""
-    if patch_size < 1 or image_size % patch_size:
-        return (f"data.image_size={image_size} is not a multiple of model.patch_size={patch_size}; "
-                "pick a patch size that divides the image size (e.g. model.patch_size=4 for 32 px)")
-    return None
 
 
 class ViT(nn.Module):

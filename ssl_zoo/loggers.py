@@ -1,0 +1,57 @@
+"""The `logger=` group: metrics.csv always (plots, compare and resume read it), and one of TensorBoard,
+Weights & Biases or MLflow beside it, each writing inside the run folder unless told otherwise."""
+
+import netrc
+import os
+from pathlib import Path
+from urllib.parse import urlparse
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+
+from ssl_zoo.checkpoint import ContinuedCSVLogger
+from ssl_zoo.errors import UserError
+
+PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow-skinny"}  # what pip installs for each
+
+
+def wandb_key_set() -> bool:
+    """True when Weights & Biases has an API key: WANDB_API_KEY, or a `wandb login` entry in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def where(name: str, run_dir: Path, settings: dict) -> dict:
+    """The folder arguments that keep each logger's files in the run folder."""
+    if name == "wandb":
+        offline = settings.get("offline", "auto")
+        return {"save_dir": str(run_dir), "offline": not wandb_key_set() if offline == "auto" else bool(offline)}
+    if name == "mlflow" and not settings.get("tracking_uri"):
+        # MLflow 3 refuses a file store unless asked for: a folder per run needs no database server.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        return {"tracking_uri": (run_dir / "mlruns").resolve().as_uri()}
+    return {"save_dir": str(run_dir)}
+
+
+def make_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list[Logger]:
+    """[metrics.csv, and the logger= choice's logger if any]."""
+    loggers: list[Logger] = [ContinuedCSVLogger(run_dir, resume_step)]
+    for name, node in (cfg.get("logger") or {}).items():
+        settings = OmegaConf.to_container(node, resolve=True)
+        try:
+            loggers.append(instantiate(node, **where(name, run_dir, settings)))
+        except (InstantiationException, ModuleNotFoundError) as e:
+            cause = e.__cause__ or e
+            if isinstance(cause, ModuleNotFoundError) or "not available" in str(cause) or "install" in str(cause).lower():
+                raise UserError(f"logger={name} needs the {PACKAGES.get(name, name)} package; pip install "
+                                f"{PACKAGES.get(name, name)} (or pip install 'ssl-zoo[loggers]'), or use logger=csv") from None
+            raise UserError(f"logger={name} could not start: {str(cause).splitlines()[0]}; check its settings "
+                            f"(logger.{name}.<name>=...)") from None
+    return loggers
