@@ -25,6 +25,7 @@ commands:
   icl       in-context learning accuracy:     ssl-zoo icl checkpoint=... task=reverse shots=[0,1,4,16]
   embed-plot  t-SNE map of a run's features:   ssl-zoo embed-plot checkpoint=...  (beside the random-init encoder's)
   serve     a web page to try GPT and BERT:     ssl-zoo serve checkpoint=<gpt ckpt> checkpoint2=<bert ckpt> port=8000
+  export    a model in another library's format: ssl-zoo export checkpoint=<gpt ckpt> format=hf out=DIR
   compare   leaderboard of results.json files: ssl-zoo compare outputs/ [--out DIR] [--plot]
 
 Every key of the config can be set on the command line (see conf/); -m sweeps comma-separated values.
@@ -38,6 +39,7 @@ HYDRA_COMMANDS = {
     "icl": ("icl", "ssl_zoo.commands.icl:run"),
     "embed-plot": ("embed_plot", "ssl_zoo.commands.embed_plot:run"),
     "serve": ("serve", "ssl_zoo.commands.serve:run"),
+    "export": ("export", "ssl_zoo.commands.export:run"),
 }
 CHECKS_GROUPS = ("train", "probe", "embed-plot")  # commands that take method=, data=, ...
 TAKES_FREE_TEXT = ("generate", "fill", "icl")  # commands whose prompt= / text= is prose

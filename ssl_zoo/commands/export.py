@@ -1,0 +1,124 @@
+"""`ssl-zoo export`: a trained model in another library's format, so that it can leave the zoo.
+
+format=hf, GPT: a Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json and its
+config): `GPT2LMHeadModel.from_pretrained(DIR)` and `PreTrainedTokenizerFast.from_pretrained(DIR)`
+load it, and its logits are ours. Our blocks are GPT-2's (pre-LN, one fused q/k/v projection, a 4x
+GELU MLP, learned positions, a tied output layer); GPT-2 stores its projections as Conv1D, (in, out),
+the transpose of nn.Linear's weight, and always has biases (zeros where ours has none).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from ssl_zoo.build import require_values
+from ssl_zoo.checkpoint import load_method
+from ssl_zoo.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
+from ssl_zoo.errors import UserError
+from ssl_zoo.nn.transformer import Transformer
+
+FORMATS = {"hf": ("gpt",)}  # format: the methods it takes
+
+
+def gpt2_config(model: Transformer) -> dict:
+    """GPT-2's config.json for our transformer: the same sizes, exact GELU, LayerNorm eps 1e-5."""
+    cfg = model.cfg
+    return {
+        "architectures": ["GPT2LMHeadModel"], "model_type": "gpt2",
+        "vocab_size": cfg.vocab_size, "n_positions": cfg.block_size, "n_embd": cfg.n_embd, "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head, "n_inner": 4 * cfg.n_embd, "activation_function": "gelu",  # exact, as nn.GELU()
+        "resid_pdrop": cfg.dropout, "embd_pdrop": cfg.dropout, "attn_pdrop": cfg.dropout,
+        "layer_norm_epsilon": model.ln_f.eps, "initializer_range": 0.02, "scale_attn_weights": True,
+        "tie_word_embeddings": model.lm_head.weight is model.tok_emb.weight,
+        "bos_token_id": BOS_ID, "eos_token_id": EOS_ID, "pad_token_id": PAD_ID,
+    }
+
+
+def gpt2_weights(model: Transformer) -> dict[str, torch.Tensor]:
+    """Our GPT's weights under GPT-2's names (Linear (out, in) -> Conv1D (in, out))."""
+    ours = model.state_dict()
+    n = model.cfg.n_embd
+
+    def bias(name: str, size: int) -> torch.Tensor:  # model.bias=false: GPT-2 adds zeros
+        return ours.get(name, torch.zeros(size))
+
+    out = {"transformer.wte.weight": ours["tok_emb.weight"], "transformer.wpe.weight": ours["pos_emb.weight"],
+           "transformer.ln_f.weight": ours["ln_f.weight"], "transformer.ln_f.bias": bias("ln_f.bias", n)}
+    for i in range(model.cfg.n_layer):
+        a, h = f"blocks.{i}.", f"transformer.h.{i}."
+        for ln in ("ln_1", "ln_2"):
+            out[h + f"{ln}.weight"], out[h + f"{ln}.bias"] = ours[a + f"{ln}.weight"], bias(a + f"{ln}.bias", n)
+        for theirs, mine, width in (("attn.c_attn", "attn.qkv", 3 * n), ("attn.c_proj", "attn.proj", n),
+                                    ("mlp.c_fc", "mlp.0", 4 * n), ("mlp.c_proj", "mlp.2", n)):
+            out[h + f"{theirs}.weight"] = ours[a + f"{mine}.weight"].t()
+            out[h + f"{theirs}.bias"] = bias(a + f"{mine}.bias", width)
+    if model.lm_head.weight is not model.tok_emb.weight:
+        out["lm_head.weight"] = ours["lm_head.weight"]
+    return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in out.items()}
+
+
+def tokenizer_files(tokenizer) -> dict[str, str]:
+    """tokenizer.json (ours, as it is) and the config that makes it a PreTrainedTokenizerFast."""
+    names = dict(zip(("pad_token", "unk_token", "mask_token", "bos_token", "eos_token"),
+                     (SPECIAL_TOKENS[i] for i in (PAD_ID, UNK_ID, MASK_ID, BOS_ID, EOS_ID))))
+    config = {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": None, "clean_up_tokenization_spaces": False,
+              **names}
+    return {"tokenizer.json": tokenizer.to_str(), "tokenizer_config.json": json.dumps(config, indent=2),
+            "special_tokens_map.json": json.dumps(names, indent=2)}
+
+
+def write_folder(out: Path, files: dict[str, bytes | str]) -> None:
+    """All of out's files or none: written into a temporary sibling folder, then renamed into place
+    (an earlier export at out is replaced only once the new one is whole)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
+        old = None
+        if out.exists():
+            old = out.parent / f"{tmp.name}.old"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise UserError(f"cannot write the export to {out}: {e.strerror or e}; give another folder with out=...") from None
+
+
+def check_out(out: Path) -> None:
+    if out.is_file():
+        raise UserError(f"out={out} is a file; give a folder for the export (out=DIR)")
+    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+        raise UserError(f"out={out} is a folder with other files in it; give a new or empty folder (or an earlier export's)")
+
+
+def export(cfg: DictConfig) -> Path:
+    require_values(cfg)
+    if cfg.format not in FORMATS:
+        raise UserError(f"unknown export format '{cfg.format}'; choose one of: {', '.join(FORMATS)}")
+    out = Path(cfg.out)
+    check_out(out)
+    method, _ = load_method(cfg.checkpoint, "cpu")
+    if method.name not in FORMATS[cfg.format]:
+        raise UserError(f"{cfg.checkpoint} holds a {method.name} model; format={cfg.format} exports "
+                        f"{' or '.join(FORMATS[cfg.format])} checkpoints only")
+    from safetensors.torch import save  # the format's own writer (a dependency of transformers)
+
+    model = method.backbone
+    files = {"config.json": json.dumps(gpt2_config(model), indent=2),
+             "model.safetensors": save(gpt2_weights(model), metadata={"format": "pt"}),
+             **tokenizer_files(method.tokenizer)}
+    write_folder(out, files)
+    print(f"written: {out} (GPT-2 for Hugging Face transformers: GPT2LMHeadModel.from_pretrained('{out}'))")
+    return out
+
+
+def run(cfg: DictConfig) -> None:
+    export(cfg)

@@ -1,0 +1,63 @@
+"""ssl-zoo export format=hf: a GPT leaves the zoo as a Hugging Face GPT-2 folder whose logits, tokens
+and greedy text are ours; a checkpoint of another method, or a folder that is not free, is one line."""
+
+import pytest
+import torch
+
+from ssl_zoo.checkpoint import load_method
+from ssl_zoo.eval.generate import SamplingSettings, generate_text
+from tests.conftest import one_error_line, run_cli
+
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def exported(gpt_run, tmp_path_factory):
+    run_dir, _ = gpt_run
+    out = tmp_path_factory.mktemp("export") / "gpt2"
+    result = run_cli("export", f"checkpoint={run_dir}/checkpoints/last.ckpt", "format=hf", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    method, _ = load_method(run_dir / "checkpoints" / "last.ckpt")
+    return method.eval(), out
+
+
+def test_transformers_loads_the_export_and_its_logits_are_ours(exported):
+    method, out = exported
+    theirs = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
+    ids = torch.randint(0, method.backbone.cfg.vocab_size, (3, method.backbone.cfg.block_size))
+    with torch.no_grad():
+        ours = method.backbone.logits(method.backbone(ids))
+        assert torch.allclose(theirs(ids).logits, ours, atol=1e-5, rtol=0)
+
+
+def test_the_tokenizer_and_greedy_text_are_ours(exported):
+    method, out = exported
+    tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(out)
+    prompt = "the cat sat on"
+    assert tokenizer(prompt, add_special_tokens=False)["input_ids"] == method.tokenizer.encode(prompt)
+    ours = "".join(generate_text(method, prompt, SamplingSettings(max_new_tokens=12, temperature=0.0)))
+    writer = transformers.pipeline("text-generation", model=str(out), tokenizer=tokenizer, device="cpu")
+    theirs = writer(prompt, max_new_tokens=12, do_sample=False, return_full_text=False, eos_token_id=None)
+    assert theirs[0]["generated_text"] == ours
+
+
+def test_a_second_export_to_the_same_folder_replaces_the_first_whole(exported, gpt_run):
+    _, out = exported
+    run_dir, _ = gpt_run
+    before = (out / "model.safetensors").read_bytes()
+    result = run_cli("export", f"checkpoint={run_dir}/checkpoints/last.ckpt", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (out / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temporary folder left
+
+
+def test_a_bert_checkpoint_or_a_busy_folder_is_refused_in_one_line(bert_run, gpt_run, tmp_path):
+    bert_dir, _ = bert_run
+    result = run_cli("export", f"checkpoint={bert_dir}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
+    assert "holds a bert model; format=hf exports gpt checkpoints only" in one_error_line(result)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    gpt_dir, _ = gpt_run
+    result = run_cli("export", f"checkpoint={gpt_dir}/checkpoints/last.ckpt", f"out={tmp_path / 'busy'}")
+    assert "is a folder with other files in it" in one_error_line(result)
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
