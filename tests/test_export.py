@@ -61,3 +61,39 @@ def test_a_bert_checkpoint_or_a_busy_folder_is_refused_in_one_line(bert_run, gpt
     result = run_cli("export", f"checkpoint={gpt_dir}/checkpoints/last.ckpt", f"out={tmp_path / 'busy'}")
     assert "is a folder with other files in it" in one_error_line(result)
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_a_resnet_encoder_loads_strictly_into_torchvision_and_gives_our_features(tmp_path):
+    import json
+
+    import safetensors.torch
+    import torchvision
+
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    result = run_cli("train", "method=simclr", "model=resnet18", *TINY, "trainer.max_steps=2", "probe.enabled=false",
+                     f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "resnet"
+    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=torchvision", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    assert config["arch"] == "resnet18" and config["cifar_stem"]
+    theirs = torchvision.models.resnet18(weights=None)  # rebuilt as config.json says
+    theirs.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    theirs.maxpool, theirs.fc = torch.nn.Identity(), torch.nn.Identity()
+    theirs.load_state_dict(safetensors.torch.load_file(out / "model.safetensors"), strict=True)
+    method, _ = load_method(run / "checkpoints" / "last.ckpt")
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(theirs.eval()(images), method.eval().backbone(images), atol=1e-5)
+
+
+def test_a_small_cnn_to_torchvision_is_one_line(tmp_path):
+    from tests.conftest import TINY
+
+    run = tmp_path / "run"
+    assert run_cli("train", *TINY, "trainer.max_steps=1", "probe.enabled=false", f"hydra.run.dir={run}").returncode == 0
+    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=torchvision", f"out={tmp_path / 'x'}")
+    assert "format=torchvision takes a ResNet encoder (model=resnet18 or resnet50), not SmallCNN" in one_error_line(result)

@@ -5,6 +5,11 @@ config): `GPT2LMHeadModel.from_pretrained(DIR)` and `PreTrainedTokenizerFast.fro
 load it, and its logits are ours. Our blocks are GPT-2's (pre-LN, one fused q/k/v projection, a 4x
 GELU MLP, learned positions, a tied output layer); GPT-2 stores its projections as Conv1D, (in, out),
 the transpose of nn.Linear's weight, and always has biases (zeros where ours has none).
+
+format=torchvision, a ResNet encoder (SimCLR, BYOL on model=resnet18 / resnet50): the torchvision
+model's own state dict (model.safetensors, no `backbone.` prefix) and config.json naming the
+architecture and the stem; with the CIFAR stem, torchvision's model takes it once its first layers
+are rebuilt the same way (config.json says how), and `fc` is the identity: the model returns features.
 """
 
 import json
@@ -22,7 +27,7 @@ from ssl_zoo.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKE
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.transformer import Transformer
 
-FORMATS = {"hf": ("gpt",)}  # format: the methods it takes
+FORMATS = {"hf": ("gpt",), "torchvision": ("simclr", "byol")}  # format: the methods it takes
 
 
 def gpt2_config(model: Transformer) -> dict:
@@ -60,6 +65,23 @@ def gpt2_weights(model: Transformer) -> dict[str, torch.Tensor]:
     if model.lm_head.weight is not model.tok_emb.weight:
         out["lm_head.weight"] = ours["lm_head.weight"]
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in out.items()}
+
+
+def torchvision_files(encoder) -> dict[str, bytes | str]:
+    """A ResNet encoder as torchvision's state dict and the config that rebuilds its stem."""
+    from safetensors.torch import save
+
+    if type(encoder).__name__ != "ResNet":
+        raise UserError(f"format=torchvision takes a ResNet encoder (model=resnet18 or resnet50), not "
+                        f"{type(encoder).__name__}; train with model=resnet18")
+    cifar = encoder.net.conv1.kernel_size == (3, 3)
+    arch = "resnet50" if type(encoder.net.layer1[0]).__name__ == "Bottleneck" else "resnet18"
+    config = {"library": "torchvision", "arch": arch, "cifar_stem": cifar, "fc": "identity", "out_dim": encoder.out_dim,
+              "rebuild": ("m = torchvision.models.%s(weights=None); " % arch
+                          + ("m.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = torch.nn.Identity(); " if cifar else "")
+                          + "m.fc = torch.nn.Identity(); m.load_state_dict(safetensors.torch.load_file('model.safetensors'))")}
+    weights = {k: v.detach().cpu().contiguous() for k, v in encoder.net.state_dict().items()}
+    return {"config.json": json.dumps(config, indent=2), "model.safetensors": save(weights, metadata={"format": "pt"})}
 
 
 def tokenizer_files(tokenizer) -> dict[str, str]:
@@ -109,7 +131,11 @@ def export(cfg: DictConfig) -> Path:
     if method.name not in FORMATS[cfg.format]:
         raise UserError(f"{cfg.checkpoint} holds a {method.name} model; format={cfg.format} exports "
                         f"{' or '.join(FORMATS[cfg.format])} checkpoints only")
-    from safetensors.torch import save  # the format's own writer (a dependency of transformers)
+    if cfg.format == "torchvision":
+        write_folder(out, torchvision_files(method.backbone))
+        print(f"written: {out} (a torchvision state dict; {out}/config.json says how to rebuild the model)")
+        return out
+    from safetensors.torch import save
 
     model = method.backbone
     files = {"config.json": json.dumps(gpt2_config(model), indent=2),
