@@ -56,6 +56,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A speech run small enough for a test: a few voices saying two words, a nano transformer, a few steps.
+TINY_SPEECH_RUN = ["data=spoken_words", "data.words=[yes,no]", "data.num_voices=3", "data.takes=4", "data.test_takes=1",
+                   "data.batch_size=8", "model=transformer_nano", "trainer=debug"]
+
+
 @pytest.fixture
 def tiny_overrides():
     return list(TINY)

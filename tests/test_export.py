@@ -6,7 +6,7 @@ import torch
 
 from ssl_zoo.checkpoint import load_method
 from ssl_zoo.eval.generate import SamplingSettings, generate_text
-from tests.conftest import one_error_line, run_cli
+from conftest import one_error_line, run_cli
 
 transformers = pytest.importorskip("transformers")
 
@@ -69,7 +69,7 @@ def test_a_resnet_encoder_loads_strictly_into_torchvision_and_gives_our_features
     import safetensors.torch
     import torchvision
 
-    from tests.conftest import TINY
+    from conftest import TINY
 
     run = tmp_path / "run"
     result = run_cli("train", "method=simclr", "model=resnet18", *TINY, "trainer.max_steps=2", "probe.enabled=false",
@@ -91,9 +91,35 @@ def test_a_resnet_encoder_loads_strictly_into_torchvision_and_gives_our_features
 
 
 def test_a_small_cnn_to_torchvision_is_one_line(tmp_path):
-    from tests.conftest import TINY
+    from conftest import TINY
 
     run = tmp_path / "run"
     assert run_cli("train", *TINY, "trainer.max_steps=1", "probe.enabled=false", f"hydra.run.dir={run}").returncode == 0
     result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=torchvision", f"out={tmp_path / 'x'}")
     assert "format=torchvision takes a ResNet encoder (model=resnet18 or resnet50), not SmallCNN" in one_error_line(result)
+
+
+def test_a_speech_encoder_loads_through_torch_hub_as_an_s3prl_upstream_with_our_layers(tmp_path):
+    from conftest import TINY_SPEECH_RUN
+    from ssl_zoo.data.base import Waves
+
+    run = tmp_path / "run"
+    result = run_cli("train", "method=masked_speech", *TINY_SPEECH_RUN, "probe.enabled=false", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "upstream"
+    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=s3prl", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    upstream = torch.hub.load(str(out), "ssl_zoo_upstream", source="local", trust_repo=True)
+    wavs = [torch.randn(16_000) * 0.1, torch.randn(9_000) * 0.1]  # two clips of different lengths
+    with torch.no_grad():
+        hidden = upstream(wavs)["hidden_states"]
+        method, _ = load_method(run / "checkpoints" / "last.ckpt")
+        method.eval()
+        audio = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+        feats, real = method.log_mel(Waves(audio, torch.tensor([16_000, 9_000])))
+        ours = method.backbone(feats, real, all_layers=True)
+    assert len(hidden) == method.backbone.cfg.n_layer + 1
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(hidden, ours))
+    assert upstream.get_downsample_rates("hidden_states") == 160  # 10 ms at 16 kHz
+    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=hf", f"out={tmp_path / 'x'}")
+    assert "holds a masked_speech model; format=hf exports gpt checkpoints only" in one_error_line(result)

@@ -5,7 +5,7 @@ import csv
 import struct
 
 from ssl_zoo.train import train
-from tests.conftest import TINY, compose_train, one_error_line, run_cli
+from conftest import TINY, compose_train, one_error_line, run_cli
 
 STEPS = ["trainer.max_steps=3", "trainer.log_every_n_steps=1", "probe.enabled=false"]
 

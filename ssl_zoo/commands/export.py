@@ -10,6 +10,10 @@ format=torchvision, a ResNet encoder (SimCLR, BYOL on model=resnet18 / resnet50)
 model's own state dict (model.safetensors, no `backbone.` prefix) and config.json naming the
 architecture and the stem; with the CIFAR stem, torchvision's model takes it once its first layers
 are rebuilt the same way (config.json says how), and `fc` is the identity: the model returns features.
+
+format=s3prl, a speech encoder (masked speech, APC, data2vec): a folder with the checkpoint and a
+`hubconf.py` whose `ssl_zoo_upstream` builds `SpeechUpstream`, s3prl's upstream interface:
+`torch.hub.load(DIR, "ssl_zoo_upstream", source="local")`, then `upstream(wavs)["hidden_states"]`.
 """
 
 import json
@@ -20,14 +24,59 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from torch import nn
 
 from ssl_zoo.build import require_values
 from ssl_zoo.checkpoint import load_method
+from ssl_zoo.data.base import Waves
 from ssl_zoo.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.transformer import Transformer
 
-FORMATS = {"hf": ("gpt",), "torchvision": ("simclr", "byol")}  # format: the methods it takes
+FORMATS = {"hf": ("gpt",), "torchvision": ("simclr", "byol"),  # format: the methods it takes
+           "s3prl": ("masked_speech", "apc", "data2vec")}
+
+HUBCONF = '''"""torch.hub entry point of an ssl-zoo speech encoder, in s3prl's upstream interface:
+    upstream = torch.hub.load(this folder, "ssl_zoo_upstream", source="local")
+    upstream(wavs)["hidden_states"]  # wavs: a list of 1-D waveforms at the encoder's sample rate
+"""
+from pathlib import Path
+
+dependencies = ["torch", "ssl_zoo"]
+
+
+def ssl_zoo_upstream(ckpt=None, **kwargs):
+    from ssl_zoo.commands.export import SpeechUpstream
+
+    return SpeechUpstream(ckpt or Path(__file__).with_name("last.ckpt"))
+'''
+
+
+class SpeechUpstream(nn.Module):
+    """An ssl-zoo speech encoder as an s3prl upstream: forward(wavs), a list of 1-D waveforms at the
+    encoder's sample rate (s3prl's: 16 kHz), -> {"hidden_states": [(B, T, C) for the log-mel input's
+    projection and each block, the last after the final LayerNorm], "last_hidden_state": the last};
+    frames after a clip's end are padding. One frame every `get_downsample_rates()` samples."""
+
+    def __init__(self, ckpt: str | Path):
+        super().__init__()
+        method, _ = load_method(ckpt, "cpu")
+        if method.modality != "speech":
+            raise UserError(f"{ckpt} holds a {method.name} model; an s3prl upstream needs a speech checkpoint "
+                            "(masked_speech, apc or data2vec on speech)")
+        self.method = method.eval()
+        self.sample_rate = method.frontend.sample_rate
+
+    def get_downsample_rates(self, key: str = "hidden_states") -> int:
+        return self.method.frontend.hop  # samples per frame
+
+    def forward(self, wavs: list[torch.Tensor]) -> dict:
+        device = next(self.method.parameters()).device
+        lengths = torch.tensor([len(w) for w in wavs], device=device)
+        audio = nn.utils.rnn.pad_sequence([w.to(device).float() for w in wavs], batch_first=True)  # (B, S)
+        feats, real = self.method.log_mel(Waves(audio, lengths))  # (B, T, n_mels), (B, T)
+        layers = self.method.backbone(feats, real, all_layers=True)
+        return {"hidden_states": layers, "last_hidden_state": layers[-1]}
 
 
 def gpt2_config(model: Transformer) -> dict:
@@ -117,7 +166,7 @@ def write_folder(out: Path, files: dict[str, bytes | str]) -> None:
 def check_out(out: Path) -> None:
     if out.is_file():
         raise UserError(f"out={out} is a file; give a folder for the export (out=DIR)")
-    if out.is_dir() and any(out.iterdir()) and not (out / "config.json").is_file():
+    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in ("config.json", "hubconf.py")):
         raise UserError(f"out={out} is a folder with other files in it; give a new or empty folder (or an earlier export's)")
 
 
@@ -131,6 +180,13 @@ def export(cfg: DictConfig) -> Path:
     if method.name not in FORMATS[cfg.format]:
         raise UserError(f"{cfg.checkpoint} holds a {method.name} model; format={cfg.format} exports "
                         f"{' or '.join(FORMATS[cfg.format])} checkpoints only")
+    if cfg.format == "s3prl":
+        if method.modality != "speech":
+            raise UserError(f"{cfg.checkpoint} holds a {method.name} model of {method.modality}; format=s3prl exports "
+                            "speech encoders only")
+        write_folder(out, {"hubconf.py": HUBCONF, "last.ckpt": Path(cfg.checkpoint).read_bytes()})
+        print(f"written: {out} (torch.hub.load('{out}', 'ssl_zoo_upstream', source='local'): an s3prl upstream)")
+        return out
     if cfg.format == "torchvision":
         write_folder(out, torchvision_files(method.backbone))
         print(f"written: {out} (a torchvision state dict; {out}/config.json says how to rebuild the model)")
