@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig
+from safetensors.torch import save
 from torch import nn
 
 from ssl_zoo.build import require_values
@@ -31,6 +32,7 @@ from ssl_zoo.checkpoint import load_method
 from ssl_zoo.data.base import Waves
 from ssl_zoo.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKENS, UNK_ID
 from ssl_zoo.errors import UserError
+from ssl_zoo.nn.resnet import ResNet
 from ssl_zoo.nn.transformer import Transformer
 
 FORMATS = {"hf": ("gpt",), "torchvision": ("simclr", "byol"),  # format: the methods it takes
@@ -118,9 +120,7 @@ def gpt2_weights(model: Transformer) -> dict[str, torch.Tensor]:
 
 def torchvision_files(encoder) -> dict[str, bytes | str]:
     """A ResNet encoder as torchvision's state dict and the config that rebuilds its stem."""
-    from safetensors.torch import save
-
-    if type(encoder).__name__ != "ResNet":
+    if not isinstance(encoder, ResNet):
         raise UserError(f"format=torchvision takes a ResNet encoder (model=resnet18 or resnet50), not "
                         f"{type(encoder).__name__}; train with model=resnet18")
     cifar = encoder.net.conv1.kernel_size == (3, 3)
@@ -180,26 +180,27 @@ def export(cfg: DictConfig) -> Path:
     if method.name not in FORMATS[cfg.format]:
         raise UserError(f"{cfg.checkpoint} holds a {method.name} model; format={cfg.format} exports "
                         f"{' or '.join(FORMATS[cfg.format])} checkpoints only")
-    if cfg.format == "s3prl":
-        if method.modality != "speech":
-            raise UserError(f"{cfg.checkpoint} holds a {method.name} model of {method.modality}; format=s3prl exports "
-                            "speech encoders only")
-        write_folder(out, {"hubconf.py": HUBCONF, "last.ckpt": Path(cfg.checkpoint).read_bytes()})
-        print(f"written: {out} (torch.hub.load('{out}', 'ssl_zoo_upstream', source='local'): an s3prl upstream)")
-        return out
-    if cfg.format == "torchvision":
-        write_folder(out, torchvision_files(method.backbone))
-        print(f"written: {out} (a torchvision state dict; {out}/config.json says how to rebuild the model)")
-        return out
-    from safetensors.torch import save
+    files, how = export_files(cfg.format, method, Path(cfg.checkpoint))
+    write_folder(out, files)
+    print(f"written: {out} ({how.format(out=out)})")
+    return out
 
+
+def export_files(fmt: str, method, checkpoint: Path) -> tuple[dict[str, bytes | str], str]:
+    """The files of the export in format fmt, and how to load them."""
+    if fmt == "s3prl":
+        if method.modality != "speech":
+            raise UserError(f"{checkpoint} holds a {method.name} model of {method.modality}; format=s3prl exports "
+                            "speech encoders only")
+        return ({"hubconf.py": HUBCONF, "last.ckpt": checkpoint.read_bytes()},
+                "torch.hub.load('{out}', 'ssl_zoo_upstream', source='local'): an s3prl upstream")
+    if fmt == "torchvision":
+        return torchvision_files(method.backbone), "a torchvision state dict; {out}/config.json says how to rebuild the model"
     model = method.backbone
     files = {"config.json": json.dumps(gpt2_config(model), indent=2),
              "model.safetensors": save(gpt2_weights(model), metadata={"format": "pt"}),
              **tokenizer_files(method.tokenizer)}
-    write_folder(out, files)
-    print(f"written: {out} (GPT-2 for Hugging Face transformers: GPT2LMHeadModel.from_pretrained('{out}'))")
-    return out
+    return files, "GPT-2 for Hugging Face transformers: GPT2LMHeadModel.from_pretrained('{out}')"
 
 
 def run(cfg: DictConfig) -> None:
