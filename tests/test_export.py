@@ -51,10 +51,10 @@ def test_a_second_export_to_the_same_folder_replaces_the_first_whole(exported, g
     assert sorted(p.name for p in out.parent.iterdir()) == [out.name]  # no temporary folder left
 
 
-def test_a_bert_checkpoint_or_a_busy_folder_is_refused_in_one_line(bert_run, gpt_run, tmp_path):
+def test_a_checkpoint_of_another_modality_or_a_busy_folder_is_refused_in_one_line(bert_run, gpt_run, tmp_path):
     bert_dir, _ = bert_run
-    result = run_cli("export", f"checkpoint={bert_dir}/checkpoints/last.ckpt", f"out={tmp_path / 'x'}")
-    assert "holds a bert model; format=hf exports gpt checkpoints only" in one_error_line(result)
+    result = run_cli("export", f"checkpoint={bert_dir}/checkpoints/last.ckpt", "format=s3prl", f"out={tmp_path / 'x'}")
+    assert "holds a bert model; format=s3prl exports masked_speech or apc or data2vec checkpoints only" in one_error_line(result)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     gpt_dir, _ = gpt_run
@@ -63,7 +63,47 @@ def test_a_bert_checkpoint_or_a_busy_folder_is_refused_in_one_line(bert_run, gpt
     assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
 
 
-def test_a_resnet_encoder_loads_strictly_into_torchvision_and_gives_our_features(tmp_path):
+@pytest.fixture(scope="module")
+def exported_bert(bert_run, tmp_path_factory):
+    run_dir, _ = bert_run
+    out = tmp_path_factory.mktemp("export") / "bert"
+    result = run_cli("export", f"checkpoint={run_dir}/checkpoints/last.ckpt", "format=hf", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    method, _ = load_method(run_dir / "checkpoints" / "last.ckpt")
+    return method.eval(), out
+
+
+def test_transformers_loads_the_exported_bert_and_its_logits_are_ours(exported_bert):
+    method, out = exported_bert
+    theirs = transformers.AutoModelForMaskedLM.from_pretrained(out, trust_remote_code=True).eval()
+    model = method.backbone
+    ids = torch.randint(0, model.cfg.vocab_size, (3, model.cfg.block_size))
+    real = torch.ones_like(ids, dtype=torch.bool)
+    real[1, 40:] = False  # a padded row: the padding must be hidden from the real tokens in both
+    with torch.no_grad():
+        ours = model.logits(model(ids, key_padding_mask=real))
+        assert torch.allclose(theirs(ids, attention_mask=real.long()).logits, ours, atol=1e-5, rtol=0)
+    assert theirs.get_output_embeddings().weight is theirs.get_input_embeddings().weight  # still tied
+
+
+def test_the_fill_mask_pipeline_gives_our_candidates(exported_bert):
+    from ssl_zoo.data.tokenizer import MASK_ID
+    from ssl_zoo.eval.generate import fill_masks
+
+    method, out = exported_bert
+    text = "the cat [MASK] on the mat"
+    ids = method.tokenizer.encode(text)
+    with torch.no_grad():
+        probs = method.backbone.logits(method.backbone(torch.tensor([ids])))[0, ids.index(MASK_ID)].softmax(-1)
+    top = probs.topk(5)
+    assert [p for _, p in fill_masks(method, text, top_k=5)[0]] == pytest.approx(top.values.tolist())  # what `ssl-zoo fill` shows
+    filler = transformers.pipeline("fill-mask", model=str(out), trust_remote_code=True, device="cpu")
+    theirs = filler(text, top_k=5)
+    assert [c["token"] for c in theirs] == top.indices.tolist()
+    assert [c["score"] for c in theirs] == pytest.approx(top.values.tolist(), abs=1e-5)
+
+
+def test_a_resnet_encoder_loads_strictly_into_torchvision_and_timm_and_gives_our_features(tmp_path):
     import json
 
     import safetensors.torch
@@ -83,6 +123,42 @@ def test_a_resnet_encoder_loads_strictly_into_torchvision_and_gives_our_features
     theirs = torchvision.models.resnet18(weights=None)  # rebuilt as config.json says
     theirs.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
     theirs.maxpool, theirs.fc = torch.nn.Identity(), torch.nn.Identity()
+    theirs.load_state_dict(safetensors.torch.load_file(out / "model.safetensors"), strict=True)
+    method, _ = load_method(run / "checkpoints" / "last.ckpt")
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(theirs.eval()(images), method.eval().backbone(images), atol=1e-5)
+
+    timm = pytest.importorskip("timm")
+    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=timm", f"out={tmp_path / 'timm'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "timm" / "config.json").read_text())["library"] == "timm"
+    theirs = timm.create_model("resnet18", pretrained=False, num_classes=0)  # rebuilt as config.json says
+    theirs.conv1, theirs.maxpool = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False), torch.nn.Identity()
+    theirs.load_state_dict(safetensors.torch.load_file(tmp_path / "timm" / "model.safetensors"), strict=True)
+    with torch.no_grad():
+        assert torch.allclose(theirs.eval()(images), method.backbone(images), atol=1e-5)
+
+
+def test_a_vit_encoder_loads_strictly_into_timm_vision_transformer_and_gives_our_features(tmp_path):
+    import functools
+    import json
+
+    import safetensors.torch
+
+    from conftest import TINY
+
+    timm = pytest.importorskip("timm")
+    run = tmp_path / "run"
+    result = run_cli("train", "method=mae", "model=vit_nano", *TINY, "trainer.max_steps=2", "probe.enabled=false",
+                     f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = tmp_path / "vit"
+    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=timm", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    config = json.loads((out / "config.json").read_text())
+    norm = functools.partial(torch.nn.LayerNorm, eps=config["layer_norm_eps"])
+    theirs = timm.models.vision_transformer.VisionTransformer(**config["kwargs"], norm_layer=norm)
     theirs.load_state_dict(safetensors.torch.load_file(out / "model.safetensors"), strict=True)
     method, _ = load_method(run / "checkpoints" / "last.ckpt")
     images = torch.randn(4, 3, 32, 32)
@@ -122,4 +198,4 @@ def test_a_speech_encoder_loads_through_torch_hub_as_an_s3prl_upstream_with_our_
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(hidden, ours))
     assert upstream.get_downsample_rates("hidden_states") == 160  # 10 ms at 16 kHz
     result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=hf", f"out={tmp_path / 'x'}")
-    assert "holds a masked_speech model; format=hf exports gpt checkpoints only" in one_error_line(result)
+    assert "holds a masked_speech model; format=hf exports gpt or bert checkpoints only" in one_error_line(result)

@@ -6,10 +6,22 @@ load it, and its logits are ours. Our blocks are GPT-2's (pre-LN, one fused q/k/
 GELU MLP, learned positions, a tied output layer); GPT-2 stores its projections as Conv1D, (in, out),
 the transpose of nn.Linear's weight, and always has biases (zeros where ours has none).
 
+format=hf, BERT: no class of transformers computes our BERT (pre-LN blocks, no LayerNorm on the
+embeddings, a bare tied output layer), so the folder carries its model code (modeling_ssl_zoo.py, from
+nn/hf_masked_lm.py; it needs the ssl-zoo package) and config.json's auto_map points at it:
+`AutoModelForMaskedLM.from_pretrained(DIR, trust_remote_code=True)`, and `pipeline("fill-mask", ...)`
+gives `ssl-zoo fill`'s candidates.
+
 format=torchvision, a ResNet encoder (SimCLR, BYOL on model=resnet18 / resnet50): the torchvision
 model's own state dict (model.safetensors, no `backbone.` prefix) and config.json naming the
 architecture and the stem; with the CIFAR stem, torchvision's model takes it once its first layers
 are rebuilt the same way (config.json says how), and `fc` is the identity: the model returns features.
+
+format=timm, a ResNet or ViT image encoder (SimCLR, BYOL, MAE, AIM, data2vec on images): a
+model.safetensors that timm's own classes load strictly, and config.json with the constructor's
+arguments. timm names a ResNet's layers as torchvision does (the CIFAR stem rebuilt the same way); a
+ViT becomes timm's VisionTransformer without a class token, average-pooled, with the final LayerNorm
+on every patch before pooling as ours (fc_norm=False) and our LayerNorm eps (1e-5; timm's is 1e-6).
 
 format=s3prl, a speech encoder (masked speech, APC, data2vec): a folder with the checkpoint and a
 `hubconf.py` whose `ssl_zoo_upstream` builds `SpeechUpstream`, s3prl's upstream interface:
@@ -20,6 +32,7 @@ import json
 import os
 import shutil
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 
 import torch
@@ -34,8 +47,10 @@ from ssl_zoo.data.tokenizer import BOS_ID, EOS_ID, MASK_ID, PAD_ID, SPECIAL_TOKE
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.resnet import ResNet
 from ssl_zoo.nn.transformer import Transformer
+from ssl_zoo.nn.vit import ViT
 
-FORMATS = {"hf": ("gpt",), "torchvision": ("simclr", "byol"),  # format: the methods it takes
+FORMATS = {"hf": ("gpt", "bert"), "torchvision": ("simclr", "byol"),  # format: the methods it takes
+           "timm": ("simclr", "byol", "mae", "aim", "data2vec"),
            "s3prl": ("masked_speech", "apc", "data2vec")}
 
 HUBCONF = '''"""torch.hub entry point of an ssl-zoo speech encoder, in s3prl's upstream interface:
@@ -118,19 +133,66 @@ def gpt2_weights(model: Transformer) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in out.items()}
 
 
-def torchvision_files(encoder) -> dict[str, bytes | str]:
-    """A ResNet encoder as torchvision's state dict and the config that rebuilds its stem."""
+def masked_lm_files(model: Transformer) -> dict[str, bytes | str]:
+    """Our BERT as a Hugging Face masked LM with remote code: config.json (auto_map), the weights under
+    the wrapper's names (the tied output layer stored once, as its embedding), modeling_ssl_zoo.py."""
+    cfg, tied = model.cfg, model.lm_head.weight is model.tok_emb.weight
+    config = {"architectures": ["SslZooForMaskedLM"], "model_type": "ssl_zoo_transformer",
+              "auto_map": {"AutoConfig": "modeling_ssl_zoo.SslZooConfig",
+                           "AutoModelForMaskedLM": "modeling_ssl_zoo.SslZooForMaskedLM"},
+              "vocab_size": cfg.vocab_size, "block_size": cfg.block_size, "n_layer": cfg.n_layer, "n_head": cfg.n_head,
+              "n_embd": cfg.n_embd, "bias": cfg.bias, "tie_word_embeddings": tied, "pad_token_id": PAD_ID}
+    weights = {f"transformer.{k}": v.float() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
+    return {"config.json": json.dumps(config, indent=2), "model.safetensors": weights_file(weights),
+            "modeling_ssl_zoo.py": Path(find_spec("ssl_zoo.nn.hf_masked_lm").origin).read_text()}  # found, not imported
+
+
+def resnet_files(encoder, library: str) -> dict[str, bytes | str]:
+    """A ResNet encoder as torchvision's (or timm's: the same names) state dict, and the config that
+    rebuilds its stem."""
     if not isinstance(encoder, ResNet):
-        raise UserError(f"format=torchvision takes a ResNet encoder (model=resnet18 or resnet50), not "
-                        f"{type(encoder).__name__}; train with model=resnet18")
+        raise UserError(f"format={library} takes a ResNet encoder (model=resnet18 or resnet50){' or a ViT' * (library == 'timm')}, "
+                        f"not {type(encoder).__name__}; train with model=resnet18")
     cifar = encoder.net.conv1.kernel_size == (3, 3)
     arch = "resnet50" if type(encoder.net.layer1[0]).__name__ == "Bottleneck" else "resnet18"
-    config = {"library": "torchvision", "arch": arch, "cifar_stem": cifar, "fc": "identity", "out_dim": encoder.out_dim,
-              "rebuild": ("m = torchvision.models.%s(weights=None); " % arch
+    build = f"torchvision.models.{arch}(weights=None)" if library == "torchvision" else f"timm.create_model('{arch}', num_classes=0)"
+    config = {"library": library, "arch": arch, "cifar_stem": cifar, "fc": "identity", "out_dim": encoder.out_dim,
+              "rebuild": (f"m = {build}; "
                           + ("m.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False); m.maxpool = torch.nn.Identity(); " if cifar else "")
                           + "m.fc = torch.nn.Identity(); m.load_state_dict(safetensors.torch.load_file('model.safetensors'))")}
-    weights = {k: v.detach().cpu().contiguous() for k, v in encoder.net.state_dict().items()}
-    return {"config.json": json.dumps(config, indent=2), "model.safetensors": save(weights, metadata={"format": "pt"})}
+    return {"config.json": json.dumps(config, indent=2), "model.safetensors": weights_file(encoder.net.state_dict())}
+
+
+def timm_vit_files(vit: ViT) -> dict[str, bytes | str]:
+    """Our ViT as timm's VisionTransformer: the patch projection as its convolution, positions without
+    a class token, each block's layers under timm's names, the final LayerNorm as `norm`."""
+    model, p, n = vit.transformer, vit.patch_size, vit.transformer.cfg.n_embd
+    ours = model.state_dict()
+
+    def bias(name: str, size: int) -> torch.Tensor:  # model.bias=false: timm's layers have biases, zero here
+        return ours.get(name, torch.zeros(size))
+
+    # our patch vectors are ordered (row, column, channel): the Linear's (D, P*P*C) is the conv's (D, C, P, P)
+    out = {"patch_embed.proj.weight": ours["in_proj.weight"].reshape(n, p, p, vit.channels).permute(0, 3, 1, 2),
+           "patch_embed.proj.bias": ours["in_proj.bias"], "pos_embed": ours["pos_emb.weight"][None],
+           "norm.weight": ours["ln_f.weight"], "norm.bias": bias("ln_f.bias", n)}
+    for i in range(model.cfg.n_layer):
+        a, t = f"blocks.{i}.", f"blocks.{i}."
+        for mine, theirs, width in (("ln_1", "norm1", n), ("attn.qkv", "attn.qkv", 3 * n), ("attn.proj", "attn.proj", n),
+                                    ("ln_2", "norm2", n), ("mlp.0", "mlp.fc1", 4 * n), ("mlp.2", "mlp.fc2", n)):
+            out[t + f"{theirs}.weight"], out[t + f"{theirs}.bias"] = ours[a + f"{mine}.weight"], bias(a + f"{mine}.bias", width)
+    kwargs = {"img_size": vit.image_size, "patch_size": p, "in_chans": vit.channels, "embed_dim": n, "depth": model.cfg.n_layer,
+              "num_heads": model.cfg.n_head, "mlp_ratio": 4.0, "qkv_bias": True, "class_token": False, "global_pool": "avg",
+              "fc_norm": False, "num_classes": 0}
+    config = {"library": "timm", "arch": "VisionTransformer", "kwargs": kwargs, "layer_norm_eps": model.ln_f.eps,
+              "out_dim": n, "rebuild": ("m = timm.models.vision_transformer.VisionTransformer(**kwargs, "
+                                        "norm_layer=functools.partial(torch.nn.LayerNorm, eps=layer_norm_eps)); "
+                                        "m.load_state_dict(safetensors.torch.load_file('model.safetensors'))")}
+    return {"config.json": json.dumps(config, indent=2), "model.safetensors": weights_file(out)}
+
+
+def weights_file(weights: dict[str, torch.Tensor]) -> bytes:
+    return save({k: v.detach().to("cpu").contiguous() for k, v in weights.items()}, metadata={"format": "pt"})
 
 
 def tokenizer_files(tokenizer) -> dict[str, str]:
@@ -194,12 +256,16 @@ def export_files(fmt: str, method, checkpoint: Path) -> tuple[dict[str, bytes | 
                             "speech encoders only")
         return ({"hubconf.py": HUBCONF, "last.ckpt": checkpoint.read_bytes()},
                 "torch.hub.load('{out}', 'ssl_zoo_upstream', source='local'): an s3prl upstream")
-    if fmt == "torchvision":
-        return torchvision_files(method.backbone), "a torchvision state dict; {out}/config.json says how to rebuild the model"
-    model = method.backbone
+    if fmt == "torchvision" or (fmt == "timm" and not isinstance(method.backbone, ViT)):
+        return resnet_files(method.backbone, fmt), f"a {fmt} state dict; {{out}}/config.json says how to rebuild the model"
+    if fmt == "timm":
+        return timm_vit_files(method.backbone), "timm's VisionTransformer; {out}/config.json holds its arguments"
+    model, tokenizer = method.backbone, tokenizer_files(method.tokenizer)
+    if method.name == "bert":
+        return ({**masked_lm_files(model), **tokenizer},
+                "a masked LM for Hugging Face transformers: AutoModelForMaskedLM.from_pretrained('{out}', trust_remote_code=True)")
     files = {"config.json": json.dumps(gpt2_config(model), indent=2),
-             "model.safetensors": save(gpt2_weights(model), metadata={"format": "pt"}),
-             **tokenizer_files(method.tokenizer)}
+             "model.safetensors": weights_file(gpt2_weights(model)), **tokenizer}
     return files, "GPT-2 for Hugging Face transformers: GPT2LMHeadModel.from_pretrained('{out}')"
 
 
