@@ -27,6 +27,7 @@ commands:
   serve     a web page to try GPT and BERT:     ssl-zoo serve checkpoint=<gpt ckpt> checkpoint2=<bert ckpt> port=8000
   export    a model in another library's format: ssl-zoo export checkpoint=<gpt ckpt> format=hf out=DIR
   compare   leaderboard of results.json files: ssl-zoo compare outputs/ [--out DIR] [--plot]
+  lm-eval   lm-evaluation-harness on a GPT:    ssl-zoo lm-eval --model ssl-zoo --model_args checkpoint=... --tasks ...
 
 Every key of the config can be set on the command line (see conf/); -m sweeps comma-separated values.
 """
@@ -169,6 +170,17 @@ def train_task(original_argv: list[str], cfg):
     return results
 
 
+def lm_eval_command(argv: list[str]) -> None:
+    """lm-evaluation-harness's own command line, with our GPTs known to it as --model ssl-zoo."""
+    try:
+        adapter = import_module("ssl_zoo.commands.lm_eval_adapter")
+    except ModuleNotFoundError as e:
+        if e.name != "lm_eval" and not (e.name or "").startswith("lm_eval."):
+            raise
+        raise UserError("ssl-zoo lm-eval needs lm-evaluation-harness: pip install 'ssl-zoo[lm-eval]' (or pip install lm_eval)") from None
+    adapter.main(argv)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
@@ -178,8 +190,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if command == "compare":
             return import_module("ssl_zoo.commands.compare").main(rest)
+        if command == "lm-eval":
+            return lm_eval_command(rest)
         if command not in HYDRA_COMMANDS:
-            raise UserError(f"unknown command '{command}'; choose one of: {', '.join(HYDRA_COMMANDS)}, compare "
+            raise UserError(f"unknown command '{command}'; choose one of: {', '.join(HYDRA_COMMANDS)}, compare, lm-eval "
                             "(ssl-zoo --help)")
         if command in CHECKS_GROUPS:
             check_group_choices(rest)

@@ -150,7 +150,8 @@ def leaderboard(rows: list[dict]) -> str:
         steps = "-" if f["steps"] is None else f["steps"]
         others = ", ".join(f"{name[: -len('_linear_acc')]} {cell(stat)}" for name, stat in fig.items()
                            if name.endswith("_linear_acc") and name != "random_init_linear_acc") or "-"
-        out.append(f"| {f['method']} | {f['model']} | {f['params'] / 1e6:.2f}M | {steps} | {len(f['seeds'])} | {seconds} | "
+        method = f"{f['method']} (baseline)" if f.get("baseline") else f["method"]
+        out.append(f"| {method} | {f['model']} | {f['params'] / 1e6:.2f}M | {steps} | {len(f['seeds'])} | {seconds} | "
                    f"{cell(fig['linear_acc'])} | {cell(fig['knn_acc'])} | {cell(fig['random_init_linear_acc'])} | "
                    f"{cell(fig['gain'], sign='+')} | {excludes_zero(fig['gain'])} | {others} | "
                    f"{cell(fig['rankme'], 1)} | {cell(fig['uniformity'], 1, 2)} | {cell(fig['alignment'], 1, 2)} |")

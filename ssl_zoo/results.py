@@ -200,6 +200,7 @@ def experiments(rows: list[dict]) -> list[dict]:
             "data": first["data"], "task": (first["probe"] or {}).get("task"),
             "protocol": ((first["probe"] or {}).get("protocol") or {}).get("name", "default"),
             "method": first["method"], "model": first["model"], "params": first["params"],
+            "baseline": bool((first.get("extra") or {}).get("baseline")),  # an encoder trained elsewhere (commands/baselines.py)
             "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],
             "figures": {name: t_interval(v) if v else None for name, v in values.items()},
             "paths": [r.get("path") for r in runs],

@@ -144,7 +144,22 @@ CASES = [
     ("probe checkpoint={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist"),
     ("probe checkpoint={files}/not_a_checkpoint.ckpt", "is not a readable checkpoint"),
     ("probe checkpoint={files}/other.ckpt", "{files}/other.ckpt is not an ssl-zoo checkpoint"),
-    ("probe", "checkpoint has no value; set it on the command line (checkpoint=...)"),
+    ("probe", "give checkpoint=... (a saved run's last.ckpt), or encoder=hf:DIR / torchvision:NAME / timm:NAME"),
+    # probe, encoders trained elsewhere
+    ("probe encoder=hf:{files}/no_images data=python_stdlib", "encoder=hf:{files}/no_images is not a Hugging Face model folder"),
+    ("probe encoder=onnx:model data=shapes", "encoder=onnx:model is not one of hf:DIR, torchvision:NAME, timm:NAME"),
+    ("probe encoder=torchvision:resnet18", "encoder=torchvision:resnet18 needs the data to probe on: data=python_stdlib"),
+    ("probe encoder=torchvision:resnet18 data=shapes", "encoder=torchvision:resnet18 needs its weights: weights=FILE"),
+    ("probe encoder=torchvision:resnet18 weights={files}/r18.pth data=python_stdlib",
+     "encoder=torchvision:... is an image network; data 'python_stdlib' is text"),
+    ("probe encoder=torchvision:nonet weights={files}/r18.pth data=shapes", "torchvision has no model 'nonet'"),
+    ("probe encoder=timm:nonet weights={files}/r18.pth data=shapes", "timm has no model 'nonet'"),
+    ("probe encoder=torchvision:resnet50 weights={files}/r18.pth data=shapes data.num_train=64 data.num_test=64",
+     "weights={files}/r18.pth do not fit encoder=torchvision:resnet50: 'layer1.0.conv1.weight' has shape (64, 64, 3, 3)"),
+    ("probe encoder=torchvision:resnet18 weights={files}/crafted.ckpt data=shapes data.num_train=64 data.num_test=64",
+     "weights={files}/crafted.ckpt cannot be read as weights"),
+    ("probe encoder=torchvision:resnet18 weights={files}/missing.pth data=shapes data.num_train=64 data.num_test=64",
+     "weights={files}/missing.pth does not exist"),
     ("probe checkpoint={simclr} probe.batch_size=0", "probe.batch_size=0 is out of range"),
     ("probe checkpoint={simclr} probe.knn_k=-1", "probe.knn_k=-1 is out of range"),
     ("probe checkpoint={simclr} probe.val_fraction=1.5", "probe.val_fraction=1.5 is out of range"),
@@ -180,6 +195,7 @@ CASES = [
     ("icl checkpoint={gpt} too_long=nope", "icl.too_long must be error or skip, got 'nope'"),
     ("icl checkpoint={gpt} task=reverse shots=[16] num_queries=3 too_long=error", "shots fit"),
     ("icl checkpoint={bert}", "holds a bert model, but `icl` needs a gpt checkpoint"),
+    ("icl checkpoint=hf:{files}/a_file", "checkpoint=hf:{files}/a_file is not a Hugging Face model folder"),
     ("icl checkpoint={gpt} task={files}/missing.jsonl", "task file {files}/missing.jsonl does not exist"),
     ("icl checkpoint={gpt} task={files}/tasks.jsonl", "{files}/tasks.jsonl, line 1 is not a task example"),
     # embed-plot
@@ -226,6 +242,7 @@ class RunsCode:
 @pytest.fixture(scope="module")
 def bad_files(tmp_path_factory):
     """A folder of what a user may point a command at by mistake."""
+    import torchvision
     from PIL import Image
 
     files = tmp_path_factory.mktemp("bad_files")
@@ -237,6 +254,8 @@ def bad_files(tmp_path_factory):
     torch.save({"weights": torch.zeros(2)}, files / "other.ckpt")  # a checkpoint, but not one of ours
     torch.save({"state_dict": RunsCode(files / "code_ran")}, files / "crafted.ckpt")
     (files / "tasks.jsonl").write_text("{not json\n")
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), files / "r18.pth")  # a torchvision encoder's weights
     (files / "no_images" / "cat").mkdir(parents=True)
     (files / "bad_results").mkdir()
     (files / "bad_results" / "results.json").write_text('{"method": 3, "probe": "x"}')

@@ -1,5 +1,6 @@
 """`ssl-zoo probe`: the common probe of a saved run, on the data it was trained on or on other data
-of its modality; and the probe block that `ssl-zoo train` runs after fitting."""
+of its modality; of an encoder trained elsewhere (encoder=hf:DIR | torchvision:NAME | timm:NAME, see
+commands/baselines.py); and the probe block that `ssl-zoo train` runs after fitting."""
 
 from pathlib import Path
 
@@ -7,11 +8,12 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ssl_zoo.build import build_datamodule, check_modalities, random_init, require_values
-from ssl_zoo.checkpoint import load_method
+from ssl_zoo.checkpoint import load_method, pick_device
+from ssl_zoo.commands.baselines import check_encoder, foreign_encoder
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import ProbeConfig, probe_method
 from ssl_zoo.report import summary
-from ssl_zoo.results import RESULTS_FILE, read_json, record, run_dir_of, write_json
+from ssl_zoo.results import NO_TRAINING, RESULTS_FILE, read_json, record, run_dir_of, write_json
 
 
 def probe_config(cfg: DictConfig) -> ProbeConfig:
@@ -42,6 +44,9 @@ def load_for_probe(cfg: DictConfig):
     """A saved run's method on cfg.device and the datamodule to read (cfg.data, or the run's own data),
     set up as the encoder was trained: (method, train config, run config, datamodule)."""
     require_values(cfg)
+    if cfg.get("checkpoint") is None:
+        raise UserError("give checkpoint=... (a saved run's last.ckpt), or encoder=hf:DIR / torchvision:NAME / timm:NAME "
+                        "(an encoder trained elsewhere)")
     method, train_cfg = load_method(cfg.checkpoint, cfg.device)
     run_cfg = train_cfg.copy()
     if cfg.get("data") is not None:
@@ -79,7 +84,35 @@ def probe(cfg: DictConfig) -> dict:
     return {**results, "path": str(target)}
 
 
+def probe_foreign(cfg: DictConfig) -> dict:
+    """An encoder trained elsewhere, probed on cfg.data beside the same architecture with random
+    weights; results to cfg.out (default outputs/baselines/<kind>-<name>-<data>-seed<seed>/results.json)."""
+    if cfg.get("data") is None:
+        raise UserError(f"encoder={cfg.encoder} needs the data to probe on: data=python_stdlib, shapes, spoken_words, ...")
+    require_values(cfg)
+    datamodule = build_datamodule(cfg)
+    kind, name = check_encoder(cfg.encoder, cfg.weights, datamodule.modality, cfg.data.name)
+    label = f"{kind}:{Path(name).name}"  # a folder's name, not its path
+    datamodule.setup()
+    splits = datamodule.probe_splits()
+    if splits is None:
+        raise UserError(f"data '{cfg.data.name}' has no labelled probe task; pick data with one (data=...)")
+    device = pick_device(cfg.device)
+    encoder = foreign_encoder(cfg.encoder, cfg.weights, datamodule, cfg.data, seed=cfg.seed).to(device)
+    probe_cfg = probe_config(cfg)
+    baseline = foreign_encoder(cfg.encoder, cfg.weights, datamodule, cfg.data, True, cfg.seed) if probe_cfg.random_init_baseline else None
+    print(f"probing {label} on '{splits.task}' ({splits.num_classes} classes) ...")
+    block = probe_method(encoder, splits, probe_cfg, random_init=baseline)
+    block["leak"] = datamodule.leak_check()
+    results = {"method": label, "modality": encoder.modality, "objective": "baseline", "data": cfg.data.name, "model": label,
+               "params": sum(p.numel() for p in encoder.parameters()), "seed": cfg.seed, "train": dict(NO_TRAINING), "probe": block,
+               "extra": {"baseline": True, "encoder": str(cfg.encoder), "weights": cfg.weights}}
+    folder = Path(cfg.out) if cfg.out else Path("outputs") / "baselines" / f"{kind}-{Path(name).name}-{cfg.data.name}-seed{cfg.seed}"
+    target = write_json(folder / RESULTS_FILE, results)
+    return {**results, "path": str(target)}
+
+
 def run(cfg: DictConfig) -> dict:
-    results = probe(cfg)
+    results = probe_foreign(cfg) if cfg.get("encoder") else probe(cfg)
     print(summary(results, Path(results["path"]).parent))
     return results

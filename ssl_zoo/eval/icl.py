@@ -91,20 +91,33 @@ class GPTScorer:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
 
-    @torch.no_grad()
+    def logits(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(self.model(ids))  # (B, T) -> (B, T, V)
+
     def loglik(self, context: list[int], continuations: list[list[int]]) -> list[float]:
         """log p(continuation | context) for each continuation, in one padded batch."""
-        seqs = [context + c for c in continuations]
+        return [lp for lp, _ in self.continuation_scores([(context, c) for c in continuations])]
+
+    @torch.no_grad()
+    def continuation_scores(self, pairs: list[tuple[list[int], list[int]]]) -> list[tuple[float, bool]]:
+        """For each (context, continuation) of token ids: log p(continuation | context), and whether
+        the continuation is the greedy one (every token the most likely), in one padded batch. A pair
+        longer than the context window keeps its last block_size + 1 tokens (the continuation whole)."""
+        seqs = [(c + t)[-(self.block_size + 1):] for c, t in pairs]
         width = max(map(len, seqs))
         ids = torch.zeros(len(seqs), width, dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
         ids = ids.to(self.device)
         # causal: right padding never changes the scores of the real tokens before it
-        logprobs = self.model.logits(self.model(ids[:, :-1])).float().log_softmax(-1)  # (N, W-1, V)
+        logprobs = self.logits(ids[:, :-1]).float().log_softmax(-1)  # (N, W-1, V)
         token_lp = logprobs.gather(-1, ids[:, 1:, None])[..., 0]  # (N, W-1): log p(ids[t+1] | ids[:t+1])
-        start = len(context) - 1
-        return [token_lp[i, start : start + len(c)].sum().item() for i, c in enumerate(continuations)]
+        best = logprobs.argmax(-1) == ids[:, 1:]  # (N, W-1)
+        out = []
+        for i, (s, (_, t)) in enumerate(zip(seqs, pairs)):
+            scored = slice(len(s) - 1 - len(t), len(s) - 1)  # the continuation's tokens, as predicted
+            out.append((token_lp[i, scored].sum().item(), bool(best[i, scored].all())))
+        return out
 
     @torch.no_grad()
     def greedy(self, context: list[int], max_new_tokens: int) -> list[int]:
@@ -310,12 +323,17 @@ def evaluate_gpt(method, cfg: ICLConfig, data=None) -> dict:
     was_training = method.training
     method.eval()
     try:
-        model = GPTScorer(method)
-        scores, tasks = evaluate_icl(model, cfg, splits, text)
-        controls = {labels: evaluate_icl(model, replace(cfg, labels=labels, tasks=cfg.control_tasks), splits)[0]
-                    for labels in cfg.controls}
+        return icl_block(GPTScorer(method), cfg, splits, text)
     finally:
         method.train(was_training)
+
+
+def icl_block(model, cfg: ICLConfig, splits: dict[str, str] | None = None, text: Iterable[str] | None = None) -> dict:
+    """The in-context keys of results.json for a scorer (ours, or a model trained elsewhere: its
+    training text unknown, no contamination report)."""
+    scores, tasks = evaluate_icl(model, cfg, splits, text)
+    controls = {labels: evaluate_icl(model, replace(cfg, labels=labels, tasks=cfg.control_tasks), splits)[0]
+                for labels in cfg.controls}
     settings = {"labels": cfg.labels, "describe": cfg.describe, "seed": cfg.seed, "num_queries": cfg.num_queries,
                 "contamination_checked": all("contamination" in t for t in tasks.values())}
     return {"icl": scores, "icl_meta": {**settings, "tasks": tasks}, **({"icl_controls": controls} if controls else {})}
