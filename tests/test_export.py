@@ -1,5 +1,7 @@
-"""ssl-zoo export format=hf: a GPT leaves the zoo as a Hugging Face GPT-2 folder whose logits, tokens
-and greedy text are ours; a checkpoint of another method, or a folder that is not free, is one line."""
+"""ssl-zoo export: a GPT leaves the zoo as a Hugging Face GPT-2 folder whose logits, tokens and greedy
+text are ours, a BERT as a masked LM whose logits and fill-mask candidates are ours, image encoders as
+torchvision / timm models and speech encoders as s3prl upstreams with our features; a checkpoint of
+another method, or a folder that is not free, is one line."""
 
 import pytest
 import torch
@@ -11,14 +13,19 @@ from conftest import one_error_line, run_cli
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module")
-def exported(gpt_run, tmp_path_factory):
-    run_dir, _ = gpt_run
-    out = tmp_path_factory.mktemp("export") / "gpt2"
+def export_hf(run, tmp_path_factory, name: str):
+    """(the run's method in eval mode, its format=hf export)."""
+    run_dir, _ = run
+    out = tmp_path_factory.mktemp("export") / name
     result = run_cli("export", f"checkpoint={run_dir}/checkpoints/last.ckpt", "format=hf", f"out={out}")
     assert result.returncode == 0, result.stderr[-2000:]
     method, _ = load_method(run_dir / "checkpoints" / "last.ckpt")
     return method.eval(), out
+
+
+@pytest.fixture(scope="module")
+def exported(gpt_run, tmp_path_factory):
+    return export_hf(gpt_run, tmp_path_factory, "gpt2")
 
 
 def test_transformers_loads_the_export_and_its_logits_are_ours(exported):
@@ -65,12 +72,7 @@ def test_a_checkpoint_of_another_modality_or_a_busy_folder_is_refused_in_one_lin
 
 @pytest.fixture(scope="module")
 def exported_bert(bert_run, tmp_path_factory):
-    run_dir, _ = bert_run
-    out = tmp_path_factory.mktemp("export") / "bert"
-    result = run_cli("export", f"checkpoint={run_dir}/checkpoints/last.ckpt", "format=hf", f"out={out}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    method, _ = load_method(run_dir / "checkpoints" / "last.ckpt")
-    return method.eval(), out
+    return export_hf(bert_run, tmp_path_factory, "bert")
 
 
 def test_transformers_loads_the_exported_bert_and_its_logits_are_ours(exported_bert):
@@ -103,21 +105,30 @@ def test_the_fill_mask_pipeline_gives_our_candidates(exported_bert):
     assert [c["score"] for c in theirs] == pytest.approx(top.values.tolist(), abs=1e-5)
 
 
+def trained_image_encoder(tmp_path, *overrides):
+    """A run folder of two training steps on a little of the shapes data."""
+    from conftest import TINY
+
+    run = tmp_path / "run"
+    result = run_cli("train", *overrides, *TINY, "trainer.max_steps=2", "probe.enabled=false", f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
+
+
+def exported_to(run, fmt: str, out):
+    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", f"format={fmt}", f"out={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return out
+
+
 def test_a_resnet_encoder_loads_strictly_into_torchvision_and_timm_and_gives_our_features(tmp_path):
     import json
 
     import safetensors.torch
     import torchvision
 
-    from conftest import TINY
-
-    run = tmp_path / "run"
-    result = run_cli("train", "method=simclr", "model=resnet18", *TINY, "trainer.max_steps=2", "probe.enabled=false",
-                     f"hydra.run.dir={run}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = tmp_path / "resnet"
-    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=torchvision", f"out={out}")
-    assert result.returncode == 0, result.stderr[-2000:]
+    run = trained_image_encoder(tmp_path, "method=simclr", "model=resnet18")
+    out = exported_to(run, "torchvision", tmp_path / "resnet")
     config = json.loads((out / "config.json").read_text())
     assert config["arch"] == "resnet18" and config["cifar_stem"]
     theirs = torchvision.models.resnet18(weights=None)  # rebuilt as config.json says
@@ -130,8 +141,7 @@ def test_a_resnet_encoder_loads_strictly_into_torchvision_and_timm_and_gives_our
         assert torch.allclose(theirs.eval()(images), method.eval().backbone(images), atol=1e-5)
 
     timm = pytest.importorskip("timm")
-    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=timm", f"out={tmp_path / 'timm'}")
-    assert result.returncode == 0, result.stderr[-2000:]
+    exported_to(run, "timm", tmp_path / "timm")
     assert json.loads((tmp_path / "timm" / "config.json").read_text())["library"] == "timm"
     theirs = timm.create_model("resnet18", pretrained=False, num_classes=0)  # rebuilt as config.json says
     theirs.conv1, theirs.maxpool = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False), torch.nn.Identity()
@@ -146,16 +156,9 @@ def test_a_vit_encoder_loads_strictly_into_timm_vision_transformer_and_gives_our
 
     import safetensors.torch
 
-    from conftest import TINY
-
     timm = pytest.importorskip("timm")
-    run = tmp_path / "run"
-    result = run_cli("train", "method=mae", "model=vit_nano", *TINY, "trainer.max_steps=2", "probe.enabled=false",
-                     f"hydra.run.dir={run}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = tmp_path / "vit"
-    result = run_cli("export", f"checkpoint={run}/checkpoints/last.ckpt", "format=timm", f"out={out}")
-    assert result.returncode == 0, result.stderr[-2000:]
+    run = trained_image_encoder(tmp_path, "method=mae", "model=vit_nano")
+    out = exported_to(run, "timm", tmp_path / "vit")
     config = json.loads((out / "config.json").read_text())
     norm = functools.partial(torch.nn.LayerNorm, eps=config["layer_norm_eps"])
     theirs = timm.models.vision_transformer.VisionTransformer(**config["kwargs"], norm_layer=norm)

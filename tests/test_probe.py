@@ -96,3 +96,24 @@ def test_collapse_diagnostics_against_their_definitions():
     same = [(i, j) for i, j in pairs if y[i] == y[j]]
     assert class_alignment(x, y) == pytest.approx(sum(float((z[i] - z[j]).pow(2).sum()) for i, j in same) / len(same))
     assert alignment(x, 3 * x) == pytest.approx(0.0) and alignment(x, -x) == pytest.approx(4.0)  # scale-free: normalised
+
+
+def test_a_random_init_encoder_is_probed_once_per_initialisation_data_and_settings(tmp_path, monkeypatch):
+    from ssl_zoo.eval import probe
+
+    monkeypatch.setenv("SSL_ZOO_CACHE", str(tmp_path))
+    x, y = separable(300, d=8)
+    splits = ProbeSplits(BatchedTensors(x[:200], y[:200]), BatchedTensors(x[200:], y[200:]), 4, "clusters")
+    cfg = ProbeConfig(batch_size=64, steps=50, lrs=[0.1], weight_decays=[0.0], cache_random_init=True)
+    probed = []
+    real = probe.evaluate_encoder
+    monkeypatch.setattr(probe, "evaluate_encoder", lambda *a: probed.append(a) or real(*a))
+    first = probe.random_init_scores(lambda inputs: inputs * 2, splits, cfg, "cpu")
+    again = probe.random_init_scores(lambda inputs: inputs * 2, splits, cfg, "cpu")  # the same features: kept
+    assert again == first and len(probed) == 1
+    probe.random_init_scores(lambda inputs: inputs * 3, splits, cfg, "cpu")  # another encoder
+    probe.random_init_scores(lambda inputs: inputs * 2, splits, ProbeConfig(**{**cfg.__dict__, "steps": 60}), "cpu")  # other settings
+    assert len(probed) == 3 and len(list((tmp_path / "probe").glob("random-init-*.json"))) == 3
+    first_only = ProbeConfig(**{**cfg.__dict__, "cache_random_init": False})
+    probe.random_init_scores(lambda inputs: inputs * 2, splits, first_only, "cpu")
+    assert len(probed) == 4  # not kept: probed every time

@@ -127,9 +127,11 @@ class HFSpeech(Foreign):
         import torchaudio
 
         target = self.extractor.sampling_rate
-        clips = [w[:n] for w, n in zip(waves.audio.float().cpu(), waves.lengths.tolist())]
-        if target != self.rate:
-            clips = [torchaudio.functional.resample(c, self.rate, target) for c in clips]
+        audio, lengths = waves.audio.float().cpu(), waves.lengths.cpu()  # (B, S), (B,)
+        if target != self.rate:  # the whole batch at once; each clip's length scaled with it
+            audio = torchaudio.functional.resample(audio, self.rate, target)
+            lengths = (lengths * target + self.rate - 1) // self.rate
+        clips = [clip[:n] for clip, n in zip(audio, lengths.tolist())]
         enc = self.extractor([c.numpy() for c in clips], sampling_rate=target, return_tensors="pt", padding=True,
                              return_attention_mask=True)
         out = self.model(enc["input_values"].to(self.device), attention_mask=enc["attention_mask"].to(self.device),

@@ -13,14 +13,17 @@ Features are (N, D), or (N, L, D) when a method offers every layer (probe_layer=
 classifier reads a softmax-weighted sum of the layers whose weights it learns with it (SUPERB).
 """
 
+import hashlib
+import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from ssl_zoo.data.base import ProbeSplits, collate
+from ssl_zoo.atomic import atomic_write
+from ssl_zoo.data.base import ProbeSplits, cache_root, collate
 
 
 DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
@@ -42,6 +45,7 @@ class ProbeConfig:
     finetune_steps: int = 0  # > 0: also fine-tune the whole encoder with a linear head (and the random-init one)
     finetune_lr: float = 1e-4
     finetune_batch_size: int = 32
+    cache_random_init: bool = False  # keep the random-init encoder's scores in the cache (conf: on), see random_init_scores
     seed: int = 0
 
 
@@ -194,6 +198,28 @@ def evaluate_encoder(embed, splits: ProbeSplits, cfg: ProbeConfig, device) -> di
             "num_train": len(x_train), "num_test": len(x_test), **collapse_diagnostics(x_test, y_test, cfg.seed)}
 
 
+def random_init_scores(embed, splits: ProbeSplits, cfg: ProbeConfig, device) -> dict:
+    """evaluate_encoder of the random-init encoder, kept in the cache (cfg.cache_random_init) so that
+    methods that start from the same initialisation on the same data (BERT and data2vec on text; MAE,
+    AIM and data2vec on images: the same seed builds the same encoder) are probed against it once.
+    The key: the encoder's features of the first train and test batch (equal features, equal encoder
+    and reading), the splits' task and sizes, and every probe setting."""
+    if not cfg.cache_random_init:
+        return evaluate_encoder(embed, splits, cfg, device)
+    train = subsample(splits.train, cfg.max_train, cfg.seed)
+    key = hashlib.sha256(json.dumps([splits.task, len(train), len(splits.test), asdict(cfg)], sort_keys=True).encode())
+    for dataset in (train, splits.test):
+        first, _ = extract_features(embed, Subset(dataset, range(min(len(dataset), cfg.batch_size))), cfg.batch_size, device)
+        key.update(first.numpy().tobytes())
+    path = cache_root(None) / "probe" / f"random-init-{key.hexdigest()[:32]}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not there yet (or unreadable): probed now, and kept
+        scores = evaluate_encoder(embed, splits, cfg, device)
+        atomic_write(path, json.dumps(scores))
+        return scores
+
+
 def finetune_accuracy(method, splits: ProbeSplits, cfg: ProbeConfig) -> float:
     """Full fine-tuning: the encoder and a linear head trained together on probe-train (cross-entropy,
     AdamW, cosine schedule, cfg.finetune_steps steps), then test top-1. The method's weights are
@@ -257,7 +283,7 @@ def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None
     }
     if random_init is not None:
         random_init.to(device).eval()
-        baseline = evaluate_encoder(random_init.embed, splits, cfg, device)
+        baseline = random_init_scores(random_init.embed, splits, cfg, device)
         result["random_init_linear_acc"] = baseline["linear_acc"]
         result["random_init_knn_acc"] = baseline["knn_acc"]
         result["random_init_diagnostics"] = {k: baseline[k] for k in DIAGNOSTICS}
