@@ -49,6 +49,15 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return [line for line in result.stderr.strip().splitlines() if line.strip()][-1]
 
 
+def own_copy(run_dir: Path, tmp: Path) -> Path:
+    """A copy of a shared run's last.ckpt in a run folder of its own, for commands that write the run's
+    results.json (icl), so that tests sharing the session's run never see each other's results."""
+    ckpt = tmp / "run" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    shutil.copy(run_dir / "checkpoints" / "last.ckpt", ckpt)
+    return ckpt
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listens on now (for a test server)."""
     with socket.socket() as s:

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from conftest import TINY, TINY_SPEECH_RUN, run_cli
+from conftest import TINY, TINY_SPEECH_RUN, own_copy, run_cli
 
 transformers = pytest.importorskip("transformers")
 
@@ -73,15 +73,15 @@ def test_a_wav2vec2_folder_is_probed_on_spoken_words(tmp_path):
 
 
 def test_icl_on_the_exported_gpt_as_a_hugging_face_model_scores_as_ours(gpt_run, hf_gpt, tmp_path):
-    run_dir, _ = gpt_run
+    ckpt = own_copy(gpt_run[0], tmp_path)
     task = tmp_path / "pairs.jsonl"
     task.write_text("".join(json.dumps({"input": a, "output": b, "choices": ["mat", "bone", "tree"]}) + "\n"
                             for a, b in [("cat", "mat"), ("dog", "bone"), ("bird", "tree"), ("sat", "mat"), ("ate", "bone")]))
     asked = [f"task={task}", "shots=[0,1]", "num_queries=4", "describe=false", "device=cpu"]
-    ours = run_cli("icl", f"checkpoint={run_dir}/checkpoints/last.ckpt", *asked)
+    ours = run_cli("icl", f"checkpoint={ckpt}", *asked)
     assert ours.returncode == 0, ours.stderr[-3000:]
     theirs = run_cli("icl", f"checkpoint=hf:{hf_gpt}", *asked, f"out={tmp_path / 'hf_icl'}")
     assert theirs.returncode == 0, theirs.stderr[-3000:]
-    mine = json.loads((run_dir / "results.json").read_text())["icl"]["pairs"]
+    mine = json.loads((ckpt.parents[1] / "results.json").read_text())["icl"]["pairs"]
     hf = json.loads((tmp_path / "hf_icl" / "results.json").read_text())
     assert hf["extra"]["baseline"] and hf["icl"]["pairs"] == mine

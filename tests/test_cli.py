@@ -120,7 +120,7 @@ def test_the_help_names_real_groups_tasks_and_commands():
         assert (config_dir() / group / f"{choice}.yaml").is_file(), (group, choice)
     assert all(task in FAMILIES for task in re.findall(r"\btask=(\w+)", USAGE))
     listed = re.findall(r"^  ([a-z-]+) ", USAGE, flags=re.M)
-    assert set(listed) == set(HYDRA_COMMANDS) | {"compare"}
+    assert set(listed) == set(HYDRA_COMMANDS) | {"compare", "lm-eval"}
 
 
 def test_ctrl_c_saves_the_step_it_was_in_and_says_how_to_resume(tmp_path):

@@ -9,7 +9,7 @@ import torch
 
 from ssl_zoo.checkpoint import load_method
 from ssl_zoo.eval.icl import GPTScorer
-from conftest import one_error_line, run_cli
+from conftest import one_error_line, own_copy, run_cli
 
 lm_eval = pytest.importorskip("lm_eval")
 pytest.importorskip("transformers")
@@ -22,9 +22,8 @@ CHOICES = ["mat", "bone", "tree", "on"]
 @pytest.fixture(scope="module")
 def exported(gpt_run, tmp_path_factory):
     """(checkpoint, task folder, ssl-zoo icl's scores, the HF export): a choice task asked with 0 and 1 shots."""
-    run_dir, _ = gpt_run
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
     tmp = tmp_path_factory.mktemp("lm_eval")
+    ckpt = own_copy(gpt_run[0], tmp)
     task = tmp / "pairs.jsonl"
     task.write_text("".join(json.dumps({"input": a, "output": b if b in CHOICES else CHOICES[i % 4],
                                         "choices": CHOICES}) + "\n" for i, (a, b) in enumerate(PAIRS)))
@@ -32,7 +31,7 @@ def exported(gpt_run, tmp_path_factory):
     result = run_cli("icl", f"checkpoint={ckpt}", f"task={task}", "shots=[0,1]", "num_queries=8", "describe=false",
                      f"export_tasks={tasks}", "device=cpu")
     assert result.returncode == 0, result.stderr[-3000:]
-    icl = json.loads((run_dir / "results.json").read_text())["icl"]["pairs"]
+    icl = json.loads((ckpt.parents[1] / "results.json").read_text())["icl"]["pairs"]
     hf = tmp / "hf"
     assert run_cli("export", f"checkpoint={ckpt}", "format=hf", f"out={hf}").returncode == 0
     return ckpt, tasks, icl, hf
