@@ -4,12 +4,15 @@
    GPT2LMHeadModel with the same shape (layers, heads, width, context, vocabulary, tied output
    layer, no dropout) and batch.
 2. Generation: new tokens/s of greedy decoding with the KV cache (ssl_zoo.nn.transformer.generate)
-   against `GPT2LMHeadModel.generate(use_cache=True)`, same prompt and length.
+   against `GPT2LMHeadModel.generate(use_cache=True)`, same prompt and length: one prompt, and
+   --gen-batch prompts of mixed lengths decoded together.
 3. BERT training: time of a masked-LM step against BertForMaskedLM of the same shape, on the same
    masked batch.
 
     pip install -e '.[bench]'
     python bench/text_throughput.py                                # CPU, tiny shape
+    python bench/text_throughput.py --shape baby                   # nanoGPT's baby GPT (6 x 384, context 256)
+    python bench/text_throughput.py --shape gpt2 --steps 6         # GPT-2 small (12 x 768), context 256
     python bench/text_throughput.py --device cuda --n-layer 12 --n-head 12 --n-embd 768 --block-size 1024 --batch-size 8
 
 Prints each figure and the ratio ours / transformers (higher is better for ssl-zoo).
@@ -25,6 +28,14 @@ from ssl_zoo.masking import mask_tokens
 from ssl_zoo.methods.bert import BERT
 from ssl_zoo.methods.gpt import GPT
 from ssl_zoo.nn.transformer import Transformer, generate
+
+
+# nanoGPT's baby GPT (Shakespeare characters) and GPT-2 small at a 256 context, as measured in issue 19
+SHAPES = {
+    "baby": dict(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, batch_size=8, prompt_length=64, new_tokens=200),
+    "gpt2": dict(vocab_size=50304, block_size=256, n_layer=12, n_head=12, n_embd=768, batch_size=2, prompt_length=64,
+                 new_tokens=100),
+}
 
 
 def timed(step, warmup: int, repeats: int, device) -> float:
@@ -96,24 +107,34 @@ def gpt_training(args, device) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def generation(args, device) -> tuple[float, float]:
-    prompt = torch.randint(0, args.vocab_size, (1, args.prompt_length), device=device)
+def generation(args, device, batch: int = 1) -> tuple[float, float]:
+    """New tokens/s of greedy decoding of `batch` prompts together; with batch > 1 the prompts have mixed
+    lengths (prompt_length / 4 .. prompt_length): ours in the static cache, each row at its own
+    position; Hugging Face's left-padded with an attention mask, as its generate wants."""
+    g = torch.Generator().manual_seed(0)
+    lengths = [args.prompt_length] if batch == 1 else torch.linspace(args.prompt_length // 4, args.prompt_length, batch).int().tolist()
+    prompts = [torch.randint(1, args.vocab_size, (n,), generator=g).tolist() for n in lengths]
+    padded = torch.zeros(batch, max(lengths), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        padded[i, max(lengths) - len(p):] = torch.tensor(p)
+    padded, attention = padded.to(device), (padded != 0).long().to(device)
     new = args.new_tokens
     model = ours(args, True, device).eval()
     hf = hf_gpt2(args, device).eval()
 
     def ours_generate():
         with autocast(args, device):
-            for _ in generate(model, prompt, new, temperature=0):
+            for _ in generate(model, prompts, new, temperature=0):
                 pass
 
     def hf_generate():
         with autocast(args, device):
-            hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, min_new_tokens=new,
+            hf.generate(padded, attention_mask=attention, max_new_tokens=new, min_new_tokens=new,
                         do_sample=False, use_cache=True, pad_token_id=0)
 
     repeats = max(1, args.steps // 4)
-    return new / timed(ours_generate, 1, repeats, device), new / timed(hf_generate, 1, repeats, device)
+    tokens = new * batch
+    return tokens / timed(ours_generate, 1, repeats, device), tokens / timed(hf_generate, 1, repeats, device)
 
 
 def bert_training(args, device) -> tuple[float, float]:
@@ -141,8 +162,12 @@ def main():
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--prompt-length", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=100)
+    p.add_argument("--gen-batch", type=int, default=8, help="also decode this many prompts of mixed lengths together")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--shape", choices=sorted(SHAPES), help="a named shape (overrides the sizes above)")
     args = p.parse_args()
+    for key, value in SHAPES.get(args.shape, {}).items():
+        setattr(args, key, value)
     device = torch.device(args.device)
     import transformers
 
@@ -153,6 +178,10 @@ def main():
     print(f"GPT training   tokens/s  ssl-zoo {a:10.0f}   transformers GPT-2 {b:10.0f}   ratio {a / b:.2f}")
     a, b = generation(args, device)
     print(f"generation     tokens/s  ssl-zoo {a:10.1f}   transformers generate {b:7.1f}   ratio {a / b:.2f}")
+    if args.gen_batch > 1:
+        a, b = generation(args, device, args.gen_batch)
+        print(f"generation x{args.gen_batch:<3} tokens/s  ssl-zoo {a:10.1f}   transformers generate {b:7.1f}   ratio {a / b:.2f}"
+              "   (mixed prompt lengths)")
     a, b = bert_training(args, device)
     print(f"BERT training  s/step    ssl-zoo {a:10.4f}   transformers BertForMaskedLM {b:.4f}   ratio {b / a:.2f}")
 

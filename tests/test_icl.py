@@ -25,11 +25,11 @@ class HandMadeModel:
     def decode(self, ids):
         return "".join(map(chr, ids))
 
-    def greedy(self, context, max_new_tokens):
-        prompt = self.decode(context)
-        self.prompts.append(prompt)
-        query = prompt.splitlines()[-1][: -len(" =>")]
-        return self.encode(self.answers.get(query, " ?\n")[:max_new_tokens])
+    def greedy(self, contexts, max_new_tokens):
+        prompts = [self.decode(context) for context in contexts]
+        self.prompts += prompts
+        queries = [prompt.splitlines()[-1][: -len(" =>")] for prompt in prompts]
+        return [self.encode(self.answers.get(query, " ?\n")[:max_new_tokens]) for query in queries]
 
     def loglik(self, context, continuations):
         return [self.logliks.get(self.decode(c), -1.0) for c in continuations]

@@ -1,6 +1,7 @@
 """`ssl-zoo serve`: the JSON API through the ASGI test client, streaming and cancellation through a real
 uvicorn server on 127.0.0.1, and every bad request answered with a 4xx that names the problem."""
 
+import contextlib
 import json
 import socket
 import threading
@@ -12,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from conftest import free_port, one_error_line, run_cli
 from ssl_zoo.commands.serve import Limits, create_app, load_models
+from ssl_zoo.eval.generate import ContinuousBatcher, SamplingSettings, prompt_ids
+from ssl_zoo.nn.transformer import generate
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +37,13 @@ def events(body: str) -> list[tuple[str, dict]]:
     return parsed
 
 
-@pytest.fixture(scope="module")
-def server(models):
-    """A real server on a free loopback port (at most two generations at once, long generations allowed)."""
+@contextlib.contextmanager
+def running(models, limits: Limits):
+    """A real server on a free loopback port: its address."""
     import uvicorn
 
     port = free_port()
-    app = create_app(models, Limits(max_new_tokens=5000, max_concurrent=2))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(models, limits), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -51,6 +53,13 @@ def server(models):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    """At most two generations at once, long generations allowed."""
+    with running(models, Limits(max_new_tokens=5000, max_concurrent=2)) as address:
+        yield address
 
 
 def test_models_lists_the_checkpoints_with_method_size_and_data(client):
@@ -87,6 +96,60 @@ def test_the_same_seed_writes_what_ssl_zoo_generate_writes(client, gpt_run):
     assert cli.stdout == "the dog" + text + "\n"
     other = events(client.post("/generate", json={"prompt": "the dog", **settings, "seed": 8}).text)
     assert "".join(d["text"] for e, d in other if e == "message") != text
+
+
+def test_streams_that_join_and_leave_a_batch_get_the_tokens_each_gets_alone(models):
+    import torch
+
+    method = models["gpt-text_file"].method
+    batcher = ContinuousBatcher(method, slots=3, lock=threading.Lock(), run_worker=False)
+    asks = [("the cat", SamplingSettings(12, 1.0, 10, None, 1)), ("a", SamplingSettings(30, 0.0, None, None, 2)),
+            ("the dog sat on the mat and the cat sat on the dog " * 2, SamplingSettings(25, 0.9, 20, 0.9, 3)),  # passes block_size
+            ("on the", SamplingSettings(6, 0.8, None, 0.8, 4)), ("the", SamplingSettings(40, 1.0, 5, None, 5))]
+    got = {i: [] for i in range(len(asks))}
+    streams = {}
+
+    def submit(i):
+        prompt, settings = asks[i]
+        streams[i] = batcher.submit(method, prompt_ids(method, prompt), settings, got[i].append)
+
+    submit(0), submit(1)
+    for _ in range(3):
+        batcher.step()
+    submit(2), submit(3), submit(4)  # three slots: the last waits until the first stream leaves
+    calls = []
+    hook = method.backbone.register_forward_hook(lambda *_: calls.append(1))
+    while batcher.live or batcher.waiting:
+        past_context = sum(len(s.ids) > method.backbone.cfg.block_size for s in batcher.live)  # each re-reads its window
+        joining, before = len(batcher.waiting), len(calls)
+        batcher.step()
+        if not joining and len(batcher.live) > past_context:  # the others: one forward pass for all of them
+            assert len(calls) - before == 1 + past_context
+    hook.remove()
+    assert len(streams[4].ids) > 0 and streams[4].slot == streams[0].slot  # it took the row the first one left
+    for i, (prompt, s) in enumerate(asks):
+        assert got[i][-1] is None and len(got[i]) == s.max_new_tokens + 1
+        alone = generate(method.backbone, [prompt_ids(method, prompt)], s.max_new_tokens, s.temperature, s.top_k, s.top_p,
+                         torch.Generator().manual_seed(s.seed))
+        assert got[i][:-1] == [t.item() for t in alone], i
+
+
+def test_eight_clients_at_once_each_get_their_seeds_text(models):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with running(models, Limits(max_concurrent=8)) as address:
+        def text(seed: int) -> str:
+            body = {"prompt": "the" + " cat" * seed, "max_new_tokens": 20, "temperature": 1.0, "top_k": 10, "seed": seed}
+            with httpx.Client(base_url=address, timeout=60) as http:  # a connection of its own
+                answer = http.post("/generate", json=body)
+            assert answer.status_code == 200, answer.text
+            return "".join(d["text"] for e, d in events(answer.text) if e == "message")
+
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(text, range(8)))
+        assert together == [text(seed) for seed in range(8)]  # each one alone
+        assert httpx.get(f"{address}/health").json() | {"pieces_sent": 0} == {
+            "ok": True, "generating": 0, "finished": 16, "stopped": 0, "pieces_sent": 0}
 
 
 def test_fill_returns_candidates_sorted_by_probability(client):

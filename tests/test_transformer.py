@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ssl_zoo.nn.transformer import Transformer, TransformerConfig, generate, sample_next
+from ssl_zoo.nn.transformer import StaticCache, Transformer, TransformerConfig, generate, sample_next
 
 
 def gpt(causal=True, **kw):
@@ -35,12 +35,26 @@ def test_padding_mask_hides_padded_keys():
     torch.testing.assert_close(model(padded, key_padding_mask=mask)[:, :10], model(ids), atol=1e-5, rtol=1e-5)
 
 
-def test_cached_forward_equals_full_forward():
+def test_cached_forward_equals_full_forward_and_writes_in_place():
     model = gpt()
     ids = torch.randint(0, 50, (2, 16))
-    hidden, cache = model(ids[:, :9], cache=[])
-    rest, _ = model(ids[:, 9:], cache=cache)  # several new tokens at once over a cache
+    cache = StaticCache(2, 32)
+    hidden = model(ids[:, :9], cache=cache)
+    keys = cache.keys[0]
+    rest = model(ids[:, 9:], cache=cache)  # several new tokens at once over a cache
     torch.testing.assert_close(torch.cat([hidden, rest], dim=1), model(ids), atol=1e-5, rtol=1e-5)
+    assert cache.keys[0] is keys and keys.shape == (2, 2, 32, 16) and cache.lengths.tolist() == [16, 16]
+
+
+def test_rows_of_a_cache_continue_from_their_own_lengths():
+    model = gpt()
+    a, b = torch.randint(0, 50, (1, 12)), torch.randint(0, 50, (1, 7))
+    cache = StaticCache(2, 32)
+    model(torch.cat([a[:, :10], torch.cat([b[:, :5], torch.zeros(1, 5, dtype=torch.long)], 1)]), cache=cache)
+    cache.lengths = torch.tensor([10, 5])  # row 1's padding stays in the cache, never seen, then overwritten
+    step = model(torch.cat([a[:, 10:12], b[:, 5:7]]), cache=cache)  # positions 10, 11 and 5, 6
+    torch.testing.assert_close(step[0], model(a)[0, 10:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step[1], model(b)[0, 5:], atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("new_tokens", [10, 40])  # within the block, and past it (sliding window)
@@ -51,6 +65,28 @@ def test_greedy_generation_with_and_without_cache_is_identical(new_tokens):
     without = torch.cat(list(generate(model, prompt, new_tokens, temperature=0, use_cache=False)), dim=1)
     assert with_cache.shape == (3, new_tokens)
     assert torch.equal(with_cache, without)
+
+
+@pytest.mark.parametrize("new_tokens", [8, 30])  # the longest prompt (20) passes block_size (32) in the second
+def test_a_ragged_batch_decodes_as_each_prompt_alone_without_a_cache(new_tokens):
+    model = gpt()
+    torch.manual_seed(1)
+    prompts = [torch.randint(0, 50, (n,)).tolist() for n in (3, 20, 9, 1)]
+    batched = torch.cat(list(generate(model, prompts, new_tokens, temperature=0)), dim=1)
+    for row, prompt in zip(batched.tolist(), prompts):
+        alone = torch.cat(list(generate(model, torch.tensor([prompt]), new_tokens, temperature=0, use_cache=False)), dim=1)
+        assert row == alone[0].tolist()
+
+
+def test_a_seeded_stream_samples_the_same_tokens_alone_and_in_a_batch():
+    model = gpt()
+    prompts = [[1, 2, 3], [4] * 11, [5, 6]]
+    seeds = [7, 8, 9]
+    batched = torch.cat(list(generate(model, prompts, 12, temperature=1.0, top_k=20,
+                                      generator=[torch.Generator().manual_seed(s) for s in seeds])), dim=1)
+    for row, prompt, seed in zip(batched.tolist(), prompts, seeds):
+        alone = generate(model, [prompt], 12, temperature=1.0, top_k=20, generator=torch.Generator().manual_seed(seed))
+        assert row == torch.cat(list(alone), dim=1)[0].tolist()
 
 
 def test_weight_tying_shares_the_embedding():

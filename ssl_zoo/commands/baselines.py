@@ -161,11 +161,14 @@ class HFScorer(GPTScorer):
         return self.model(ids).logits
 
     @torch.no_grad()
-    def greedy(self, context: list[int], max_new_tokens: int) -> list[int]:
-        ids = torch.tensor([context], device=self.device)
-        out = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
-                                  pad_token_id=self.tokenizer.pad_token_id or 0, eos_token_id=None)
-        return out[0, len(context):].tolist()
+    def greedy(self, contexts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        out = []
+        for context in contexts:  # one at a time: no padding to tell the model about
+            ids = torch.tensor([context], device=self.device)
+            tokens = self.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                         do_sample=False, pad_token_id=self.tokenizer.pad_token_id or 0, eos_token_id=None)
+            out.append(tokens[0, len(context):].tolist())
+        return out
 
 
 # --- torchvision and timm ---------------------------------------------------------------------

@@ -10,13 +10,14 @@
     GET  /health    {"ok": true, "generating": generations running now, "finished", "stopped", "pieces_sent"}
 
 Bad requests get a 4xx with {"error": one line, "field": the field at fault} and the server goes on:
-whatever a request fails with is turned into that answer in one place (`refusal`). Generation runs
-token by token in a worker thread, the streams taking turns (one token of each in order), so that
-many clients share the model and a client that disconnects (or presses stop) ends its generation at
-the next token. The handlers share one `Server` (app.state.server): the models, the limits and what
-is running.
+whatever a request fails with is turned into that answer in one place (`refusal`). Generation is
+continuously batched (eval/generate.py, ContinuousBatcher): one worker thread per GPT computes the next
+token of every live stream in one forward pass, streams join and leave between steps, and a client
+that disconnects (or presses stop) leaves at the next step. The handlers share one `Server`
+(app.state.server): the models, the limits and what is running.
 """
 
+import asyncio
 import errno
 import json
 import re
@@ -40,7 +41,7 @@ from pydantic import BaseModel, ConfigDict
 from ssl_zoo.build import require_values
 from ssl_zoo.commands.generate import load_text_model, top_1
 from ssl_zoo.errors import BadValue, UserError, check_range
-from ssl_zoo.eval.generate import SamplingSettings, fill_masks, generate_text
+from ssl_zoo.eval.generate import ContinuousBatcher, SamplingSettings, TextPieces, fill_masks, prompt_ids
 from ssl_zoo.results import encoder_parameters
 
 TASK_OF = {"gpt": "generate", "bert": "fill"}
@@ -151,9 +152,20 @@ class Server:
         self.running: set[tuple] = set()  # (client host, port) of every generation streaming now
         self.counts = {"finished": 0, "stopped": 0, "pieces_sent": 0}
         self.compute = anyio.CapacityLimiter(1)
+        self.lock = threading.Lock()  # held by each batch step and each fill: the model computes one at a time
+        self.batchers: dict[str, ContinuousBatcher] = {}
 
     async def computed(self, function, *args):
-        return await anyio.to_thread.run_sync(on_one_core, function, *args, limiter=self.compute)
+        return await anyio.to_thread.run_sync(on_one_core, self.locked, function, *args, limiter=self.compute)
+
+    def locked(self, function, *args):
+        with self.lock:
+            return function(*args)
+
+    def batcher(self, served: Served) -> ContinuousBatcher:
+        if served.name not in self.batchers:  # a batch of max_concurrent rows: every stream that may run at once
+            self.batchers[served.name] = ContinuousBatcher(served.method, self.limits.max_concurrent, self.lock)
+        return self.batchers[served.name]
 
     def pick(self, name: str | None, task: str) -> Served:
         """The model asked for, or the first one that can do `task`."""
@@ -190,20 +202,39 @@ class Server:
             raise ServeError(503, f"the server is busy ({self.limits.max_concurrent} generations running); retry shortly")
         self.running.add(connection)
 
-    async def stream(self, pieces, settings: SamplingSettings, connection):
-        """Pieces of text as events. Each token is computed in a worker thread; when the client goes,
-        the response is cancelled between tokens and the generator closed: no work is left running."""
-        start, done = time.perf_counter(), False
+    async def stream(self, served: Served, ids: list[int], settings: SamplingSettings, connection):
+        """Pieces of text as events, as the batcher delivers the stream's tokens. When the client goes,
+        the response is cancelled and the stream leaves the batch at its next step: no work is left."""
+        loop, tokens = asyncio.get_running_loop(), asyncio.Queue()
+
+        def deliver(token: int | None) -> None:  # called in the batcher's thread
+            try:
+                loop.call_soon_threadsafe(tokens.put_nowait, token)
+            except RuntimeError:  # the event loop is closed: the server is stopping
+                pass
+
+        start, done, stream = time.perf_counter(), False, None
+        pieces = TextPieces(served.method.tokenizer)
         try:
-            while (piece := await self.computed(next, pieces, None)) is not None:
+            stream = self.batcher(served).submit(served.method, ids, settings, deliver)
+            made = 0
+            while (token := await tokens.get()) is not None:
+                made += 1
+                if piece := pieces.add(token):
+                    yield sse({"text": piece})
+                    self.counts["pieces_sent"] += 1
+            if piece := pieces.rest():
                 yield sse({"text": piece})
                 self.counts["pieces_sent"] += 1
+            if made < settings.max_new_tokens:
+                raise RuntimeError("the generation ended early: see the server's log")
             seconds = time.perf_counter() - start
             done = True
             yield sse({"tokens": settings.max_new_tokens, "seconds": round(seconds, 3),
                        "tokens_per_second": round(settings.max_new_tokens / max(seconds, 1e-9), 1)}, "done")
         finally:
-            pieces.close()
+            if stream is not None:
+                stream.cancelled = True
             self.running.discard(connection)
             self.counts["finished" if done else "stopped"] += 1
 
@@ -239,12 +270,12 @@ async def generate(body: GenerateRequest, request: Request):
     prompt = server.checked_text(body.prompt, "prompt")
     settings = SamplingSettings(body.max_new_tokens, body.temperature, body.top_k, body.top_p, body.seed)
     settings.check(server.limits.max_new_tokens)
-    pieces = generate_text(served.method, prompt, settings)  # the prompt is encoded (and checked) now
+    ids = prompt_ids(served.method, prompt)  # the prompt is encoded (and checked) now
     connection = (request.client.host, request.client.port) if request.client else None
     server.start_stream(connection)
     # The background task runs when the response ends, also when the client left before the first
     # token (then the stream's own `finally` never runs): /health counts live generations only.
-    return StreamingResponse(server.stream(pieces, settings, connection), media_type="text/event-stream",
+    return StreamingResponse(server.stream(served, ids, settings, connection), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                              background=BackgroundTask(server.running.discard, connection))
 

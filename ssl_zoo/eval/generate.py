@@ -2,14 +2,16 @@
 `generate`, `fill` and `serve` commands, GPT's training sample and the notebooks all go through these
 functions."""
 
-from collections.abc import Iterator
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.errors import BadValue, check_range
-from ssl_zoo.nn.transformer import generate
+from ssl_zoo.nn.transformer import StaticCache, generate, sample_next
 
 @dataclass
 class SamplingSettings:
@@ -27,31 +29,146 @@ class SamplingSettings:
         check_range("seed", self.seed, 0)
 
 
+def prompt_ids(method, prompt: str) -> list[int]:
+    """The prompt as the model reads it: its last block_size tokens. Encoding checks it: an empty prompt
+    starts a new line; a character vocabulary refuses characters it never saw."""
+    tokenizer = method.tokenizer
+    return tokenizer.encode(prompt or "\n", strict=tokenizer.kind == "char")[-method.backbone.cfg.block_size:]
+
+
 def generate_text(method, prompt: str, settings: SamplingSettings) -> Iterator[str]:
     """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached).
     The prompt is checked here, at the call, so that a bad one fails before any text is streamed."""
-    tokenizer = method.tokenizer
-    # an empty prompt starts a new line; a character vocabulary refuses characters it never saw
-    ids = torch.tensor([tokenizer.encode(prompt or "\n", strict=tokenizer.kind == "char")], device=method.device)
-    block = method.backbone.cfg.block_size
-    return _continuation(method, ids[:, -block:], settings)  # the model sees at most block_size tokens
+    return _continuation(method, prompt_ids(method, prompt), settings)
 
 
-def _continuation(method, ids: torch.Tensor, settings: SamplingSettings) -> Iterator[str]:
-    tokenizer = method.tokenizer
+def _continuation(method, ids: list[int], settings: SamplingSettings) -> Iterator[str]:
+    pieces = TextPieces(method.tokenizer)
     generator = torch.Generator(device=method.device).manual_seed(settings.seed)
-    new, shown = [], ""
-    for token in generate(method.backbone, ids, settings.max_new_tokens, settings.temperature, settings.top_k,
+    for token in generate(method.backbone, [ids], settings.max_new_tokens, settings.temperature, settings.top_k,
                           settings.top_p, generator):
-        new.append(token.item())
-        text = tokenizer.decode(new)
-        stable = text.rstrip("\ufffd")  # a byte-level token may end inside a character: wait for the rest
-        if len(stable) > len(shown) and stable.startswith(shown):
-            yield stable[len(shown):]
-            shown = stable
-    text = tokenizer.decode(new)
-    if text != shown and text.startswith(shown):
-        yield text[len(shown):]
+        if piece := pieces.add(token.item()):
+            yield piece
+    if rest := pieces.rest():
+        yield rest
+
+
+class TextPieces:
+    """New tokens in, new text out: each token's piece of the decoded text. A byte-level token may end
+    inside a character, so its piece waits for the rest of the character."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer, self.ids, self.shown = tokenizer, [], ""
+
+    def add(self, token: int) -> str:
+        self.ids.append(token)
+        stable = self.tokenizer.decode(self.ids).rstrip("\ufffd")
+        if len(stable) > len(self.shown) and stable.startswith(self.shown):
+            piece, self.shown = stable[len(self.shown):], stable
+            return piece
+        return ""
+
+    def rest(self) -> str:
+        """What is left at the end (e.g. an incomplete character's replacement mark)."""
+        text = self.tokenizer.decode(self.ids)
+        return text[len(self.shown):] if text != self.shown and text.startswith(self.shown) else ""
+
+
+@dataclass
+class Stream:
+    """One generation in a ContinuousBatcher: its tokens so far and how each new one is sampled;
+    `deliver` gets each new token, then None at the end."""
+
+    ids: list[int]  # the prompt, then the new tokens
+    settings: SamplingSettings
+    generator: torch.Generator
+    deliver: Callable[[int | None], None]
+    made: int = 0  # new tokens so far
+    slot: int | None = None  # its row of the batch's cache
+    cancelled: bool = False  # set from elsewhere (the client left): it leaves at the next step
+
+
+class ContinuousBatcher:
+    """Continuous batching for a server: the live streams' next tokens come from one forward pass over
+    their rows of a static cache (`slots` rows); streams join (their prompt read into a free row) and
+    leave between steps. Each stream samples with its own settings and generator, so its text is the
+    text generate_text writes alone. A worker thread runs the steps while there are streams, each step
+    holding `lock` (the model computes one thing at a time)."""
+
+    def __init__(self, method, slots: int, lock: threading.Lock, run_worker: bool = True):
+        self.model, self.slots, self.lock, self.run_worker = method.backbone, slots, lock, run_worker
+        self.device = method.device
+        self.cache = StaticCache(slots, self.model.cfg.block_size, self.device)
+        self.waiting: deque[Stream] = deque()
+        self.live: list[Stream] = []
+        self.changed = threading.Condition()
+        self.worker: threading.Thread | None = None
+
+    def submit(self, method, ids: list[int], settings: SamplingSettings, deliver) -> Stream:
+        stream = Stream(list(ids), settings, torch.Generator(device=method.device).manual_seed(settings.seed), deliver)
+        with self.changed:
+            self.waiting.append(stream)
+            if self.worker is None and self.run_worker:  # (without: the caller runs step(), as tests do)
+                self.worker = threading.Thread(target=self.run, name="ssl-zoo-batcher", daemon=True)
+                self.worker.start()
+            self.changed.notify()
+        return stream
+
+    def run(self) -> None:
+        while True:
+            with self.changed:
+                self.changed.wait_for(lambda: self.waiting or self.live)
+            with self.lock, torch.no_grad():
+                try:
+                    self.step()
+                except Exception as error:  # noqa: BLE001 - the streams must end, not wait forever
+                    print(f"ssl-zoo serve: generation failed ({type(error).__name__}: {error}); its streams were ended")
+                    with self.changed:
+                        ended, self.live = [*self.live, *self.waiting], []
+                        self.waiting.clear()
+                    for stream in ended:
+                        stream.deliver(None)
+
+    def step(self) -> None:
+        """Drop the cancelled, admit the waiting into free rows (reading their prompts), then one token
+        for every live stream."""
+        for stream in [s for s in self.live if s.cancelled]:
+            self.leave(stream)
+        free = sorted(set(range(self.slots)) - {s.slot for s in self.live})
+        with self.changed:
+            joining = [self.waiting.popleft() for _ in range(min(len(free), len(self.waiting)))]
+        cached, windowed = [], []
+        for stream in self.live:  # their last token is not in the cache yet
+            (cached if len(stream.ids) <= self.cache.capacity else windowed).append(stream)
+        logits = {}
+        if cached:
+            rows = torch.tensor([s.slot for s in cached], device=self.device)
+            last = torch.tensor([[s.ids[-1]] for s in cached], device=self.device)
+            hidden = self.model(last, cache=self.cache.using(rows))[:, -1]  # (B, C): one pass for all of them
+            logits.update(zip(map(id, cached), self.model.logits(hidden)))
+        for stream in windowed:  # past the context: it re-reads its last block_size tokens (as generate does)
+            logits[id(stream)] = self.model.logits(self.model(torch.tensor([stream.ids[-self.cache.capacity:]], device=self.device)))[0, -1]
+        for stream, slot in zip(joining, free):
+            if stream.cancelled:
+                stream.deliver(None)
+                continue
+            stream.slot = slot
+            self.cache.lengths[slot] = 0  # the row's old keys are never read again, and overwritten
+            prompt = torch.tensor([stream.ids], device=self.device)
+            logits[id(stream)] = self.model.logits(self.model(prompt, cache=self.cache.using(torch.tensor([slot], device=self.device))))[0, -1]
+            self.live.append(stream)
+        for stream in list(self.live):
+            s = stream.settings
+            token = sample_next(logits[id(stream)][None], s.temperature, s.top_k, s.top_p, stream.generator).item()
+            stream.ids.append(token)
+            stream.made += 1
+            stream.deliver(token)
+            if stream.made >= s.max_new_tokens:
+                self.leave(stream)
+
+    def leave(self, stream: Stream) -> None:
+        self.live.remove(stream)
+        stream.deliver(None)
 
 
 @torch.no_grad()

@@ -120,15 +120,34 @@ class GPTScorer:
         return out
 
     @torch.no_grad()
-    def greedy(self, context: list[int], max_new_tokens: int) -> list[int]:
-        ids = torch.tensor([context], device=self.device)
-        return [t.item() for t in generate(self.model, ids, max_new_tokens, temperature=0)]
+    def greedy(self, contexts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """The greedy continuation of each context, decoded together (a ragged batch in the static cache)."""
+        steps = list(generate(self.model, contexts, max_new_tokens, temperature=0))
+        return torch.cat(steps, dim=1).tolist()
+
+
+GREEDY_BATCH = 16  # queries whose greedy answers are decoded together
+
+
+def score_queries(model, prompts: list[tuple[str, Example]]) -> list[dict]:
+    """score_query of each (prompt, query); the greedy answers GREEDY_BATCH at a time, each of as many
+    tokens as its answer and newline + 2 (the longest of a batch decoded, each cut to its own)."""
+    contexts = [model.encode(p) for p, _ in prompts]
+    budgets = [len(model.encode(" " + q.output + "\n")) + 2 for _, q in prompts]
+    answers = []
+    for i in range(0, len(prompts), GREEDY_BATCH):
+        batch = slice(i, i + GREEDY_BATCH)
+        answers += [a[:n] for a, n in zip(model.greedy(contexts[batch], max(budgets[batch])), budgets[batch])]
+    return [scored(model, c, model.decode(a), q) for c, a, (_, q) in zip(contexts, answers, prompts)]
 
 
 def score_query(model, prompt: str, query: Example) -> dict:
-    context = model.encode(prompt)
-    answer = " " + query.output
-    greedy = model.decode(model.greedy(context, len(model.encode(answer + "\n")) + 2))
+    """{exact: the greedy line is the answer; for a choice query, acc and acc_norm: the likeliest choice
+    (in total, per character) is the answer}."""
+    return score_queries(model, [(prompt, query)])[0]
+
+
+def scored(model, context: list[int], greedy: str, query: Example) -> dict:
     result = {"exact": greedy.split("\n")[0].strip() == query.output.strip()}
     if query.choices:
         scores = model.loglik(context, [model.encode(" " + c) for c in query.choices])  # the choice follows " =>"
@@ -236,7 +255,7 @@ def evaluate_task(model, task: Prompted, cfg: ICLConfig) -> tuple[dict, list[int
                 raise UserError(too_long(model, task, k, cfg) + " (shots=[...], or icl.too_long=skip)")
             skipped.append(k)
             continue
-        scores = [score_query(model, p, q) for p, q in prompts]
+        scores = score_queries(model, prompts)
         row = {"n": len(scores)}
         for metric in ("exact", "acc", "acc_norm"):
             hits = [s[metric] for s in scores if metric in s]

@@ -36,8 +36,58 @@ class TransformerConfig:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
 
 
-# A cache is one (keys, values) pair per layer, each (B, n_head, T_past, head_dim).
-KVCache = list[tuple[torch.Tensor, torch.Tensor]]
+class StaticCache:
+    """The keys and values of every layer for generation, preallocated (B, n_head, capacity, head_dim) and
+    written in place; `lengths` (B,) counts the positions each row holds, so the rows of a batch may be
+    at different positions (prompts of different lengths decode together). Row b's next token goes to
+    position lengths[b] and sees keys 0..lengths[b]: slots beyond a row's length (its padding) are never
+    read, and are overwritten as the row grows."""
+
+    def __init__(self, batch: int, capacity: int, device=None):
+        self.capacity = capacity
+        self.lengths = torch.zeros(batch, dtype=torch.long, device=device)
+        self.keys: dict[int, torch.Tensor] = {}  # per layer, allocated at its first write (in the compute dtype)
+        self.values: dict[int, torch.Tensor] = {}
+        self.rows: torch.Tensor | None = None  # the rows the next forward reads and writes (None: all, in order)
+
+    def using(self, rows: torch.Tensor | None) -> "StaticCache":
+        """The next forwards go to these rows only (slots of a server's batch: streams join and leave)."""
+        self.rows = rows
+        return self
+
+    def row_lengths(self) -> torch.Tensor:
+        return self.lengths if self.rows is None else self.lengths[self.rows]
+
+    def set_lengths(self, lengths: torch.Tensor) -> None:
+        if self.rows is None:
+            self.lengths = lengths
+        else:
+            self.lengths[self.rows] = lengths
+
+    def layer(self, index: int, positions: torch.Tensor, end: int) -> "CacheLayer":
+        return CacheLayer(self, index, positions, end)
+
+
+@dataclass
+class CacheLayer:
+    cache: StaticCache
+    index: int
+    positions: torch.Tensor  # (B, T) where the new keys go
+    end: int  # 1 + the last position written in any row: the keys attention reads
+
+    def update(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new keys and values (B, nh, T, hs) at their rows' positions; return the keys and
+        values of positions 0..end-1 (B, nh, end, hs)."""
+        out = []
+        for store, new in ((self.cache.keys, k), (self.cache.values, v)):
+            b, nh, _, hs = new.shape
+            if self.index not in store:
+                store[self.index] = new.new_zeros(len(self.cache.lengths), nh, self.cache.capacity, hs)
+            tensor, rows = store[self.index], self.cache.rows
+            at = torch.arange(b, device=new.device) if rows is None else rows
+            tensor[at[:, None], :, self.positions] = new.transpose(1, 2).to(tensor.dtype)  # (B, T, nh, hs) in place
+            out.append(tensor[:, :, : self.end] if rows is None else tensor[rows, :, : self.end])
+        return out[0], out[1]
 
 
 class SelfAttention(nn.Module):
@@ -48,20 +98,18 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, key_padding_mask=None, past=None, attn_mask=None):
+    def forward(self, x, key_padding_mask=None, cache: CacheLayer | None = None, attn_mask=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
-        if past is not None:
-            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)  # (B, nh, T_past + T, hs)
-        present = (k, v)
+        if cache is not None:  # generation: attn_mask says which cached positions each query sees
+            k, v = cache.update(k, v)  # (B, nh, end, hs)
         mask, is_causal = None, False
-        if self.cfg.causal and t > 1:
-            p = k.shape[2] - t  # positions already in the cache
-            if p == 0 and key_padding_mask is None:
+        if self.cfg.causal and t > 1 and cache is None:
+            if key_padding_mask is None:
                 is_causal = True  # the fast path
-            else:  # query i (absolute position p + i) sees keys 0..p+i
-                mask = torch.ones(t, p + t, dtype=torch.bool, device=x.device).tril(diagonal=p)
+            else:
+                mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         if key_padding_mask is not None:  # (B, T_keys), True = a real token
             pad = key_padding_mask[:, None, None, :]
             mask = pad if mask is None else mask & pad
@@ -71,7 +119,7 @@ class SelfAttention(nn.Module):
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
         )
         y = y.transpose(1, 2).contiguous().view(b, t, c)  # re-assemble the heads side by side
-        return self.resid_dropout(self.proj(y)), present
+        return self.resid_dropout(self.proj(y))
 
 
 class Block(nn.Module):
@@ -87,10 +135,9 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, key_padding_mask=None, past=None, attn_mask=None):
-        a, present = self.attn(self.ln_1(x), key_padding_mask, past, attn_mask)
-        x = x + a
-        return x + self.mlp(self.ln_2(x)), present
+    def forward(self, x, key_padding_mask=None, cache: CacheLayer | None = None, attn_mask=None):
+        x = x + self.attn(self.ln_1(x), key_padding_mask, cache, attn_mask)
+        return x + self.mlp(self.ln_2(x))
 
 
 class Transformer(nn.Module):
@@ -135,35 +182,45 @@ class Transformer(nn.Module):
                             "(the method sets it)")
         self.cfg.causal = causal
 
-    def forward(self, inputs, key_padding_mask=None, cache: KVCache | None = None, all_layers: bool = False,
+    def forward(self, inputs, key_padding_mask=None, cache: StaticCache | None = None, all_layers: bool = False,
                 positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None):
-        """inputs: ids (B, T) or vectors (B, T, input_dim); key_padding_mask: (B, T_past + T), True = real;
-        positions: (B, T) the position of each input (default 0..T-1 after the cache; MAE's visible
-        patches keep their own); attn_mask: (B, T, T) True where query i may attend to key j.
+        """inputs: ids (B, T) or vectors (B, T, input_dim); key_padding_mask: (B, T), True = real;
+        positions: (B, T) the position of each input (default 0..T-1, or each row's next positions in
+        the cache; MAE's visible patches keep their own); attn_mask: (B, T, T) True where query i may
+        attend to key j; cache: a StaticCache (causal models) that the new keys and values are written
+        into, each row continuing from its own length.
 
         Returns the final hidden states (B, T, n_embd), or with all_layers the list of every layer's
-        output (embeddings first, final LayerNorm applied to the last); and the updated cache if one
-        was passed (an empty list starts one).
+        output (embeddings first, final LayerNorm applied to the last).
         """
         if self.cfg.causal is None:
             raise ValueError("the attention is not set: build with causal=True/False, or let a method set it (use_attention)")
         t = inputs.shape[1]
-        past_len = cache[0][0].shape[2] if cache else 0
-        if past_len + t > self.cfg.block_size:
-            raise ValueError(f"sequence of {past_len + t} exceeds block_size {self.cfg.block_size}")
+        layer_cache = None
+        if cache is not None:
+            if positions is None:
+                positions = cache.row_lengths()[:, None] + torch.arange(t, device=inputs.device)  # (B, T)
+            end = int(positions.max()) + 1
+            if end > min(cache.capacity, self.cfg.block_size):
+                raise ValueError(f"sequence of {end} exceeds the cache ({cache.capacity}) or block_size {self.cfg.block_size}")
+            # query at position p sees the keys at positions 0..p of its own row: (B, T, end)
+            attn_mask = torch.arange(end, device=inputs.device) <= positions[:, :, None]
+            layer_cache = lambda i: cache.layer(i, positions, end)  # noqa: E731
+        elif t > self.cfg.block_size:
+            raise ValueError(f"sequence of {t} exceeds block_size {self.cfg.block_size}")
         if positions is None:
-            positions = torch.arange(past_len, past_len + t, device=inputs.device)
+            positions = torch.arange(t, device=inputs.device)
         x = self.tok_emb(inputs) if self.cfg.vocab_size is not None else self.in_proj(inputs)
         x = self.drop(x + self.pos_emb(positions))  # (B, T, C)
-        layers, new_cache = [x], []
+        layers = [x]
         for i, block in enumerate(self.blocks):
-            x, present = block(x, key_padding_mask, cache[i] if cache else None, attn_mask)
-            new_cache.append(present)
+            x = block(x, key_padding_mask, layer_cache(i) if layer_cache else None, attn_mask)
             layers.append(x)
+        if cache is not None:
+            cache.set_lengths(positions[:, -1] + 1)
         x = self.ln_f(x)
         layers[-1] = x
-        out = layers if all_layers else x
-        return (out, new_cache) if cache is not None else out
+        return layers if all_layers else x
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)  # (B, T, vocab)
@@ -212,22 +269,57 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
     return torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
 
 
-@torch.no_grad()
-def generate(model: Transformer, ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None, generator: torch.Generator | None = None,
-             use_cache: bool = True):
-    """Continue ids (B, T) by max_new_tokens tokens, yielding each new (B, 1) token as it is chosen.
+def sample_rows(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,
+                generators: list[torch.Generator | None]) -> torch.Tensor:
+    """sample_next row by row, each row with its own generator: (B, V) -> (B, 1). A seeded stream then
+    draws the same tokens alone and in a batch with others."""
+    if temperature == 0 or len(generators) == 1:
+        return sample_next(logits, temperature, top_k, top_p, generators[0] if generators else None)
+    return torch.cat([sample_next(row[None], temperature, top_k, top_p, g) for row, g in zip(logits, generators)])
 
-    With the cache the prompt is read once and each later step feeds one token. Once the text is
-    longer than block_size, every step re-reads the last block_size tokens (as without the cache).
+
+@torch.no_grad()
+def generate(model: Transformer, prompts: torch.Tensor | list[list[int]], max_new_tokens: int, temperature: float = 1.0,
+             top_k: int | None = None, top_p: float | None = None,
+             generator: torch.Generator | list[torch.Generator | None] | None = None, use_cache: bool = True):
+    """Continue each prompt by max_new_tokens tokens, yielding each step's new tokens (B, 1) as chosen.
+
+    prompts: ids (B, T), or a list of B token lists of different lengths (decoded together: each row
+    has its own positions in the static cache). generator: one for the batch, or one per row.
+    With the cache each prompt is read once and each later step feeds one token per row. A row longer
+    than block_size re-reads its last block_size tokens at every step (as without the cache).
     """
+    rows = [list(p) for p in prompts.tolist()] if torch.is_tensor(prompts) else [list(p) for p in prompts]
+    device = next(model.parameters()).device
+    generators = generator if isinstance(generator, list) else [generator]
     block = model.cfg.block_size
-    cache, fresh = [], ids
+    capacity = min(block, max(map(len, rows)) + max_new_tokens)
+    cache = StaticCache(len(rows), capacity, device) if use_cache and max(map(len, rows)) <= block else None
+    fresh = None  # the tokens the cache has not read yet: (B, 1)
     for _ in range(max_new_tokens):
-        if use_cache and ids.shape[1] <= block:
-            hidden, cache = model(fresh, cache=cache)
-        else:
-            hidden = model(ids[:, -block:])
-        token = sample_next(model.logits(hidden[:, -1]), temperature, top_k, top_p, generator)
-        ids, fresh = torch.cat([ids, token], dim=1), token
-        yield token
+        if cache is not None and fresh is None:  # the prompts, right-padded; each row then continues at its length
+            ids, lengths = padded(rows, device)
+            hidden = model(ids, cache=cache)
+            cache.lengths = lengths
+            last = hidden[torch.arange(len(rows), device=device), lengths - 1]  # (B, C)
+        elif cache is not None and int(cache.lengths.max()) < capacity:
+            last = model(fresh, cache=cache)[:, -1]
+        else:  # past the context: every row re-reads its last block_size tokens
+            cache = None
+            ids, lengths = padded([r[-block:] for r in rows], device)
+            hidden = model(ids)
+            last = hidden[torch.arange(len(rows), device=device), lengths - 1]
+        fresh = sample_rows(model.logits(last), temperature, top_k, top_p, generators)
+        for row, token in zip(rows, fresh[:, 0].tolist()):
+            row.append(token)
+        yield fresh
+
+
+def padded(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists as one right-padded batch (B, T_max) (the padding after each row's tokens is never
+    seen by them: causal attention), and their lengths (B,)."""
+    lengths = torch.tensor([len(r) for r in rows], device=device)
+    ids = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+    return ids.to(device), lengths
