@@ -9,7 +9,7 @@ process, one stream at a time, with no server (ratio = served total tokens/s / i
     python bench/serve_load.py --checkpoint outputs/gpt-python_stdlib/.../checkpoints/last.ckpt
     python bench/serve_load.py                 # first trains a GPT briefly (transformer_tiny, 300 steps)
 
-Bounded: --clients (8), --seconds (30), --max-new-tokens (64) per request; the server listens on
+Bounded: --clients (1,8,16: one load run each), --seconds (30), --max-new-tokens (64) per request; the server listens on
 127.0.0.1 only.
 """
 
@@ -89,20 +89,35 @@ def in_process_reference(checkpoint: Path, seconds: float, max_new_tokens: int) 
     return tokens / (time.perf_counter() - start)
 
 
+def load_run(url: str, clients: int, seconds: float, max_new_tokens: int) -> dict:
+    """`clients` clients for `seconds`: tokens per client, times to first token, failures, wall time."""
+    record = {"ttft": [], "tokens": [0] * clients, "requests": 0, "failed": []}
+
+    async def load():
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(*(client(url, n, deadline, max_new_tokens, record) for n in range(clients)))
+
+    start = time.perf_counter()
+    asyncio.run(load())
+    record["wall"] = time.perf_counter() - start
+    return record
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="a GPT checkpoint (default: train one briefly)")
-    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--clients", default="1,8,16", help="client counts, one load run each (comma-separated)")
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--max-new-tokens", type=int, default=64)
     args = p.parse_args()
+    counts = [int(c) for c in args.clients.split(",")]
 
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = Path(args.checkpoint) if args.checkpoint else quick_gpt(Path(folder) / "gpt")
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen([sys.executable, "-m", "ssl_zoo", "serve", f"checkpoint={checkpoint}", f"port={port}",
-                                   f"limits.max_concurrent={args.clients}"], stdout=subprocess.DEVNULL)
+                                   f"limits.max_concurrent={max(counts)}"], stdout=subprocess.DEVNULL)
         try:
             for _ in range(600):
                 try:
@@ -112,36 +127,27 @@ def main():
                     time.sleep(0.1)
             else:
                 raise SystemExit("the server did not start within a minute")
-            record = {"ttft": [], "tokens": [0] * args.clients, "requests": 0, "failed": []}
-
-            async def load():
-                deadline = time.perf_counter() + args.seconds
-                await asyncio.gather(*(client(url, n, deadline, args.max_new_tokens, record) for n in range(args.clients)))
-
-            start = time.perf_counter()
-            asyncio.run(load())
-            wall = time.perf_counter() - start
+            runs = {n: load_run(url, n, args.seconds, args.max_new_tokens) for n in counts}
             health = httpx.get(f"{url}/health").json()
         finally:
             server.terminate()
             server.wait(30)
         reference = in_process_reference(checkpoint, min(args.seconds, 10), args.max_new_tokens)
 
-    per_client = [t / wall for t in record["tokens"]]
-    total = sum(record["tokens"]) / wall
-    ttft = sorted(record["ttft"])
-    pct = lambda q: ttft[min(len(ttft) - 1, int(q * len(ttft)))] * 1000  # noqa: E731
-    print(f"model: {model['name']} ({model['model']}, {model['params'] / 1e6:.2f}M params); {args.clients} clients, "
-          f"{wall:.1f} s, {args.max_new_tokens} new tokens per request")
-    print(f"requests: {record['requests']} completed, {len(record['failed'])} failed; server after: {health}")
-    for problem in record["failed"][:5]:
-        print(f"  failed: {problem}")
-    print(f"tokens/s per client: mean {statistics.mean(per_client):.1f}, min {min(per_client):.1f}, max {max(per_client):.1f}")
-    print(f"tokens/s in total: {total:.1f}")
-    if ttft:
-        print(f"time to first token: p50 {pct(0.5):.0f} ms, p95 {pct(0.95):.0f} ms")
+    print(f"model: {model['name']} ({model['model']}, {model['params'] / 1e6:.2f}M params); {args.seconds:.0f} s per run, "
+          f"{args.max_new_tokens} new tokens per request; server after: {health}")
     print(f"reference, in process, one stream, no server: {reference:.1f} tokens/s")
-    print(f"ratio served total / in-process: {total / reference:.2f}")
+    print("clients | requests | failed | tokens/s in total | per client (min - max) | first token p50 / p95 ms | ratio to one stream in process")
+    for n, record in runs.items():
+        per_client = [t / record["wall"] for t in record["tokens"]]
+        total = sum(record["tokens"]) / record["wall"]
+        ttft = sorted(record["ttft"]) or [float("nan")]
+        pct = lambda q: ttft[min(len(ttft) - 1, int(q * len(ttft)))] * 1000  # noqa: E731
+        print(f"{n:7d} | {record['requests']:8d} | {len(record['failed']):6d} | {total:17.1f} | "
+              f"{statistics.mean(per_client):6.1f} ({min(per_client):.1f} - {max(per_client):.1f}) | "
+              f"{pct(0.5):6.0f} / {pct(0.95):6.0f} | {total / reference:.2f}")
+        for problem in record["failed"][:3]:
+            print(f"  failed: {problem}")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from ssl_zoo.nn.transformer import Transformer, generate
 
 # nanoGPT's baby GPT (Shakespeare characters) and GPT-2 small at a 256 context, as measured in issue 19
 SHAPES = {
-    "baby": dict(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, batch_size=8, prompt_length=64, new_tokens=200),
+    "baby": dict(vocab_size=65, block_size=256, n_layer=6, n_head=6, n_embd=384, batch_size=8, prompt_length=64, new_tokens=180),
     "gpt2": dict(vocab_size=50304, block_size=256, n_layer=12, n_head=12, n_embd=768, batch_size=2, prompt_length=64,
                  new_tokens=100),
 }

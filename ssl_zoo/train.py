@@ -5,7 +5,7 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.model_helpers import is_overridden
@@ -19,6 +19,7 @@ from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
 from ssl_zoo.eval.monitor import KNNMonitor
 from ssl_zoo.loggers import make_loggers
+from ssl_zoo.precision import choose_precision
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import RESULTS_FILE, read_json, record, write_json
 
@@ -86,6 +87,11 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     datamodule, method = build.for_training(cfg, **reads_as)
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
+    precision_choice = None
+    if cfg.trainer.precision == "auto":  # bf16 where it is faster for this model and batch (precision.py)
+        precision_choice = choose_precision(cfg, method, datamodule)
+        with open_dict(cfg):
+            cfg.trainer.precision = precision_choice["precision"]
     run_record = RunRecord(build.require_values(cfg))
     monitor = knn_monitor(cfg, datamodule)
     stopper = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
@@ -114,6 +120,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         **method.report(),
         "world_size": trainer.world_size,
         "precision": trainer.precision,  # 32-true, bf16-mixed, ...: step times depend on it
+        **({"precision_choice": precision_choice} if precision_choice else {}),  # trainer.precision=auto: how
         "final_metrics": run_record.final_metrics,  # as training ended (a resumed run: as its checkpoint had them)
         **({"knn_monitor": monitor.report()} if monitor else {}),
     }
