@@ -2,8 +2,6 @@
 
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 __version__ = "0.1.0"
 
 
@@ -14,13 +12,10 @@ def config_dir() -> Path:
 
 
 def cpu_precision() -> str:
-    """`${cpu_precision:}` in conf/: bf16 autocast where this CPU computes bf16 natively (AMX or
-    AVX512-BF16), full fp32 elsewhere (emulated bf16 is slower); measured in docs/benchmarks.md."""
+    """bf16-mixed where this CPU computes bf16 natively (AMX or AVX512-BF16), 32-true elsewhere (emulated
+    bf16 is slower): where trainer.precision=auto may consider bf16 at all (ssl_zoo/precision.py)."""
     import torch
 
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private in torch.cpu: absent means no
     native = any(getattr(torch.cpu, name, lambda: False)() for name in checks)
     return "bf16-mixed" if native else "32-true"
-
-
-OmegaConf.register_new_resolver("cpu_precision", cpu_precision, replace=True)
