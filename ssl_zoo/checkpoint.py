@@ -220,3 +220,14 @@ def load_method(path: str | Path, device: str = "cpu") -> tuple:
     method, cfg = method_from(read_checkpoint(path))
     return method.to(pick_device(device)), cfg
 
+
+def checkpoint_for_resume(cfg, run_dir: Path) -> tuple[str | None, dict | None]:
+    """(path, contents) of the checkpoint to resume from, read and checked before anything is built;
+    (None, None) for a new run."""
+    if cfg.resume in (None, False):
+        return None, None
+    path = run_dir / "checkpoints" / "last.ckpt" if cfg.resume == "auto" else Path(cfg.resume)
+    if cfg.resume == "auto" and not path.exists():
+        print(f"resume=auto: no checkpoint at {path} yet, starting a new run")
+        return None, None
+    return str(path), read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")

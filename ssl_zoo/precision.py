@@ -16,6 +16,7 @@ import time
 import warnings
 
 import torch
+from omegaconf import open_dict
 
 from ssl_zoo import cpu_precision
 from ssl_zoo.data.base import cache_root, digest
@@ -84,3 +85,14 @@ def choose_precision(cfg, method, datamodule) -> dict:
               "bf16_step_s": round(bf16, 4), "cpu": cpu_name()}
     atomic_write(path, json.dumps(choice))
     return {**choice, "source": f"measured: {STEPS} steps each on this batch"}
+
+
+def settle_precision(cfg, method, datamodule) -> dict:
+    """With trainer.precision=auto, set it to choose_precision's answer and return {"precision_choice":
+    how it was chosen} for results.json; with a precision given, leave it and return {}."""
+    if cfg.trainer.precision != "auto":
+        return {}
+    choice = choose_precision(cfg, method, datamodule)
+    with open_dict(cfg):
+        cfg.trainer.precision = choice["precision"]
+    return {"precision_choice": choice}

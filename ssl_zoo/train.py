@@ -5,21 +5,21 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from ssl_zoo import build
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.checkpoint import (AtomicCheckpointIO, RunInterrupted, RunRecord, StopOnSignal, method_from,
-                                read_checkpoint)
+from ssl_zoo.checkpoint import (AtomicCheckpointIO, RunInterrupted, RunRecord, StopOnSignal, checkpoint_for_resume,
+                                method_from)
 from ssl_zoo.commands.probe import probe_block, probe_config
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
 from ssl_zoo.eval.monitor import KNNMonitor
 from ssl_zoo.loggers import make_loggers
-from ssl_zoo.precision import choose_precision
+from ssl_zoo.precision import settle_precision
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import RESULTS_FILE, read_json, record, write_json
 
@@ -50,18 +50,6 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resu
         raise UserError(f"a trainer setting is invalid: {e}; fix it on the command line (trainer.<name>=...)") from None
 
 
-def checkpoint_for_resume(cfg: DictConfig, run_dir: Path) -> tuple[str | None, dict | None]:
-    """(path, contents) of the checkpoint to resume from, read and checked before anything is built;
-    (None, None) for a new run."""
-    if cfg.resume in (None, False):
-        return None, None
-    path = run_dir / "checkpoints" / "last.ckpt" if cfg.resume == "auto" else Path(cfg.resume)
-    if cfg.resume == "auto" and not path.exists():
-        print(f"resume=auto: no checkpoint at {path} yet, starting a new run")
-        return None, None
-    return str(path), read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")
-
-
 def finished_run(cfg: DictConfig, run_dir: Path, resumed: dict) -> dict | None:
     """The results of a run that resume=auto finds finished (trained to max_steps, results.json
     written): said in one line, nothing rewritten. None when there is more to do."""
@@ -87,11 +75,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     datamodule, method = build.for_training(cfg, **reads_as)
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
-    precision_choice = None
-    if cfg.trainer.precision == "auto":  # bf16 where it is faster for this model and batch (precision.py)
-        precision_choice = choose_precision(cfg, method, datamodule)
-        with open_dict(cfg):
-            cfg.trainer.precision = precision_choice["precision"]
+    chosen = settle_precision(cfg, method, datamodule)  # trainer.precision=auto: bf16 where it is faster here
     run_record = RunRecord(build.require_values(cfg))
     monitor = knn_monitor(cfg, datamodule)
     stopper = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
@@ -120,7 +104,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         **method.report(),
         "world_size": trainer.world_size,
         "precision": trainer.precision,  # 32-true, bf16-mixed, ...: step times depend on it
-        **({"precision_choice": precision_choice} if precision_choice else {}),  # trainer.precision=auto: how
+        **chosen,  # precision_choice: how trainer.precision=auto chose
         "final_metrics": run_record.final_metrics,  # as training ended (a resumed run: as its checkpoint had them)
         **({"knn_monitor": monitor.report()} if monitor else {}),
     }
