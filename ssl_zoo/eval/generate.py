@@ -147,15 +147,16 @@ class ContinuousBatcher:
             hidden = self.model(last, cache=self.cache.using(rows))[:, -1]  # (B, C): one pass for all of them
             logits.update(zip(map(id, cached), self.model.logits(hidden)))
         for stream in windowed:  # past the context: it re-reads its last block_size tokens (as generate does)
-            logits[id(stream)] = self.model.logits(self.model(torch.tensor([stream.ids[-self.cache.capacity:]], device=self.device)))[0, -1]
+            window = torch.tensor([stream.ids[-self.cache.capacity:]], device=self.device)
+            logits[id(stream)] = self.model.logits(self.model(window))[0, -1]
         for stream, slot in zip(joining, free):
             if stream.cancelled:
                 stream.deliver(None)
                 continue
             stream.slot = slot
             self.cache.lengths[slot] = 0  # the row's old keys are never read again, and overwritten
-            prompt = torch.tensor([stream.ids], device=self.device)
-            logits[id(stream)] = self.model.logits(self.model(prompt, cache=self.cache.using(torch.tensor([slot], device=self.device))))[0, -1]
+            prompt, row = torch.tensor([stream.ids], device=self.device), torch.tensor([slot], device=self.device)
+            logits[id(stream)] = self.model.logits(self.model(prompt, cache=self.cache.using(row)))[0, -1]
             self.live.append(stream)
         for stream in list(self.live):
             s = stream.settings
