@@ -70,22 +70,20 @@ def choose_precision(cfg, method, datamodule) -> dict:
         return {"precision": "32-true", "source": "this CPU does not compute bf16 natively"}
     if str(cfg.trainer.get("devices", 1)) != "1":  # every process must choose the same
         return {"precision": "bf16-mixed", "source": "this CPU computes bf16 natively (several processes: not timed)"}
-    datamodule.setup("fit")
-    inputs, _ = next(iter(datamodule.train_dataloader()))
-    key = digest(cpu_name(), torch.__version__, cfg.method.name, type(method.backbone).__name__,
-                 sum(p.numel() for p in method.backbone.parameters()), str(method.backbone), tensor_shapes(inputs),
+    inputs, _ = next(iter(datamodule.train_dataloader()))  # the datamodule is set up (build.for_training)
+    key = digest(cpu_name(), torch.__version__, cfg.method.name, str(method.backbone), tensor_shapes(inputs),
                  torch.get_num_threads())
     path = cache_root(None) / "precision" / f"{key}.json"
-    try:
-        return {**json.loads(path.read_text()), "source": "measured earlier on this CPU (cached)"}
+    try:  # the timings are kept, the choice made from them now (by today's MARGIN)
+        timed, source = json.loads(path.read_text()), "measured earlier on this CPU (cached)"
     except (OSError, ValueError):
-        pass
-    probe = copy.deepcopy(method).train()  # the run's own weights, generators and statistics stay untouched
-    fp32, bf16 = step_seconds(probe, inputs, False), step_seconds(probe, inputs, True)
-    choice = {"precision": "bf16-mixed" if bf16 < MARGIN * fp32 else "32-true", "fp32_step_s": round(fp32, 4),
-              "bf16_step_s": round(bf16, 4), "cpu": cpu_name()}
-    atomic_write(path, json.dumps(choice))
-    return {**choice, "source": f"measured: {STEPS} steps each on this batch"}
+        probe = copy.deepcopy(method).train()  # the run's own weights, generators and statistics stay untouched
+        timed = {"fp32_step_s": round(step_seconds(probe, inputs, False), 4),
+                 "bf16_step_s": round(step_seconds(probe, inputs, True), 4), "cpu": cpu_name()}
+        atomic_write(path, json.dumps(timed))
+        source = f"measured: {STEPS} steps each on this batch"
+    faster = timed["bf16_step_s"] < MARGIN * timed["fp32_step_s"]
+    return {"precision": "bf16-mixed" if faster else "32-true", **timed, "source": source}
 
 
 def settle_precision(cfg, method, datamodule) -> dict:
