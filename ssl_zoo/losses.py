@@ -62,10 +62,14 @@ def instance_norm(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float 
     return (x - mean) / (var + eps).sqrt()
 
 
-def data2vec_targets(layers: list[torch.Tensor], top_k: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+def data2vec_targets(layers: list[torch.Tensor], top_k: int, mask: torch.Tensor | None = None,
+                     centre_positions: bool = False) -> torch.Tensor:
     """data2vec's regression targets: the average of the top_k layers' outputs (each (B, T, C)), each
-    instance-normalised first (over the real positions of mask (B, T)) -> (B, T, C)."""
-    return torch.stack([instance_norm(h.float(), mask) for h in layers[-top_k:]]).mean(0)
+    instance-normalised first (over the real positions of mask (B, T)) -> (B, T, C). centre_positions
+    subtracts each position's mean over the batch (DINO's centring, per position): what the position
+    alone predicts is then no part of the target."""
+    targets = torch.stack([instance_norm(h.float(), mask) for h in layers[-top_k:]]).mean(0)
+    return targets - targets.mean(0, keepdim=True) if centre_positions else targets
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:

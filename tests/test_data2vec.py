@@ -47,6 +47,15 @@ def test_targets_are_the_top_k_layers_each_instance_normalised_then_averaged():
     torch.testing.assert_close(normed.mean(1), torch.zeros(2, 4), atol=1e-5, rtol=0)
 
 
+def test_centred_targets_keep_nothing_that_the_position_alone_predicts():
+    torch.manual_seed(0)
+    position = torch.randn(1, 6, 4) * 5  # what every sequence shares at each position
+    layers = [torch.randn(8, 6, 4) + position for _ in range(3)]
+    plain, centred = data2vec_targets(layers, 2), data2vec_targets(layers, 2, centre_positions=True)
+    torch.testing.assert_close(centred.mean(0), torch.zeros(6, 4), atol=1e-5, rtol=0)  # no position left
+    torch.testing.assert_close(centred, plain - plain.mean(0, keepdim=True))  # and nothing else taken away
+
+
 def test_the_loss_is_at_the_masked_positions_only_and_the_teacher_gets_no_gradient():
     method = text_method()
     method.train()

@@ -2,7 +2,9 @@
 masked input; an EMA teacher (the student's own weights, averaged) reads it unmasked; at the masked
 positions the student regresses the average of the teacher's top K layer outputs, each
 instance-normalised. Only the masking is the modality's own: BERT's tokens for text, spans of frames
-for speech (as wav2vec 2.0), blocks of patches for images (as BEiT).
+for speech (as wav2vec 2.0), blocks of patches for images (as BEiT). One addition for text, not in the
+paper: centre_positions takes each position's batch mean out of the targets, because a small model
+on a CPU budget learns targets that are mostly position, which the student predicts without reading.
 
     Data2Vec(backbone, ...) builds the modality's class from the encoder it is given: a token
     transformer (text), a vector transformer (speech) or a ViT (images).
@@ -61,10 +63,10 @@ class Data2Vec:
         return (self.backbone.transformer if isinstance(self.backbone, ViT) else self.backbone).blocks
 
     def regress(self, student: torch.Tensor, teacher_layers: list[torch.Tensor], chosen: torch.Tensor,
-                real: torch.Tensor | None = None) -> torch.Tensor:
+                real: torch.Tensor | None = None, centre_positions: bool = False) -> torch.Tensor:
         """The loss: the student's states (B, T, C) through the regression head against the teacher's
         targets (B, T, C), at the chosen (masked) positions (B, T) only."""
-        targets = data2vec_targets(teacher_layers, self.top_k, real)
+        targets = data2vec_targets(teacher_layers, self.top_k, real, centre_positions)
         return masked_mse(self.regression_head(student), targets, chosen)
 
     def optimizer_step(self, *args, **kwargs) -> None:
@@ -79,9 +81,9 @@ class Data2VecText(Data2Vec, TextMethod):
     causal = False
 
     def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, select_prob: float = 0.15,
-                 **settings):
+                 centre_positions: bool = False, **settings):
         super().__init__(backbone, **others_dropped(settings, "text"))
-        self.select_prob = select_prob
+        self.select_prob, self.centre_positions = select_prob, centre_positions
         self.init_teacher(top_k, tau_base, tau_end)
 
     def ssl_step(self, ids):
@@ -90,7 +92,7 @@ class Data2VecText(Data2Vec, TextMethod):
         student = self.backbone(inputs)  # (B, T, C)
         with torch.no_grad():
             teacher = self.teacher(ids, all_layers=True)[1:]  # the block outputs, not the embeddings
-        return self.regress(student, teacher, targets != IGNORE), student.mean(1)
+        return self.regress(student, teacher, targets != IGNORE, centre_positions=self.centre_positions), student.mean(1)
 
 
 class Data2VecSpeech(Data2Vec, SpeechMethod):
@@ -136,7 +138,7 @@ class Data2VecImage(Data2Vec, ImageMethod):
 
 
 # One config serves the three modalities: each class leaves out the settings that are not its own.
-OWN = {"text": {"select_prob", "probe_layer"}, "speech": {"speech_mask_prob", "speech_span", "probe_layer"},
+OWN = {"text": {"select_prob", "probe_layer", "centre_positions"}, "speech": {"speech_mask_prob", "speech_span", "probe_layer"},
        "image": {"image_mask_ratio", "image_block", "views"}}
 
 
