@@ -11,8 +11,8 @@ from hydra.experimental.callback import Callback as HydraCallback
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.errors import UserError
-from ssl_zoo.results import experiments, find_results, group_order, icl_groups, scaling_rows, seed_groups
-from ssl_zoo.stats import wilson_interval
+from ssl_zoo.results import experiments, find_results, group_order, icl_groups, run_figures, scaling_rows, seed_groups
+from ssl_zoo.stats import t_interval, wilson_interval
 
 
 def pct(x, sign: str = "") -> str:
@@ -219,7 +219,35 @@ def grid_table(rows: list[dict]) -> str:
                 f"{cell(f['figures']['gain'], sign='+')} (n={len(f['seeds'])})" + (" ✓" if excludes_zero(f["figures"]["gain"]) == "yes" else "")
                 for f in found) or "-")
         out.append(f"| {objective} | " + " | ".join(entries) + " |")
-    return "\n".join(out) + "\n"
+    winners = grid_winners(rows, cells)
+    return "\n".join(out + (["", "Which objective won each modality (probe accuracy):", *winners] if winners else [])) + "\n"
+
+
+def grid_winners(rows: list[dict], cells: dict[tuple[str, str], list[dict]]) -> list[str]:
+    """One line per modality with two objectives or more: the objective whose best experiment has the
+    highest mean probe accuracy, and its lead over the next objective's best as the paired difference
+    over the seeds both ran (mean ± 95% t-interval), said to be a win only when that interval excludes 0."""
+    accuracy = {r.get("path"): run_figures(r)["linear_acc"] for r in rows}
+    per_seed = lambda f: {seed: accuracy[path] for seed, path in zip(f["seeds"], f["paths"]) if accuracy.get(path) is not None}  # noqa: E731
+    mean_linear = lambda f: f["figures"]["linear_acc"]["mean"] if f["figures"]["linear_acc"] else -1  # noqa: E731
+    lines = []
+    for modality in GRID_COLUMNS:
+        best = sorted(((max(found, key=mean_linear), objective) for (objective, m), found in cells.items() if m == modality),
+                      key=lambda pair: mean_linear(pair[0]), reverse=True)
+        if len(best) < 2:
+            continue
+        (first, won), (second, next_) = best[:2]
+        a, b = per_seed(first), per_seed(second)
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        lead = t_interval([a[s] - b[s] for s in seeds])
+        verdict = {"yes": "a win at 95%", "no": "its interval includes 0: not a win at 95%",
+                   "one seed": "no interval from one seed"}[excludes_zero(lead)]
+        lines.append(f"- {modality}: {won} ({first['method']}, {cell(first['figures']['linear_acc'])}%) ahead of {next_} "
+                     f"({second['method']}) by {cell(lead, sign='+')} points, paired over seed{'s' * (len(seeds) > 1)} "
+                     f"{', '.join(map(str, seeds))}: {verdict}")
+    return lines
 
 
 def scaling_table(rows) -> str:

@@ -109,7 +109,9 @@ def test_grid_places_each_experiment_by_objective_and_modality_with_its_gain_ove
     cells = {("mae", "image", "shapes", "masked"): [(0.40, 0.30), (0.44, 0.30), (0.42, 0.31)],
              ("simclr", "image", "shapes", "joint-embedding"): [(0.50, 0.30), (0.52, 0.31), (0.55, 0.30)],
              ("byol", "image", "shapes", "joint-embedding"): [(0.45, 0.30), (0.46, 0.31), (0.44, 0.30)],
-             ("gpt", "text", "python_stdlib", None): [(0.45, 0.40), (0.41, 0.40), (0.46, 0.38)]}  # an old record: no objective
+             ("gpt", "text", "python_stdlib", None): [(0.45, 0.40), (0.41, 0.40), (0.46, 0.38)],  # an old record: no objective
+             ("apc", "speech", "spoken_words", "autoregressive"): [(0.90, 0.8), (0.85, 0.8), (0.93, 0.8)],
+             ("masked_speech", "speech", "spoken_words", "masked"): [(0.91, 0.8), (0.80, 0.8), (0.90, 0.8)]}
     for (method, modality, data, objective), seeds in cells.items():
         for seed, (linear, random_init) in enumerate(seeds):
             payload = result(method, modality, data, "t", linear, random_init, seed=seed)
@@ -121,6 +123,14 @@ def test_grid_places_each_experiment_by_objective_and_modality_with_its_gain_ove
     assert grid in table and {p.name for p in written} >= {"grid.md", "grid.png"}
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in grid.splitlines() if line.startswith("| ") and "---" not in line}
     text, speech, image = rows["joint-embedding"]
+    # Each modality's winner, by the paired difference of the two best objectives over the seeds.
+    winners = {line[2:].split(":")[0]: line for line in grid.splitlines() if line.startswith("- ")}
+    assert set(winners) == {"speech", "image"}  # text has one objective only
+    lead = [a - b for a, b in zip((0.50, 0.52, 0.55), (0.40, 0.44, 0.42))]  # simclr (the better joint-embedding) - mae
+    half = stats.t.ppf(0.975, 2) * stats.tstd(lead) / 3 ** 0.5
+    assert winners["image"].startswith("- image: joint-embedding (simclr, 52.3") and "ahead of masked (mae)" in winners["image"]
+    assert f"by +{100 * sum(lead) / 3:.1f} ± {100 * half:.1f} points, paired over seeds 0, 1, 2: a win at 95%" in winners["image"]
+    assert "autoregressive (apc" in winners["speech"] and winners["speech"].endswith("not a win at 95%")
     assert text == "-" and speech == "-"
     simclr, byol = image.split("<br>")  # the larger mean gain first
     gains = [0.50 - 0.30, 0.52 - 0.31, 0.55 - 0.30]
@@ -128,4 +138,4 @@ def test_grid_places_each_experiment_by_objective_and_modality_with_its_gain_ove
     assert simclr.startswith("simclr") and f"gain +{100 * sum(gains) / 3:.1f} ± {100 * half:.1f} (n=3) ✓" in simclr
     assert byol.startswith("byol")
     assert rows["masked"][2].startswith("mae") and rows["autoregressive"][0].startswith("gpt")  # by its method's objective
-    assert rows["autoregressive"][1] == "-" and rows["masked"][0] == "-"
+    assert rows["autoregressive"][1].startswith("apc") and rows["masked"][0] == "-"
