@@ -88,6 +88,9 @@ class Data2VecText(Data2Vec, TextMethod):
 
     def ssl_step(self, ids):
         ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
+        if self.centre_positions and len(ids) < 2:  # one sequence's centred targets are all 0
+            raise UserError(f"method.centre_positions needs batches of 2 sequences or more, not {len(ids)}: "
+                            "set data.batch_size=2 or more, or method.centre_positions=false")
         inputs, targets = mask_tokens(ids, self.step_generator(), self.backbone.cfg.vocab_size, self.select_prob)
         student = self.backbone(inputs)  # (B, T, C)
         with torch.no_grad():
