@@ -119,7 +119,8 @@ NULLABLE = {"trainer.max_epochs", "probe.max_train", "method.temperature", "data
 
 
 def check_modalities(cfg: DictConfig) -> None:
-    """The method, the data and the encoder agree on the modality (data2vec's is the encoder's)."""
+    """The method, the data and the encoder agree on the modality (data2vec's is the encoder's), and
+    data2vec's centred text targets get batches of two sequences or more."""
     method, data, model = (get_class(cfg[group]._target_) for group in ("method", "data", "model"))
     if method.modality not in (data.modality, "any"):
         raise UserError(
@@ -131,6 +132,11 @@ def check_modalities(cfg: DictConfig) -> None:
         fix = "model=small_cnn, resnet18 or vit_tiny" if data.modality == "image" else "model=transformer_tiny"
         raise UserError(f"model '{cfg.model.name}' reads {' or '.join(reads)}, but data '{cfg.data.name}' is {data.modality}; "
                         f"pick a model for {data.modality} ({fix})")
+    if cfg.method.name == "data2vec" and data.modality == "text" and cfg.method.get("centre_positions"):
+        from ssl_zoo.methods.data2vec import centred_batch_problem
+
+        if isinstance(batch := cfg.data.get("batch_size"), int) and (problem := centred_batch_problem(batch)):
+            raise UserError(problem)
 
 
 def build_datamodule(cfg: DictConfig, **settings):

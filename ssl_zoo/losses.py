@@ -66,10 +66,14 @@ def data2vec_targets(layers: list[torch.Tensor], top_k: int, mask: torch.Tensor 
                      centre_positions: bool = False) -> torch.Tensor:
     """data2vec's regression targets: the average of the top_k layers' outputs (each (B, T, C)), each
     instance-normalised first (over the real positions of mask (B, T)) -> (B, T, C). centre_positions
-    subtracts each position's mean over the batch (DINO's centring, per position): what the position
-    alone predicts is then no part of the target."""
+    subtracts each position's mean over the batch's real rows there (a per-position batch centring): what
+    the position alone predicts is then no part of the target."""
     targets = torch.stack([instance_norm(h.float(), mask) for h in layers[-top_k:]]).mean(0)
-    return targets - targets.mean(0, keepdim=True) if centre_positions else targets
+    if not centre_positions:
+        return targets
+    w = torch.ones(targets.shape[:2], device=targets.device) if mask is None else mask.float()  # (B, T)
+    centre = (targets * w[..., None]).sum(0) / w.sum(0).clamp_min(1.0)[:, None]  # (T, C)
+    return targets - centre
 
 
 def masked_mse(prediction: torch.Tensor, target: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:

@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.errors import UserError
-from ssl_zoo.results import experiments, find_results, group_order, icl_groups, run_figures, scaling_rows, seed_groups
+from ssl_zoo.results import experiments, find_results, group_order, icl_groups, scaling_rows, seed_groups
 from ssl_zoo.stats import t_interval, wilson_interval
 
 
@@ -134,6 +134,11 @@ def excludes_zero(stat: dict | None) -> str:
     return "yes" if low > 0 or high < 0 else "no"
 
 
+def above_zero(stat: dict | None) -> bool:
+    """Whether a figure's 95% interval over seeds lies wholly above 0 (a real gain, not a real loss)."""
+    return bool(stat and stat["ci95"] and stat["ci95"][0] > 0)
+
+
 def leaderboard(rows: list[dict]) -> str:
     """A Markdown table per (modality, data, probe task), best linear accuracy first."""
     out, group = ["Each figure: the mean over seeds ± the half-width of its 95% t-interval (one seed: the figure alone)."], None
@@ -208,7 +213,7 @@ def grid_table(rows: list[dict]) -> str:
     and modality, its probe accuracy and its gain over random init (mean ± 95% interval over seeds)."""
     cells = grid_cells(rows)
     out = ["The grid: linear probe accuracy and gain over the random-init encoder, mean ± the half-width of the 95% "
-           "t-interval over seeds (n seeds); ✓: the gain's interval excludes 0.", "",
+           "t-interval over seeds (n seeds); ✓: the gain's interval lies above 0.", "",
            "| objective | " + " | ".join(GRID_COLUMNS) + " |", "|---|" + "---|" * len(GRID_COLUMNS)]
     for objective in GRID_ROWS:
         entries = []
@@ -216,37 +221,45 @@ def grid_table(rows: list[dict]) -> str:
             found = cells.get((objective, modality), [])
             entries.append("<br>".join(
                 f"{f['method']} ({f['model']}, {f['data']}): {cell(f['figures']['linear_acc'])}%, gain "
-                f"{cell(f['figures']['gain'], sign='+')} (n={len(f['seeds'])})" + (" ✓" if excludes_zero(f["figures"]["gain"]) == "yes" else "")
+                f"{cell(f['figures']['gain'], sign='+')} (n={len(f['seeds'])})" + (" ✓" if above_zero(f["figures"]["gain"]) else "")
                 for f in found) or "-")
         out.append(f"| {objective} | " + " | ".join(entries) + " |")
-    winners = grid_winners(rows, cells)
-    return "\n".join(out + (["", "Which objective won each modality (probe accuracy):", *winners] if winners else [])) + "\n"
+    winners = grid_winners(cells)
+    return "\n".join(out + (["", "Each modality's best objective by mean probe accuracy, and its lead over the next "
+                              "objective on the same data and probe task:", *winners] if winners else [])) + "\n"
 
 
-def grid_winners(rows: list[dict], cells: dict[tuple[str, str], list[dict]]) -> list[str]:
-    """One line per modality with two objectives or more: the objective whose best experiment has the
-    highest mean probe accuracy, and its lead over the next objective's best as the paired difference
-    over the seeds both ran (mean ± 95% t-interval), said to be a win only when that interval excludes 0."""
-    accuracy = {r.get("path"): run_figures(r)["linear_acc"] for r in rows}
-    per_seed = lambda f: {seed: accuracy[path] for seed, path in zip(f["seeds"], f["paths"]) if accuracy.get(path) is not None}  # noqa: E731
-    mean_linear = lambda f: f["figures"]["linear_acc"]["mean"] if f["figures"]["linear_acc"] else -1  # noqa: E731
+def grid_winners(cells: dict[tuple[str, str], list[dict]]) -> list[str]:
+    """One line per modality and (data, probe task, protocol) that two objectives or more ran: the
+    objective whose best experiment has the highest mean probe accuracy, and its lead over the next
+    objective's best as the paired difference over the seeds both ran (mean ± 95% t-interval), a win
+    only when the interval lies above 0. Each objective is represented by its best experiment, a choice
+    made on the same seeds, which the interval does not account for."""
+    linear = lambda f: f["figures"]["linear_acc"]["mean"]  # noqa: E731 (a grid cell's experiments all have one)
+    per_seed = lambda f: {seed: run["linear_acc"] for seed, run in zip(f["seeds"], f["per_run"]) if run["linear_acc"] is not None}  # noqa: E731
     lines = []
     for modality in GRID_COLUMNS:
-        best = sorted(((max(found, key=mean_linear), objective) for (objective, m), found in cells.items() if m == modality),
-                      key=lambda pair: mean_linear(pair[0]), reverse=True)
-        if len(best) < 2:
-            continue
-        (first, won), (second, next_) = best[:2]
-        a, b = per_seed(first), per_seed(second)
-        seeds = sorted(set(a) & set(b))
-        if not seeds:
-            continue
-        lead = t_interval([a[s] - b[s] for s in seeds])
-        verdict = {"yes": "a win at 95%", "no": "its interval includes 0: not a win at 95%",
-                   "one seed": "no interval from one seed"}[excludes_zero(lead)]
-        lines.append(f"- {modality}: {won} ({first['method']}, {cell(first['figures']['linear_acc'])}%) ahead of {next_} "
-                     f"({second['method']}) by {cell(lead, sign='+')} points, paired over seed{'s' * (len(seeds) > 1)} "
-                     f"{', '.join(map(str, seeds))}: {verdict}")
+        groups: dict[tuple, dict[str, dict]] = {}  # (data, task, protocol) -> {objective: its best experiment}
+        for (objective, m), found in cells.items():
+            for f in found if m == modality else []:
+                best = groups.setdefault((f["data"], f["task"], f["protocol"]), {})
+                if objective not in best or linear(f) > linear(best[objective]):
+                    best[objective] = f
+        for (data, task, _), best in groups.items():
+            if len(best) < 2:
+                continue
+            (winner, first), (runner_up, second) = sorted(best.items(), key=lambda pair: linear(pair[1]), reverse=True)[:2]
+            head = f"- {modality}" + (f" ({data}, {task})" if len(groups) > 1 else "") + f": {winner} ({first['method']}, " \
+                   f"{cell(first['figures']['linear_acc'])}%) ahead of {runner_up} ({second['method']})"
+            a, b = per_seed(first), per_seed(second)
+            if not (seeds := sorted(set(a) & set(b))):
+                lines.append(f"{head}: no seeds in common to pair")
+                continue
+            lead = t_interval([a[s] - b[s] for s in seeds])
+            verdict = ("no interval from one seed" if lead["ci95"] is None else "a win at 95%" if above_zero(lead) else
+                       f"behind {runner_up} on these seeds at 95%" if lead["ci95"][1] < 0 else "its interval includes 0: not a win at 95%")
+            lines.append(f"{head} by {cell(lead, sign='+')} points, paired over seed{'s' * (len(seeds) > 1)} "
+                         f"{', '.join(map(str, seeds))}: {verdict}")
     return lines
 
 

@@ -203,6 +203,7 @@ def experiments(rows: list[dict]) -> list[dict]:
             "baseline": bool((first.get("extra") or {}).get("baseline")),  # an encoder trained elsewhere (commands/baselines.py)
             "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],
             "figures": {name: t_interval(v) if v else None for name, v in values.items()},
+            "per_run": per_run,  # each seed's own figures, in the order of seeds
             "paths": [r.get("path") for r in runs],
         })
     linear = lambda f: (f["figures"]["linear_acc"] or {}).get("mean") or 0  # noqa: E731

@@ -131,11 +131,30 @@ def test_grid_places_each_experiment_by_objective_and_modality_with_its_gain_ove
     assert winners["image"].startswith("- image: joint-embedding (simclr, 52.3") and "ahead of masked (mae)" in winners["image"]
     assert f"by +{100 * sum(lead) / 3:.1f} ± {100 * half:.1f} points, paired over seeds 0, 1, 2: a win at 95%" in winners["image"]
     assert "autoregressive (apc" in winners["speech"] and winners["speech"].endswith("not a win at 95%")
+    assert "Each modality's best objective by mean probe accuracy" in grid
     assert text == "-" and speech == "-"
     simclr, byol = image.split("<br>")  # the larger mean gain first
     gains = [0.50 - 0.30, 0.52 - 0.31, 0.55 - 0.30]
     half = stats.t.ppf(0.975, 2) * stats.tstd(gains) / 3 ** 0.5
     assert simclr.startswith("simclr") and f"gain +{100 * sum(gains) / 3:.1f} ± {100 * half:.1f} (n=3) ✓" in simclr
+    assert "✓" not in rows["autoregressive"][0]  # gpt's gain interval includes 0
     assert byol.startswith("byol")
     assert rows["masked"][2].startswith("mae") and rows["autoregressive"][0].startswith("gpt")  # by its method's objective
     assert rows["autoregressive"][1].startswith("apc") and rows["masked"][0] == "-"
+
+
+def test_a_grid_winner_is_paired_only_on_the_seeds_both_objectives_ran(tmp_path):
+    # masked ranks first on its mean over seeds 0-2 (63.3) but is behind on the two seeds both ran.
+    cells = {("mae", "masked"): {0: 0.50, 1: 0.50, 2: 0.90}, ("aim", "autoregressive"): {0: 0.55, 1: 0.551},
+             ("data2vec", "joint-embedding"): {5: 0.1}}  # third by mean: only the two best are compared
+    for (method, objective), seeds in cells.items():
+        for seed, linear in seeds.items():
+            write(tmp_path, f"{method}-{seed}", {**result(method, "image", "shapes", "t", linear, 0.3, seed=seed), "objective": objective})
+    compare_runs([tmp_path], tmp_path, grid=True)
+    (line,) = [line for line in (tmp_path / "grid.md").read_text().splitlines() if line.startswith("- ")]
+    assert line.startswith("- image: masked (mae, 63.3") and "ahead of autoregressive (aim)" in line
+    assert "by -5.1 ± 0.6 points" in line and line.endswith("paired over seeds 0, 1: behind autoregressive on these seeds at 95%")
+    write(tmp_path, "other-data", {**result("mae", "image", "cifar10", "t", 0.9, 0.3), "objective": "masked"})
+    compare_runs([tmp_path], tmp_path, grid=True)  # a lone objective on other data is compared with nothing
+    lines = [line for line in (tmp_path / "grid.md").read_text().splitlines() if line.startswith("- ")]
+    assert len(lines) == 1 and lines[0].startswith("- image (shapes, t): masked (mae, 63.3")

@@ -2,6 +2,7 @@
 positions only, the teacher gets no gradient, one config builds the class of the encoder's modality,
 and the three modalities train and probe from the command line."""
 
+import pytest
 import torch
 
 from conftest import TINY, run_cli
@@ -47,17 +48,30 @@ def test_targets_are_the_top_k_layers_each_instance_normalised_then_averaged():
     torch.testing.assert_close(normed.mean(1), torch.zeros(2, 4), atol=1e-5, rtol=0)
 
 
-def test_centred_targets_keep_nothing_that_the_position_alone_predicts():
+def test_centred_targets_leave_nothing_for_the_position_alone_to_predict():
     torch.manual_seed(0)
-    position = torch.randn(1, 6, 4) * 5  # what every sequence shares at each position
-    layers = [torch.randn(8, 6, 4) + position for _ in range(3)]
+    position = torch.randn(1, 6, 4) * 3  # what every sequence shares at each position: the collapse's shortcut
+    layers = [torch.randn(64, 6, 4) + position for _ in range(3)]
     plain, centred = data2vec_targets(layers, 2), data2vec_targets(layers, 2, centre_positions=True)
-    torch.testing.assert_close(centred.mean(0), torch.zeros(6, 4), atol=1e-5, rtol=0)  # no position left
-    torch.testing.assert_close(centred, plain - plain.mean(0, keepdim=True))  # and nothing else taken away
+    # The best guess from the position alone (its mean over the batch) explains most of the plain
+    # targets and none of the centred ones; what each sequence has of its own is kept.
+    explained = lambda t: 1 - (t - t.mean(0)).pow(2).mean() / t.pow(2).mean()  # noqa: E731 (targets are zero-mean per channel)
+    assert explained(plain) > 0.8 and abs(explained(centred)) < 1e-5
+    torch.testing.assert_close(centred, plain - plain.mean(0, keepdim=True))
+    # Padded rows of a position neither take part in its centre nor move the real rows' targets.
+    real = torch.ones(64, 6, dtype=torch.bool)
+    real[32:, 3:] = False
+    padded = [h.clone() for h in layers]
+    for h in padded:
+        h[32:, 3:] = 1e3
+    with_pad = data2vec_targets(padded, 2, real, centre_positions=True)
+    first_rows = data2vec_targets(padded, 2, real)[:32, 3:]
+    torch.testing.assert_close(with_pad[:32, 3:], first_rows - first_rows.mean(0))
 
 
-def test_the_loss_is_at_the_masked_positions_only_and_the_teacher_gets_no_gradient():
-    method = text_method()
+@pytest.mark.parametrize("centre", [False, True])
+def test_the_loss_is_at_the_masked_positions_only_and_the_teacher_gets_no_gradient(centre):
+    method = text_method(centre_positions=centre)
     method.train()
     ids = torch.randint(5, 50, (4, 17))
     loss, _ = method.ssl_step(ids)
@@ -69,6 +83,8 @@ def test_the_loss_is_at_the_masked_positions_only_and_the_teacher_gets_no_gradie
     chosen = targets != IGNORE
     student = method.regression_head(method.backbone(inputs))
     teacher = data2vec_targets(method.teacher(ids[:, :16], all_layers=True)[1:], 2)
+    if centre:  # each position's mean over the 4 sequences taken away
+        teacher = teacher - torch.stack([teacher[b] for b in range(4)]).mean(0)
     direct = torch.stack([((student[b, t] - teacher[b, t]) ** 2).mean() for b in range(4) for t in range(16) if chosen[b, t]])
     torch.testing.assert_close(loss, direct.mean(), rtol=1e-4, atol=1e-6)
     loss.backward()

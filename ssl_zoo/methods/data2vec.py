@@ -81,16 +81,15 @@ class Data2VecText(Data2Vec, TextMethod):
     causal = False
 
     def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, select_prob: float = 0.15,
-                 centre_positions: bool = False, **settings):
+                 centre_positions: bool = True, **settings):
         super().__init__(backbone, **others_dropped(settings, "text"))
         self.select_prob, self.centre_positions = select_prob, centre_positions
         self.init_teacher(top_k, tau_base, tau_end)
 
     def ssl_step(self, ids):
         ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
-        if self.centre_positions and len(ids) < 2:  # one sequence's centred targets are all 0
-            raise UserError(f"method.centre_positions needs batches of 2 sequences or more, not {len(ids)}: "
-                            "set data.batch_size=2 or more, or method.centre_positions=false")
+        if self.centre_positions and (problem := centred_batch_problem(len(ids))):  # checked at start-up too (build.py)
+            raise UserError(problem)
         inputs, targets = mask_tokens(ids, self.step_generator(), self.backbone.cfg.vocab_size, self.select_prob)
         student = self.backbone(inputs)  # (B, T, C)
         with torch.no_grad():
@@ -138,6 +137,14 @@ class Data2VecImage(Data2Vec, ImageMethod):
         with torch.no_grad():
             teacher = self.teacher.tokens(x, all_layers=True)[1:]
         return self.regress(student, teacher, chosen), mean_pool(student)
+
+
+def centred_batch_problem(batch_size: int) -> str | None:
+    """Centred targets need two sequences or more per batch: one sequence's are all 0."""
+    if batch_size < 2:
+        return (f"method.centre_positions needs batches of 2 sequences or more, not {batch_size}: "
+                "set data.batch_size=2 or more, or method.centre_positions=false")
+    return None
 
 
 # One config serves the three modalities: each class leaves out the settings that are not its own.
