@@ -132,10 +132,9 @@ def check_modalities(cfg: DictConfig) -> None:
         fix = "model=small_cnn, resnet18 or vit_tiny" if data.modality == "image" else "model=transformer_tiny"
         raise UserError(f"model '{cfg.model.name}' reads {' or '.join(reads)}, but data '{cfg.data.name}' is {data.modality}; "
                         f"pick a model for {data.modality} ({fix})")
-    if cfg.method.name == "data2vec" and data.modality == "text" and cfg.method.get("centre_positions"):
-        from ssl_zoo.methods.data2vec import centred_batch_problem
-
-        if isinstance(batch := cfg.data.get("batch_size"), int) and (problem := centred_batch_problem(batch)):
+    problem_of = getattr(method, "centred_batch_problem", None)  # data2vec's, read off the class the config names
+    if problem_of and data.modality == "text" and cfg.method.get("centre_positions"):
+        if isinstance(batch := cfg.data.get("batch_size"), int) and (problem := problem_of(batch)):
             raise UserError(problem)
 
 

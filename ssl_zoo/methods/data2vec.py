@@ -50,6 +50,14 @@ class Data2Vec:
                                 f"model=transformer_tiny for text and speech (not {type(backbone).__name__})")
         return super().__new__(cls)
 
+    @staticmethod
+    def centred_batch_problem(batch_size: int) -> str | None:
+        """Centred text targets need two sequences or more per batch: one sequence's are all 0."""
+        if batch_size < 2:
+            return (f"method.centre_positions needs batches of 2 sequences or more, not {batch_size}: "
+                    "set data.batch_size=2 or more, or method.centre_positions=false")
+        return None
+
     def init_teacher(self, top_k: int, tau_base: float, tau_end: float) -> None:
         n_layer = len(self.encoder_blocks())
         check_range("method.top_k", top_k, 1, n_layer, whole=True)
@@ -88,7 +96,7 @@ class Data2VecText(Data2Vec, TextMethod):
 
     def ssl_step(self, ids):
         ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
-        if self.centre_positions and (problem := centred_batch_problem(len(ids))):  # checked at start-up too (build.py)
+        if self.centre_positions and (problem := self.centred_batch_problem(len(ids))):  # checked at start-up too (build.py)
             raise UserError(problem)
         inputs, targets = mask_tokens(ids, self.step_generator(), self.backbone.cfg.vocab_size, self.select_prob)
         student = self.backbone(inputs)  # (B, T, C)
@@ -137,14 +145,6 @@ class Data2VecImage(Data2Vec, ImageMethod):
         with torch.no_grad():
             teacher = self.teacher.tokens(x, all_layers=True)[1:]
         return self.regress(student, teacher, chosen), mean_pool(student)
-
-
-def centred_batch_problem(batch_size: int) -> str | None:
-    """Centred targets need two sequences or more per batch: one sequence's are all 0."""
-    if batch_size < 2:
-        return (f"method.centre_positions needs batches of 2 sequences or more, not {batch_size}: "
-                "set data.batch_size=2 or more, or method.centre_positions=false")
-    return None
 
 
 # One config serves the three modalities: each class leaves out the settings that are not its own.
