@@ -68,7 +68,7 @@ SETTINGS = {
 
 
 # Settings that name one of a few choices.
-CHOICES = {"method.optim.name": ("adamw", "lars", "sgd")}
+CHOICES = {"method.optim.name": ("adamw", "lars", "sgd"), "method.centre_positions": (True, False)}
 
 
 def _lookup(values: dict, key: str):
@@ -91,7 +91,7 @@ def check_settings(values: dict) -> None:
             check_range(key, value, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
     for key, choices in CHOICES.items():
         if (value := _lookup(values, key)) is not _ABSENT and value not in choices:
-            raise BadValue(key, f"{key}={value} is not one of: {', '.join(choices)}")
+            raise BadValue(key, f"{key}={value} is not one of: {', '.join(map(str, choices))}")
     if _lookup(values, "trainer.max_steps") == 0:
         raise BadValue("trainer.max_steps", "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
     method = values.get("method") or {}

@@ -241,7 +241,9 @@ def grid_winners(cells: dict[tuple[str, str], list[dict]]) -> list[str]:
     for modality in GRID_COLUMNS:
         groups: dict[tuple, dict[str, dict]] = {}  # (data, task, protocol) -> {objective: its best experiment}
         for (objective, m), found in cells.items():
-            for f in found if m == modality else []:
+            if m != modality:
+                continue
+            for f in found:
                 best = groups.setdefault((f["data"], f["task"], f["protocol"]), {})
                 if objective not in best or linear(f) > linear(best[objective]):
                     best[objective] = f
