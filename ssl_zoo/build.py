@@ -68,7 +68,8 @@ SETTINGS = {
 
 
 # Settings that name one of a few choices.
-CHOICES = {"method.optim.name": ("adamw", "lars", "sgd"), "method.centre_positions": (True, False)}
+CHOICES = {"method.optim.name": ("adamw", "lars", "sgd"), "method.centre_positions": (True, False),
+           "probe.solver": ("lbfgs", "adamw")}
 
 
 def _lookup(values: dict, key: str):

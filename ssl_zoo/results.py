@@ -132,10 +132,21 @@ NOT_THE_EXPERIMENT = {"seed", "resume", "checkpoint_every_n_steps", "cache_dir",
                       "log_every_n_steps"}  # settings that change a run's seed or its bookkeeping, not what it measures
 
 
+def protocol_label(protocol: dict | None) -> str:
+    """The probe protocol's name, with the linear probe's solver where it is not L-BFGS: records from
+    before the L-BFGS probe name no solver and were fitted by AdamW ("default/adamw"), and are not
+    compared with the converged probe's figures."""
+    if not protocol:
+        return "default"
+    solver = protocol.get("solver", "adamw")
+    return protocol.get("name", "default") + ("" if solver == "lbfgs" else f"/{solver}")
+
+
 def experiment_of(row: dict) -> str:
     """What a run measures, as a canonical string: its config.yaml (written beside results.json) with
     every seed and bookkeeping setting left out; for a run without one, its method, data, model,
-    probe task and steps. Runs with equal strings differ only in seed."""
+    probe task and steps; and the probe protocol its figures were measured with. Runs with equal
+    strings differ only in seed."""
     def strip(node):
         if isinstance(node, dict):
             return {k: strip(v) for k, v in node.items() if k not in NOT_THE_EXPERIMENT}
@@ -148,7 +159,8 @@ def experiment_of(row: dict) -> str:
     if not isinstance(config, dict):
         config = {"method": row["method"], "data": row["data"], "model": row["model"], "params": row["params"],
                   "task": (row["probe"] or {}).get("task"), "steps": (row.get("train") or {}).get("steps")}
-    return json.dumps(strip(config), sort_keys=True, default=str)
+    measured = {**strip(config), "probe protocol": protocol_label((row["probe"] or {}).get("protocol"))}
+    return json.dumps(measured, sort_keys=True, default=str)
 
 
 def seed_groups(rows: list[dict]) -> tuple[list[list[dict]], list[str]]:
@@ -198,7 +210,7 @@ def experiments(rows: list[dict]) -> list[dict]:
         flat.append({
             "modality": first["modality"], "objective": first.get("objective") or OBJECTIVES.get(first["method"]),
             "data": first["data"], "task": (first["probe"] or {}).get("task"),
-            "protocol": ((first["probe"] or {}).get("protocol") or {}).get("name", "default"),
+            "protocol": protocol_label((first["probe"] or {}).get("protocol")),
             "method": first["method"], "model": first["model"], "params": first["params"],
             "baseline": bool((first.get("extra") or {}).get("baseline")),  # an encoder trained elsewhere (commands/baselines.py)
             "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],

@@ -158,3 +158,14 @@ def test_a_grid_winner_is_paired_only_on_the_seeds_both_objectives_ran(tmp_path)
     compare_runs([tmp_path], tmp_path, grid=True)  # a lone objective on other data is compared with nothing
     lines = [line for line in (tmp_path / "grid.md").read_text().splitlines() if line.startswith("- ")]
     assert len(lines) == 1 and lines[0].startswith("- image (shapes, t): masked (mae, 63.3")
+
+
+def test_figures_of_the_earlier_adamw_probe_are_not_compared_with_the_converged_probe(tmp_path):
+    old, new = (result("simclr", "image", "shapes", "shape", acc, 0.2) for acc in (0.3, 0.4))
+    new["probe"]["protocol"] = {"name": "default", "solver": "lbfgs"}
+    old["probe"]["protocol"] = {"name": "default"}  # written before the solver was recorded: fitted by AdamW
+    write(tmp_path, "old", old)
+    write(tmp_path, "new", new)
+    rows, _ = find_results([str(tmp_path)])
+    assert sorted(f["protocol"] for f in experiments(rows)) == ["default", "default/adamw"]
+    assert "### image · shapes · probe task: shape · probe protocol: default/adamw" in leaderboard(rows)

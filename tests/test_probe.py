@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from ssl_zoo.data.base import BatchedTensors, ProbeSplits
-from ssl_zoo.eval.probe import ProbeConfig, evaluate_encoder, knn_accuracy, linear_probe
+from ssl_zoo.eval.probe import ProbeConfig, evaluate_encoder, fit_linear, knn_accuracy, linear_probe
 
-CFG = ProbeConfig(lrs=[0.1, 0.01], weight_decays=[0.0, 1e-3], steps=200)
+CFG = ProbeConfig(weight_decays=[0.0, 1e-3], steps=200)
 
 
 def separable(n, d=16, classes=4, seed=0):
@@ -18,7 +18,45 @@ def test_linear_probe_solves_linearly_separable_features():
     x, y = separable(600)
     acc, chosen, _ = linear_probe(x[:400], y[:400], x[400:], y[400:], 4, CFG)
     assert acc > 0.98
-    assert chosen["lr"] in CFG.lrs and chosen["weight_decay"] in CFG.weight_decays
+    assert chosen["weight_decay"] in CFG.weight_decays and "lr" not in chosen  # L-BFGS sweeps the penalty only
+    adamw = ProbeConfig(solver="adamw", lrs=[0.1, 0.01], weight_decays=[0.0, 1e-3], steps=200)  # the earlier protocol
+    acc, chosen, _ = linear_probe(x[:400], y[:400], x[400:], y[400:], 4, adamw)
+    assert acc > 0.98 and chosen["lr"] in adamw.lrs
+
+
+def correlated(n=1500, d=24, classes=5, seed=0):
+    """Labels from a linear rule on features whose directions differ in scale by 10^2 and are mixed,
+    as self-supervised features are (a few strong directions, many weak ones carrying the labels)."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, d, generator=g)
+    y = (z[:, -classes:] + 0.3 * torch.randn(n, classes, generator=g)).argmax(1)  # the weakest directions decide
+    mix = torch.linalg.qr(torch.randn(d, d, generator=g))[0]
+    x = (z * torch.logspace(0, -2, d)) @ mix
+    return (x - x.mean(0)) / x.std(0), y
+
+
+def test_lbfgs_probe_reaches_the_logistic_regression_optimum_on_correlated_features():
+    """The fit is the penalised optimum (the gradient vanishes, and sklearn's lbfgs LogisticRegression finds the
+    same loss), where 300 AdamW steps stop far short of it on the same features."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = correlated()
+    wd = 1e-4
+
+    def penalised(weight, bias):  # mean cross-entropy + wd / 2 |W|^2
+        return torch.nn.functional.cross_entropy(x @ weight.T + bias, y) + wd / 2 * weight.pow(2).sum()
+
+    layer = fit_linear(x, y, 5, None, wd, steps=3000, seed=0)
+    loss = penalised(layer.linear.weight, layer.linear.bias)
+    loss.backward()
+    assert max(p.grad.abs().max() for p in layer.linear.parameters()) < 1e-3
+    reference = LogisticRegression(C=1 / (wd * len(x)), max_iter=20_000, tol=1e-10).fit(x.double().numpy(), y.numpy())
+    sklearn_loss = penalised(*(torch.as_tensor(a, dtype=torch.float32) for a in (reference.coef_, reference.intercept_)))
+    assert loss.item() == pytest.approx(sklearn_loss.item(), abs=1e-4)
+    accuracy = lambda m: (m(x).argmax(1) == y).float().mean().item()  # noqa: E731
+    adamw = fit_linear(x, y, 5, 0.1, 0.0, steps=300, seed=0)  # the earlier protocol's best lr, no decay
+    fit = lambda m: torch.nn.functional.cross_entropy(m(x), y).item()  # noqa: E731
+    assert fit(adamw) > fit(layer) + 0.2 and accuracy(adamw) < accuracy(layer) - 0.05
 
 
 def test_linear_probe_is_at_chance_on_random_labels():
