@@ -7,6 +7,7 @@ from pathlib import Path
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ssl_zoo.atomic import atomic_write
 from ssl_zoo.build import build_datamodule, check_modalities, random_init, require_values
 from ssl_zoo.checkpoint import load_method, pick_device
 from ssl_zoo.commands.baselines import check_encoder, foreign_encoder
@@ -70,7 +71,8 @@ def beside_run(checkpoint, train_cfg: DictConfig, run_cfg: DictConfig, stem: str
 
 
 def probe(cfg: DictConfig) -> dict:
-    """Re-probe a saved run: results go to <run dir>/results.json (results_<data>[_<task>].json for others)."""
+    """Re-probe a saved run: results go to <run dir>/results.json, and the probe settings to its config.yaml
+    (results_<data>[_<task>].json for other data)."""
     method, train_cfg, run_cfg, datamodule = load_for_probe(cfg)
     block = probe_block(method, datamodule, run_cfg)
     if block is None:
@@ -81,6 +83,11 @@ def probe(cfg: DictConfig) -> dict:
     existing = read_json(target) or read_json(run_dir_of(ckpt) / RESULTS_FILE)
     results = record(run_cfg, method, existing.get("train"), block, {**existing.get("extra", {}), "checkpoint": str(ckpt)})
     write_json(target, results)
+    config = run_dir_of(ckpt) / "config.yaml"
+    if target.name == RESULTS_FILE and config.exists():  # the run's own figures, measured again: its config says how
+        written = OmegaConf.load(config)
+        written.probe = OmegaConf.to_container(run_cfg.probe, resolve=True)
+        atomic_write(config, OmegaConf.to_yaml(written))
     return {**results, "path": str(target)}
 
 
