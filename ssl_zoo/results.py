@@ -132,12 +132,14 @@ NOT_THE_EXPERIMENT = {"seed", "resume", "checkpoint_every_n_steps", "cache_dir",
                       "log_every_n_steps"}  # settings that change a run's seed or its bookkeeping, not what it measures
 
 
-def protocol_label(protocol: dict | None) -> str:
-    """The probe protocol's name, with the linear probe's solver where it is not L-BFGS: records from
-    before the L-BFGS probe name no solver and were fitted by AdamW ("default/adamw"), and are not
-    compared with the converged probe's figures."""
-    if not protocol:
+def protocol_label(probe: dict | None) -> str:
+    """The protocol of a probe block (results.json's `probe`): its name, with the linear probe's solver
+    where it is not L-BFGS. A probe block that names no solver (or no protocol at all) was written
+    before the L-BFGS probe and fitted by AdamW: "default/adamw", never pooled or compared with the
+    converged probe's figures. No probe block: "default"."""
+    if not probe:
         return "default"
+    protocol = probe.get("protocol") or {}
     solver = protocol.get("solver", "adamw")
     return protocol.get("name", "default") + ("" if solver == "lbfgs" else f"/{solver}")
 
@@ -159,7 +161,7 @@ def experiment_of(row: dict) -> str:
     if not isinstance(config, dict):
         config = {"method": row["method"], "data": row["data"], "model": row["model"], "params": row["params"],
                   "task": (row["probe"] or {}).get("task"), "steps": (row.get("train") or {}).get("steps")}
-    measured = {**strip(config), "probe protocol": protocol_label((row["probe"] or {}).get("protocol"))}
+    measured = {**strip(config), "probe protocol": protocol_label(row["probe"])}
     return json.dumps(measured, sort_keys=True, default=str)
 
 
@@ -210,7 +212,7 @@ def experiments(rows: list[dict]) -> list[dict]:
         flat.append({
             "modality": first["modality"], "objective": first.get("objective") or OBJECTIVES.get(first["method"]),
             "data": first["data"], "task": (first["probe"] or {}).get("task"),
-            "protocol": protocol_label((first["probe"] or {}).get("protocol")),
+            "protocol": protocol_label(first["probe"]),
             "method": first["method"], "model": first["model"], "params": first["params"],
             "baseline": bool((first.get("extra") or {}).get("baseline")),  # an encoder trained elsewhere (commands/baselines.py)
             "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],

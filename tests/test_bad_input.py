@@ -52,6 +52,8 @@ CASES = [
     ("train probe.max_train=0", "probe.max_train=0 is out of range; it must be a whole number at least 1 (or null)"),
     ("train probe.steps=0", "probe.steps=0 is out of range"),
     ("train probe.solver=sgd", "probe.solver=sgd is not one of: lbfgs, adamw"),
+    ("train probe.weight_decays=[-0.1]", "probe.weight_decays=[-0.1] must be a non-empty list of numbers at least 0"),
+    ("train probe.weight_decays=[]", "probe.weight_decays=[] must be a non-empty list of numbers at least 0"),
     ("train probe.finetune_steps=-5", "probe.finetune_steps=-5 is out of range"),
     ("train probe.finetune_lr=0", "probe.finetune_lr=0 is out of range"),
     ("train method.temperature=-1", "method.temperature=-1 is out of range; it must be a number above 0"),

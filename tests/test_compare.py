@@ -14,7 +14,8 @@ from ssl_zoo.results import experiments, find_results
 
 
 def result(method, modality, data, task, linear, random_init, params=1000, icl=None, baselines=None, seed=0):
-    probe = {"task": task, "num_classes": 10, "linear_acc": linear, "knn_acc": linear / 2, "random_init_linear_acc": random_init}
+    probe = {"task": task, "num_classes": 10, "linear_acc": linear, "knn_acc": linear / 2, "random_init_linear_acc": random_init,
+             "protocol": {"name": "default", "solver": "lbfgs"}}
     if baselines:
         probe["baselines"] = {name: {"linear_acc": acc, "knn_acc": acc} for name, acc in baselines.items()}
     out = {"method": method, "modality": modality, "data": data, "model": f"m{params}", "params": params, "seed": seed,
@@ -164,8 +165,10 @@ def test_figures_of_the_earlier_adamw_probe_are_not_compared_with_the_converged_
     old, new = (result("simclr", "image", "shapes", "shape", acc, 0.2) for acc in (0.3, 0.4))
     new["probe"]["protocol"] = {"name": "default", "solver": "lbfgs"}
     old["probe"]["protocol"] = {"name": "default"}  # written before the solver was recorded: fitted by AdamW
-    write(tmp_path, "old", old)
-    write(tmp_path, "new", new)
+    older = result("simclr", "image", "shapes", "shape", 0.35, 0.2, seed=1)
+    del older["probe"]["protocol"]  # written before any protocol was recorded: AdamW too
+    for name, payload in (("old", old), ("new", new), ("older", older)):
+        write(tmp_path, name, payload)
     rows, _ = find_results([str(tmp_path)])
-    assert sorted(f["protocol"] for f in experiments(rows)) == ["default", "default/adamw"]
+    assert sorted((f["protocol"], f["seeds"]) for f in experiments(rows)) == [("default", [0]), ("default/adamw", [0, 1])]
     assert "### image · shapes · probe task: shape · probe protocol: default/adamw" in leaderboard(rows)

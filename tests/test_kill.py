@@ -17,7 +17,7 @@ from conftest import ROOT, TINY
 
 # 40 steps of 32 images (4 steps an epoch), a checkpoint every 4 steps, a probe of a few seconds.
 RUN = ["train", *TINY, "data.num_train=128", "trainer.max_steps=40", "checkpoint_every_n_steps=4", "probe.max_train=1000",
-       "probe.steps=300", "probe.lrs=[0.1,0.01]"]
+       "probe.steps=300"]
 
 
 def start(run_dir, *extra) -> subprocess.Popen:

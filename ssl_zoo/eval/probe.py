@@ -28,9 +28,11 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.data.base import ProbeSplits, cache_root, collate
+from ssl_zoo.errors import UserError
 
 
 DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
+DEFAULT_STEPS = {"lbfgs": 3000, "adamw": 300}  # probe.steps=null: iterations at most (L-BFGS stops once converged), or AdamW steps
 
 
 @dataclass
@@ -43,7 +45,7 @@ class ProbeConfig:
     solver: str = "lbfgs"  # lbfgs: to convergence, the L2 penalty swept | adamw: the earlier protocol, lr and decay swept
     lrs: list[float] = field(default_factory=lambda: [0.1, 0.01])  # adamw only
     weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4, 1e-3, 1e-2])  # lbfgs: the L2 penalty's weight
-    steps: int = 3000  # per fit: L-BFGS iterations at most (it stops once converged), or AdamW steps
+    steps: int | None = None  # per fit: L-BFGS iterations at most (None: 3000; it stops once converged), or AdamW steps (None: 300)
     knn_k: int = 20
     knn_temperature: float = 0.07
     random_init_baseline: bool = True
@@ -52,6 +54,10 @@ class ProbeConfig:
     finetune_batch_size: int = 32
     cache_random_init: bool = False  # keep the random-init encoder's scores in the cache (conf: on), see random_init_scores
     seed: int = 0
+
+    def __post_init__(self):
+        if self.solver not in DEFAULT_STEPS:
+            raise UserError(f"probe.solver={self.solver} is not one of: {', '.join(DEFAULT_STEPS)}")
 
 
 @torch.no_grad()
@@ -130,12 +136,13 @@ def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeC
     n_val = max(1, int(cfg.val_fraction * len(x_train)))
     val, fit = order[:n_val], order[n_val:]
     scores = {}
+    steps = cfg.steps or DEFAULT_STEPS[cfg.solver]
     for lr in (cfg.lrs if cfg.solver == "adamw" else [None]):
         for wd in cfg.weight_decays:
-            layer = fit_linear(x_train[fit], y_train[fit], num_classes, lr, wd, cfg.steps, cfg.seed)
+            layer = fit_linear(x_train[fit], y_train[fit], num_classes, lr, wd, steps, cfg.seed)
             scores[(lr, wd)] = accuracy(layer, x_train[val], y_train[val])
     (lr, wd), val_acc = max(scores.items(), key=lambda kv: kv[1])
-    layer = fit_linear(x_train, y_train, num_classes, lr, wd, cfg.steps, cfg.seed)
+    layer = fit_linear(x_train, y_train, num_classes, lr, wd, steps, cfg.seed)
     chosen = {"weight_decay": wd, "val_acc": val_acc} if lr is None else {"lr": lr, "weight_decay": wd, "val_acc": val_acc}
     if layer.layer_logits is not None:
         chosen["layer_weights"] = [round(w, 4) for w in layer.layer_logits.softmax(0).tolist()]
