@@ -76,14 +76,14 @@ def experiments(*paths: str | Path) -> list[dict]:
 
 
 def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,
-             top_k: int | None = 50, top_p: float | None = None, seed: int = 0) -> str:
-    """A GPT run's continuation of prompt, as `ssl-zoo generate` prints it."""
+             top_k: int | None = 50, top_p: float | None = None, seed: int = 0, precision: str = "32") -> str:
+    """A GPT run's continuation of prompt, as `ssl-zoo generate` prints it (precision: its weights', as there)."""
     from ssl_zoo.commands.generate import load_text_model
     from ssl_zoo.eval.generate import SamplingSettings, generate_text
 
     settings = SamplingSettings(max_new_tokens, temperature, top_k, top_p, seed)
     settings.check()
-    method = load_text_model(checkpoint_of(run_dir), "gpt", "cpu")
+    method = load_text_model(checkpoint_of(run_dir), "gpt", "cpu", precision=precision)
     return prompt + "".join(generate_text(method, prompt, settings))
 
 

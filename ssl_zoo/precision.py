@@ -21,6 +21,7 @@ from omegaconf import open_dict
 from ssl_zoo import cpu_precision
 from ssl_zoo.data.base import cache_root, digest
 from ssl_zoo.atomic import atomic_write
+from ssl_zoo.errors import BadValue
 
 MARGIN = 0.8  # bf16 is chosen when its step takes under 80% of fp32's: the timed forward and backward
 # leave out the optimizer and the data, and GPT at 4 x 128 timed at 0.89 trained no faster (grid, seed 0)
@@ -95,3 +96,20 @@ def settle_precision(cfg, method, datamodule) -> dict:
     with open_dict(cfg):
         cfg.trainer.precision = choice["precision"]
     return {"precision_choice": choice}
+
+
+INFERENCE = {"auto": None, "32": torch.float32, "bf16": torch.bfloat16}
+
+
+def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The dtype a trained text model's weights are used in (`ssl-zoo generate` / `serve`: precision=).
+    auto: bf16 where the device computes it natively, fp32 elsewhere. Decoding reads every weight once
+    per token, so half the bytes is most of the speed (1.3-1.5x on an AVX512-BF16 CPU, docs/benchmarks.md);
+    32 gives the same text on every machine."""
+    if str(precision) not in INFERENCE:
+        raise BadValue("precision", f"precision={precision} is not one of: {', '.join(INFERENCE)}")
+    if str(precision) != "auto":
+        return INFERENCE[str(precision)]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if device.type == "cpu" and cpu_precision() == "bf16-mixed" else torch.float32

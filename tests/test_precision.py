@@ -8,6 +8,7 @@ import torch
 
 from conftest import TINY, compose_train, run_cli
 from ssl_zoo import build, precision
+from ssl_zoo.errors import BadValue
 
 
 @pytest.fixture
@@ -60,3 +61,14 @@ def test_the_choice_is_in_results_and_a_given_precision_wins(tmp_path):
     assert given.returncode == 0, given.stderr[-3000:]
     extra = json.loads((tmp_path / "given" / "results.json").read_text())["extra"]
     assert extra["precision"] == "32-true" and "precision_choice" not in extra
+
+
+@pytest.mark.parametrize("has_native_bf16", [True, False])
+def test_inference_weights_are_bf16_only_where_asked_or_native(monkeypatch, has_native_bf16):
+    native(monkeypatch, has_native_bf16)
+    cpu = torch.device("cpu")
+    assert precision.inference_dtype("auto", cpu) == (torch.bfloat16 if has_native_bf16 else torch.float32)
+    assert precision.inference_dtype("32", cpu) == torch.float32 and precision.inference_dtype(32, cpu) == torch.float32
+    assert precision.inference_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(BadValue, match="precision=fp16 is not one of: auto, 32, bf16"):
+        precision.inference_dtype("fp16", cpu)

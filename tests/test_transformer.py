@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from ssl_zoo.nn.transformer import StaticCache, Transformer, TransformerConfig, generate, sample_next
+import torch.nn.functional as F
+
+from ssl_zoo.nn import transformer
+from ssl_zoo.nn.transformer import StaticCache, Transformer, TransformerConfig, attention, generate, sample_next
 
 
 def gpt(causal=True, **kw):
@@ -87,6 +90,52 @@ def test_a_seeded_stream_samples_the_same_tokens_alone_and_in_a_batch():
     for row, prompt, seed in zip(batched.tolist(), prompts, seeds):
         alone = generate(model, [prompt], 12, temperature=1.0, top_k=20, generator=torch.Generator().manual_seed(seed))
         assert row == torch.cat(list(alone), dim=1)[0].tolist()
+
+
+def masks(t: int, keys: int) -> dict:
+    """The masks the transformer gives attention (bool, True = may attend), a query that sees nothing included."""
+    pad = torch.ones(3, keys, dtype=torch.bool)
+    pad[1, keys // 2:] = False
+    pad[2] = False  # an all-padding row: SDPA answers zeros
+    prefix = torch.ones(t, keys, dtype=torch.bool).tril()
+    prefix[:, :3] = True  # AIM's prefix-causal mask
+    return {"causal": dict(is_causal=True), "padding": dict(mask=pad[:, None, None, :]),
+            "prefix": dict(mask=prefix.expand(3, t, keys)[:, None]), "none": {}}
+
+
+@pytest.mark.parametrize("keys", [40, transformer.EXPLICIT_MAX_KEYS + 8])  # the explicit kernel, and SDPA past its range
+@pytest.mark.parametrize("case", ["causal", "padding", "prefix", "none"])
+def test_attention_in_bf16_on_the_cpu_is_sdpa_in_fp32_to_bf16_rounding(case, keys):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, keys, 16) for _ in range(3))
+    settings = masks(keys, keys)[case]
+    expected = F.scaled_dot_product_attention(*(x.bfloat16().float() for x in (q, k, v)), attn_mask=settings.get("mask"),
+                                              is_causal=settings.get("is_causal", False))
+    inputs = [x.bfloat16().requires_grad_() for x in (q, k, v)]
+    out = attention(*inputs, **settings)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=3e-2)
+    out.float().square().sum().backward()
+    assert all(torch.isfinite(x.grad).all() for x in inputs)
+    if case == "padding":
+        assert not out[2].any() and not inputs[0].grad[2].any()  # nothing to see: zeros, and no gradient
+
+
+def test_bf16_weights_decode_a_ragged_batch_as_the_full_forward_computes_each_prompt():
+    model = gpt().to(torch.bfloat16)
+    prompts = [torch.randint(0, 50, (n,)) for n in (12, 5, 9)]
+    cache = StaticCache(3, 32)
+    ids = torch.zeros(3, 12, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, : len(p)] = p
+    model(ids, cache=cache)
+    cache.lengths = torch.tensor([len(p) for p in prompts])
+    new = torch.randint(0, 50, (3, 1))
+    step = model(new, cache=cache)[:, 0]  # one token per row, each at its own position
+    assert cache.keys[0].dtype == torch.bfloat16
+    for i, p in enumerate(prompts):
+        full = model(torch.cat([p, new[i]])[None])[0, -1]
+        torch.testing.assert_close(step[i].float(), full.float(), atol=5e-2, rtol=5e-2)
 
 
 def test_weight_tying_shares_the_embedding():

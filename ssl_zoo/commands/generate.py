@@ -4,16 +4,20 @@
 from omegaconf import DictConfig
 
 from ssl_zoo.build import require_values
-from ssl_zoo.checkpoint import load_method
+from ssl_zoo.checkpoint import load_method, pick_device
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.generate import SamplingSettings, fill_masks, generate_text
+from ssl_zoo.precision import inference_dtype
 
 WHAT_FOR = {"gpt": "generate", "bert": "fill"}
 
 
-def load_text_model(checkpoint: str, method_names: str | tuple[str, ...], device: str = "auto", command: str | None = None):
-    """The trained method in eval mode on `device`, refusing a checkpoint of another kind than method_names."""
+def load_text_model(checkpoint: str, method_names: str | tuple[str, ...], device: str = "auto", command: str | None = None,
+                    precision: str = "32"):
+    """The trained method in eval mode on `device`, its weights in `precision` (precision.inference_dtype;
+    scoring keeps fp32), refusing a checkpoint of another kind than method_names."""
     names = (method_names,) if isinstance(method_names, str) else tuple(method_names)
+    dtype = inference_dtype(precision, pick_device(device))  # a bad value is refused before the checkpoint is read
     method, _ = load_method(checkpoint, device)
     if method.name not in names:
         other = WHAT_FOR.get(method.name)
@@ -22,14 +26,14 @@ def load_text_model(checkpoint: str, method_names: str | tuple[str, ...], device
             f"{checkpoint} holds a {method.name} model, but `{command or WHAT_FOR[names[0]]}` needs a "
             f"{' or '.join(names)} checkpoint; {hint}"
         )
-    return method.eval()
+    return method.to(dtype).eval()
 
 
 def generate(cfg: DictConfig) -> None:
     require_values(cfg)
     settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
     settings.check()
-    method = load_text_model(cfg.checkpoint, "gpt", cfg.device)
+    method = load_text_model(cfg.checkpoint, "gpt", cfg.device, precision=cfg.precision)
     print(cfg.prompt, end="", flush=True)
     for piece in generate_text(method, str(cfg.prompt), settings):
         print(piece, end="", flush=True)

@@ -5,7 +5,7 @@
     POST /generate  {model?, prompt, max_new_tokens, temperature, top_k, top_p, seed}: a GPT's continuation
                     as server-sent events, one `data: {"text": ...}` per piece as tokens are chosen, then
                     `event: done`. The same generate_text() as `ssl-zoo generate`: the same seed writes the
-                    same text.
+                    same text (at the same precision=; fp32, the default, also batched with others).
     POST /fill      {model?, text, top_k}: a BERT's candidates and probabilities for each [MASK]
     GET  /health    {"ok": true, "generating": generations running now, "finished", "stopped", "pieces_sent"}
 
@@ -97,11 +97,11 @@ class FillRequest(BaseModel):
 REQUESTS = {"generate": GenerateRequest, "fill": FillRequest}
 
 
-def load_models(checkpoints: list[str], device: str = "auto") -> dict[str, Served]:
+def load_models(checkpoints: list[str], device: str = "auto", precision: str = "32") -> dict[str, Served]:
     """The GPT and BERT checkpoints to serve, by name (`<method>-<data>`, numbered when a name repeats)."""
     served = {}
     for path in checkpoints:
-        method = load_text_model(path, tuple(TASK_OF), device, command="serve")
+        method = load_text_model(path, tuple(TASK_OF), device, command="serve", precision=precision)
         cfg = method.run_config
         name = base = f"{method.name}-{cfg.data.name}"
         for n in range(2, len(checkpoints) + 2):
@@ -119,6 +119,7 @@ def load_models(checkpoints: list[str], device: str = "auto") -> dict[str, Serve
             "block_size": method.backbone.cfg.block_size,
             "tokenizer": method.tokenizer.kind,
             "checkpoint": str(path),
+            "precision": str(next(method.parameters()).dtype).removeprefix("torch."),
         })
     return served
 
@@ -380,17 +381,17 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          limits: Limits = Limits()) -> None:
+          limits: Limits = Limits(), precision: str = "32") -> None:
     import uvicorn
 
     if not checkpoints:
         raise UserError("no checkpoint to serve; pass checkpoint=<run dir>/checkpoints/last.ckpt of a GPT or BERT run")
-    models = load_models(checkpoints, device)
+    models = load_models(checkpoints, device, precision)
     check_port_free(host, port)
     for served in models.values():
         info = served.info
         print(f"  {info['name']}: {info['method']} {info['model']}, {info['params'] / 1e6:.2f}M params, "
-              f"{info['steps']} steps on {info['data']}  ({info['checkpoint']})")
+              f"{info['steps']} steps on {info['data']}, weights in {info['precision']}  ({info['checkpoint']})")
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"ssl-zoo serve: listening on {host}: anyone who can reach this machine can use these models")
     print(f"ssl-zoo serve: http://{host}:{port}/  (Ctrl+C stops)", flush=True)
@@ -404,4 +405,4 @@ def run(cfg: DictConfig) -> None:
     for key in sorted((k for k in cfg if re.fullmatch(r"checkpoint\d*", str(k))), key=lambda k: int(k[10:] or 1)):
         value = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]
         checkpoints += [str(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
-    serve(checkpoints, cfg.host, cfg.port, cfg.device, Limits(**cfg.limits))
+    serve(checkpoints, cfg.host, cfg.port, cfg.device, Limits(**cfg.limits), cfg.precision)

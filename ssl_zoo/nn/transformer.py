@@ -1,4 +1,4 @@
-"""One transformer for GPT, BERT and the speech models: pre-LN blocks, SDPA attention with a causal
+"""One transformer for GPT, BERT and the speech models: pre-LN blocks, SDPA attention (two matmuls on a CPU in bf16 at short contexts) with a causal
 flag (the method sets it: `use_attention`), a key/value cache for generation, and optional weight tying.
 
 Inputs are token ids (B, T) when `vocab_size` is set, or feature vectors (B, T, input_dim) (log-mel
@@ -90,6 +90,33 @@ class CacheLayer:
         return out[0], out[1]
 
 
+# On a CPU in bf16, SDPA's fused kernel is slower than two matmuls and a softmax up to a few hundred keys
+# (1.3-2.6x at 128-384 keys in training; 3.5x when decoding 8 rows) and faster at 1,024: measured,
+# docs/benchmarks.md "Attention on the CPU in bf16". fp32 and GPUs keep SDPA.
+EXPLICIT_MAX_KEYS = 384
+
+
+def attention(q, k, v, mask: torch.Tensor | None = None, is_causal: bool = False, dropout_p: float = 0.0) -> torch.Tensor:
+    """softmax(q k^T / sqrt(hs)) v for q (B, nh, T, hs) and k, v (B, nh, T_keys, hs); mask: bool,
+    broadcastable to (B, nh, T, T_keys), True = may attend. SDPA's semantics, a query that may attend to
+    nothing included (zeros), whichever kernel computes it."""
+    single_query = q.shape[0] * q.shape[2] == 1  # batch-1 decoding: SDPA's kernel is quicker there (31-109 us against 95-102)
+    if q.device.type != "cpu" or q.dtype != torch.bfloat16 or k.shape[2] > EXPLICIT_MAX_KEYS or single_query:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
+    scale = q.shape[-1] ** -0.5
+    if is_causal:  # the mask as a bias added inside the matmul: (T, T), -inf above the diagonal
+        bias = torch.full((q.shape[2], k.shape[2]), float("-inf"), dtype=q.dtype, device=q.device).triu(1)
+        scores = torch.baddbmm(bias, q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2), alpha=scale).view(*q.shape[:3], -1)
+    else:
+        scores = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, T_keys)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    weights = scores.softmax(-1)  # (the CPU kernel sums bf16 in fp32)
+    if mask is not None:  # a row with no key to see: NaN from softmax, zeros from SDPA
+        weights = weights.nan_to_num(0.0)
+    return F.dropout(weights, dropout_p, training=dropout_p > 0) @ v
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -115,9 +142,7 @@ class SelfAttention(nn.Module):
             mask = pad if mask is None else mask & pad
         if attn_mask is not None:  # (B, T, T_keys), True = query i may see key j (AIM's prefix-causal mask)
             mask = attn_mask[:, None] if mask is None else mask & attn_mask[:, None]
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
-        )
+        y = attention(q, k, v, mask, is_causal, self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).contiguous().view(b, t, c)  # re-assemble the heads side by side
         return self.resid_dropout(self.proj(y))
 
@@ -205,6 +230,8 @@ class Transformer(nn.Module):
                 raise ValueError(f"sequence of {end} exceeds the cache ({cache.capacity}) or block_size {self.cfg.block_size}")
             # query at position p sees the keys at positions 0..p of its own row: (B, T, end)
             attn_mask = torch.arange(end, device=inputs.device) <= positions[:, :, None]
+            if t == 1 and bool(attn_mask.all()):  # every row sees every key (e.g. one prompt): no mask to apply
+                attn_mask = None
             layer_cache = lambda i: cache.layer(i, positions, end)  # noqa: E731
         elif t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} exceeds block_size {self.cfg.block_size}")
@@ -309,7 +336,7 @@ def generate(model: Transformer, prompts: torch.Tensor | list[list[int]], max_ne
             ids, lengths = padded([r[-block:] for r in rows], device)
             hidden = model(ids)
             last = hidden[torch.arange(len(rows), device=device), lengths - 1]
-        fresh = sample_rows(model.logits(last), temperature, top_k, top_p, generators)
+        fresh = sample_rows(model.logits(last).float(), temperature, top_k, top_p, generators)
         for row, token in zip(rows, fresh[:, 0].tolist()):
             row.append(token)
         yield fresh
