@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/simclr_throughput.py
 	$(BIN)/python bench/image_step.py
 	$(BIN)/python bench/text_throughput.py
+	$(BIN)/python bench/attention_cpu.py
 	$(BIN)/python bench/speech_features.py
 	$(BIN)/python bench/serve_load.py
 

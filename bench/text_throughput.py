@@ -28,6 +28,8 @@ from ssl_zoo.masking import mask_tokens
 from ssl_zoo.methods.bert import BERT
 from ssl_zoo.methods.gpt import GPT
 from ssl_zoo.nn.transformer import Transformer, generate
+from ssl_zoo import cpu_precision
+from ssl_zoo.precision import MARGIN, inference_dtype
 
 
 # nanoGPT's baby GPT (Shakespeare characters) and GPT-2 small at a 256 context, as measured in issue 19
@@ -81,12 +83,14 @@ def autocast(args, device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16)
 
 
-def training_step(model, loss, args, device):
-    """One whole optimizer step of model on loss() (forward, backward, AdamW), as a closure to time."""
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+def training_step(model, loss, args, device, bf16: bool | None = None):
+    """One whole optimizer step of model on loss() (forward, backward, AdamW), as a closure to time;
+    in bf16 autocast with --bf16 (or as bf16 says)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))  # as ssl_zoo/optim.py, both sides
+    precision = autocast(args, device) if bf16 is None else torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def step():
-        with autocast(args, device):
+        with precision:
             value = loss()
         value.backward()
         opt.step()
@@ -103,14 +107,20 @@ def gpt_training(args, device) -> tuple[float, float]:
     hf_step = training_step(hf, lambda: F.cross_entropy(hf(input_ids=ids[:, :-1]).logits.flatten(0, 1).float(),
                                                         ids[:, 1:].flatten()), args, device)
     tokens = args.batch_size * args.block_size
-    return tokens / timed(ours_step, args.warmup, args.steps, device), tokens / timed(hf_step, args.warmup, args.steps, device)
+    ours_speed, hf_speed = tokens / timed(ours_step, args.warmup, args.steps, device), tokens / timed(hf_step, args.warmup, args.steps, device)
+    ours_bf16 = None
+    if not args.bf16 and cpu_precision() == "bf16-mixed" and device.type == "cpu":  # the other precision auto may pick
+        ours_bf16 = tokens / timed(training_step(gpt, lambda: gpt.ssl_step(ids)[0], args, device, bf16=True), args.warmup,
+                                   args.steps, device)
+    return ours_speed, hf_speed, ours_bf16
 
 
 @torch.no_grad()
-def generation(args, device, batch: int = 1) -> tuple[float, float]:
+def generation(args, device, batch: int = 1, weights: torch.dtype = torch.float32) -> tuple[float, float]:
     """New tokens/s of greedy decoding of `batch` prompts together; with batch > 1 the prompts have mixed
     lengths (prompt_length / 4 .. prompt_length): ours in the static cache, each row at its own
-    position; Hugging Face's left-padded with an attention mask, as its generate wants."""
+    position; Hugging Face's left-padded with an attention mask, as its generate wants. weights: our
+    model's dtype (`ssl-zoo generate precision=`); Hugging Face's stays fp32, its default."""
     g = torch.Generator().manual_seed(0)
     lengths = [args.prompt_length] if batch == 1 else torch.linspace(args.prompt_length // 4, args.prompt_length, batch).int().tolist()
     prompts = [torch.randint(1, args.vocab_size, (n,), generator=g).tolist() for n in lengths]
@@ -119,7 +129,7 @@ def generation(args, device, batch: int = 1) -> tuple[float, float]:
         padded[i, max(lengths) - len(p):] = torch.tensor(p)
     padded, attention = padded.to(device), (padded != 0).long().to(device)
     new = args.new_tokens
-    model = ours(args, True, device).eval()
+    model = ours(args, True, device).eval().to(weights)
     hf = hf_gpt2(args, device).eval()
 
     def ours_generate():
@@ -159,7 +169,7 @@ def main():
     p.add_argument("--n-embd", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=6, help="untimed steps first (fewer read 10-15%% slow on a CPU)")
     p.add_argument("--prompt-length", type=int, default=16)
     p.add_argument("--new-tokens", type=int, default=100)
     p.add_argument("--gen-batch", type=int, default=8, help="also decode this many prompts of mixed lengths together")
@@ -174,14 +184,24 @@ def main():
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, device {device}, "
           f"{args.n_layer} layers x {args.n_embd} wide, {args.n_head} heads, context {args.block_size}, "
           f"vocab {args.vocab_size}, batch {args.batch_size}, bf16 {args.bf16}")
-    a, b = gpt_training(args, device)
+    a, b, a_bf16 = gpt_training(args, device)
     print(f"GPT training   tokens/s  ssl-zoo {a:10.0f}   transformers GPT-2 {b:10.0f}   ratio {a / b:.2f}")
+    if a_bf16:  # trainer.precision=auto takes bf16 where its step is under 0.8 of fp32's (ssl_zoo/precision.py)
+        auto = a_bf16 if a / a_bf16 < MARGIN else a
+        print(f"GPT training   tokens/s  ssl-zoo bf16 autocast {a_bf16:.0f}; at precision=auto ({'bf16' if auto == a_bf16 else 'fp32'} "
+              f"here) {auto:.0f} against transformers' default fp32 {b:.0f}   ratio {auto / b:.2f}")
     a, b = generation(args, device)
     print(f"generation     tokens/s  ssl-zoo {a:10.1f}   transformers generate {b:7.1f}   ratio {a / b:.2f}")
     if args.gen_batch > 1:
         a, b = generation(args, device, args.gen_batch)
         print(f"generation x{args.gen_batch:<3} tokens/s  ssl-zoo {a:10.1f}   transformers generate {b:7.1f}   ratio {a / b:.2f}"
               "   (mixed prompt lengths)")
+    bf16_weights = inference_dtype("auto", device) == torch.bfloat16
+    if bf16_weights and not args.bf16:  # what `ssl-zoo generate precision=auto` runs here, against HF's default
+        for batch in sorted({1, args.gen_batch}):
+            a, b = generation(args, device, batch, torch.bfloat16)
+            print(f"generation x{batch:<3} tokens/s  ssl-zoo bf16 weights (precision=auto here) {a:10.1f}   "
+                  f"transformers fp32 {b:7.1f}   ratio {a / b:.2f}")
     a, b = bert_training(args, device)
     print(f"BERT training  s/step    ssl-zoo {a:10.4f}   transformers BertForMaskedLM {b:.4f}   ratio {b / a:.2f}")
 

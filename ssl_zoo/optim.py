@@ -69,18 +69,20 @@ def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: 
     ]
 
 
-def all_on_cuda(groups: list[dict]) -> bool:
-    """Whether every parameter is on a CUDA device (Lightning moves the model before it builds the optimizer)."""
+def fusable(groups: list[dict]) -> bool:
+    """Whether every parameter is on one kind of device with a fused AdamW kernel, CUDA or the CPU
+    (Lightning moves the model before it builds the optimizer). On the CPU the fused step takes 6 ms
+    against foreach's 15 at the baby GPT's 10.7M parameters (docs/benchmarks.md)."""
     params = [p for g in groups for p in g["params"]]
-    return bool(params) and all(p.is_cuda for p in params)
+    return bool(params) and len({p.device.type for p in params}) == 1 and params[0].device.type in ("cuda", "cpu")
 
 
 def build_optimizer(cfg: OptimConfig, groups: list[dict], lr: float) -> torch.optim.Optimizer:
     if cfg.name == "lars":
         return LARS(groups, lr=lr, momentum=cfg.momentum, trust=cfg.trust)
     plain = [{k: v for k, v in g.items() if k != "lars_adapt"} for g in groups]  # a LARS-only option
-    if cfg.name == "adamw":  # on a GPU, one fused kernel for every tensor's update
-        return torch.optim.AdamW(plain, lr=lr, betas=tuple(cfg.betas), fused=all_on_cuda(plain) or None)
+    if cfg.name == "adamw":  # one fused kernel for every tensor's update
+        return torch.optim.AdamW(plain, lr=lr, betas=tuple(cfg.betas), fused=fusable(plain) or None)
     if cfg.name == "sgd":
         return torch.optim.SGD(plain, lr=lr, momentum=cfg.momentum)
     raise UserError(f"unknown optimizer '{cfg.name}'; set method.optim.name to one of: adamw, lars, sgd")

@@ -26,6 +26,8 @@ from ssl_zoo.errors import BadValue
 MARGIN = 0.8  # bf16 is chosen when its step takes under 80% of fp32's: the timed forward and backward
 # leave out the optimizer and the data, and GPT at 4 x 128 timed at 0.89 trained no faster (grid, seed 0)
 STEPS = 3  # timed steps per precision, after one warm-up step
+TIMINGS = 2  # in the cache key: bumped when the code changes what the two precisions cost (2: attention in bf16
+# on the CPU by explicit matmuls, nn/transformer.py), so that older timings are not reused
 
 
 def cpu_name() -> str:
@@ -72,7 +74,7 @@ def choose_precision(cfg, method, datamodule) -> dict:
     if str(cfg.trainer.get("devices", 1)) != "1":  # every process must choose the same
         return {"precision": "bf16-mixed", "source": "this CPU computes bf16 natively (several processes: not timed)"}
     inputs, _ = next(iter(datamodule.train_dataloader()))  # the datamodule is set up (build.for_training)
-    key = digest(cpu_name(), torch.__version__, cfg.method.name, str(method.backbone), tensor_shapes(inputs),
+    key = digest(TIMINGS, cpu_name(), torch.__version__, cfg.method.name, str(method.backbone), tensor_shapes(inputs),
                  torch.get_num_threads())
     path = cache_root(None) / "precision" / f"{key}.json"
     try:  # the timings are kept, the choice made from them now (by today's MARGIN)

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -25,6 +26,23 @@ def test_biases_and_norms_take_no_weight_decay():
     assert len(no_decay["params"]) == 3  # linear bias, BN weight and bias
     opt = build_optimizer(OptimConfig(name="adamw"), [decay, no_decay], lr=1e-3)
     assert isinstance(opt, torch.optim.AdamW) and "lars_adapt" not in opt.param_groups[1]
+
+
+def test_adamw_on_the_cpu_is_the_fused_kernel_and_steps_as_the_reference_does():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 3))
+    twin = copy.deepcopy(model)
+    fused = build_optimizer(OptimConfig(name="adamw", weight_decay=0.1), param_groups(model, 0.1, True), lr=1e-2)
+    reference = torch.optim.AdamW(param_groups(twin, 0.1, True), lr=1e-2, foreach=False)
+    assert fused.defaults["fused"] is True
+    x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
+    for _ in range(5):
+        for net, opt in ((model, fused), (twin, reference)):
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
 def test_warmup_then_cosine():
