@@ -69,20 +69,27 @@ def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: 
     ]
 
 
-def fusable(groups: list[dict]) -> bool:
-    """Whether every parameter is on one kind of device with a fused AdamW kernel, CUDA or the CPU
-    (Lightning moves the model before it builds the optimizer). On the CPU the fused step takes 6 ms
+def fusable(groups: list[dict], clipping: bool) -> bool:
+    """Whether AdamW may be one fused kernel: every parameter on one kind of device that torch has the
+    kernel for (CUDA; the CPU from torch 2.4), and no gradient clipping (Lightning refuses to clip
+    under mixed precision for an optimizer that unscales its own gradients, as a fused one does).
+    Lightning moves the model before it builds the optimizer. On the CPU the fused step takes 6 ms
     against foreach's 15 at the baby GPT's 10.7M parameters (docs/benchmarks.md)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices as fused_devices
+        kinds = set(fused_devices()) & {"cuda", "cpu"}
+    except ImportError:  # an older torch: CUDA only
+        kinds = {"cuda"}
     params = [p for g in groups for p in g["params"]]
-    return bool(params) and len({p.device.type for p in params}) == 1 and params[0].device.type in ("cuda", "cpu")
+    return not clipping and bool(params) and len({p.device.type for p in params}) == 1 and params[0].device.type in kinds
 
 
-def build_optimizer(cfg: OptimConfig, groups: list[dict], lr: float) -> torch.optim.Optimizer:
+def build_optimizer(cfg: OptimConfig, groups: list[dict], lr: float, clipping: bool = False) -> torch.optim.Optimizer:
     if cfg.name == "lars":
         return LARS(groups, lr=lr, momentum=cfg.momentum, trust=cfg.trust)
     plain = [{k: v for k, v in g.items() if k != "lars_adapt"} for g in groups]  # a LARS-only option
     if cfg.name == "adamw":  # one fused kernel for every tensor's update
-        return torch.optim.AdamW(plain, lr=lr, betas=tuple(cfg.betas), fused=fusable(plain) or None)
+        return torch.optim.AdamW(plain, lr=lr, betas=tuple(cfg.betas), fused=fusable(plain, clipping) or None)
     if cfg.name == "sgd":
         return torch.optim.SGD(plain, lr=lr, momentum=cfg.momentum)
     raise UserError(f"unknown optimizer '{cfg.name}'; set method.optim.name to one of: adamw, lars, sgd")

@@ -105,9 +105,9 @@ INFERENCE = {"auto": None, "32": torch.float32, "bf16": torch.bfloat16}
 
 def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype a trained text model's weights are used in (`ssl-zoo generate` / `serve`: precision=).
-    auto: bf16 where the device computes it natively, fp32 elsewhere. Decoding reads every weight once
-    per token, so half the bytes is most of the speed (1.3-1.5x on an AVX512-BF16 CPU, docs/benchmarks.md);
-    32 gives the same text on every machine."""
+    auto: bf16 where the device computes it natively, fp32 elsewhere; bf16: always. Decoding reads every
+    weight once per token, so half the bytes is most of the speed (1.3-1.6x on an AVX512-BF16 CPU,
+    docs/benchmarks.md). 32 (the default) writes fp32's text, the same for a stream alone and batched."""
     if str(precision) not in INFERENCE:
         raise BadValue("precision", f"precision={precision} is not one of: {', '.join(INFERENCE)}")
     if str(precision) != "auto":

@@ -43,6 +43,25 @@ def test_adamw_on_the_cpu_is_the_fused_kernel_and_steps_as_the_reference_does():
             opt.zero_grad()
     for a, b in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    clipped = build_optimizer(OptimConfig(name="adamw"), param_groups(model, 0.1, True), lr=1e-2, clipping=True)
+    assert not clipped.defaults["fused"]  # Lightning cannot clip the gradients of a fused optimizer under bf16-mixed
+
+
+def test_a_method_trains_in_bf16_mixed_with_gradient_clipping(corpus):
+    """nanoGPT's settings (experiment=gpt_shakespeare_char*): bf16 autocast and clipping at 1.0 (emulated
+    bf16 where the CPU has none)."""
+    import pytorch_lightning as pl
+
+    from conftest import compose_train, tiny_text
+    from ssl_zoo import build
+
+    datamodule, method = build.for_training(compose_train(*tiny_text("gpt", corpus, "unused")[1:-1]))
+    before = [p.detach().clone() for p in method.backbone.parameters()]
+    trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", gradient_clip_val=1.0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)
+    trainer.fit(method, datamodule)
+    assert trainer.global_step == 2
+    assert any(not torch.equal(a, b) for a, b in zip(before, method.backbone.parameters()))
 
 
 def test_warmup_then_cosine():
@@ -62,5 +81,6 @@ def test_the_linear_scaling_rule_reads_the_batch_size_the_data_hands_over():
 
     method = build_method(compose_train("method=simclr", "method.optim.scale_lr=true", "method.optim.lr=0.3"))
     method.use_data(DataInfo(batch_size=64))
-    method._trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=4, estimated_stepping_batches=100)
+    method._trainer = SimpleNamespace(world_size=2, accumulate_grad_batches=4, estimated_stepping_batches=100,
+                                      gradient_clip_val=None)
     assert method.configure_optimizers()["optimizer"].defaults["lr"] == pytest.approx(0.3 * 64 * 2 * 4 / 256)

@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+import torch
 from fastapi.testclient import TestClient
 
 from conftest import free_port, one_error_line, run_cli
@@ -72,6 +73,16 @@ def test_models_lists_the_checkpoints_with_method_size_and_data(client):
     assert by_name["bert-text_file"]["task"] == "fill"
     assert listing["limits"]["max_new_tokens"] == 300
     assert "<title>ssl-zoo" in client.get("/").text  # the page, shipped inside the package
+
+
+def test_models_in_bf16_say_so_and_generate(gpt_run):
+    served = load_models([gpt_run[0] / "checkpoints" / "last.ckpt"], "cpu", "bf16")
+    (model,) = served.values()
+    assert model.info["precision"] == "bfloat16" and next(model.method.parameters()).dtype == torch.bfloat16
+    with TestClient(create_app(served, Limits())) as client:
+        assert client.get("/models").json()["models"][0]["precision"] == "bfloat16"
+        answer = client.post("/generate", json={"prompt": "the", "max_new_tokens": 12, "seed": 3})
+    assert answer.status_code == 200 and events(answer.text)[-1][0] == "done"
 
 
 def test_generate_streams_events_and_ends_with_done(client):

@@ -38,6 +38,7 @@ def test_generate_is_repeatable_by_seed_and_streams_the_continuation(gpt_run):
     assert greedy.returncode == 0 and greedy.stdout.startswith("the")
     in_bf16 = run_cli(*args, "seed=1", "precision=bf16")  # weights in bf16: a continuation of the same kind
     assert in_bf16.returncode == 0 and in_bf16.stdout.startswith("the cat"), in_bf16.stderr[-2000:]
+    assert len(in_bf16.stdout.rstrip("\n")) >= len("the cat") + 10
 
 
 def test_icl_writes_accuracy_per_shot_into_results(gpt_run):

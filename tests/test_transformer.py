@@ -105,13 +105,15 @@ def masks(t: int, keys: int) -> dict:
 
 @pytest.mark.parametrize("keys", [40, transformer.EXPLICIT_MAX_KEYS + 8])  # the explicit kernel, and SDPA past its range
 @pytest.mark.parametrize("case", ["causal", "padding", "prefix", "none"])
-def test_attention_in_bf16_on_the_cpu_is_sdpa_in_fp32_to_bf16_rounding(case, keys):
+def test_attention_in_bf16_on_the_cpu_is_sdpa_in_fp32_to_bf16_rounding(case, keys, monkeypatch):
     torch.manual_seed(0)
     q, k, v = (torch.randn(3, 2, keys, 16) for _ in range(3))
     settings = masks(keys, keys)[case]
     expected = F.scaled_dot_product_attention(*(x.bfloat16().float() for x in (q, k, v)), attn_mask=settings.get("mask"),
                                               is_causal=settings.get("is_causal", False))
     inputs = [x.bfloat16().requires_grad_() for x in (q, k, v)]
+    if keys <= transformer.EXPLICIT_MAX_KEYS:  # the explicit kernel computes it, not SDPA
+        monkeypatch.setattr(transformer.F, "scaled_dot_product_attention", lambda *a, **kw: pytest.fail("SDPA ran"))
     out = attention(*inputs, **settings)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out.float(), expected, atol=3e-2, rtol=3e-2)
@@ -119,6 +121,16 @@ def test_attention_in_bf16_on_the_cpu_is_sdpa_in_fp32_to_bf16_rounding(case, key
     assert all(torch.isfinite(x.grad).all() for x in inputs)
     if case == "padding":
         assert not out[2].any() and not inputs[0].grad[2].any()  # nothing to see: zeros, and no gradient
+
+
+def test_a_causal_model_given_an_attention_mask_applies_both_on_every_kernel():
+    model = gpt()
+    ids = torch.randint(0, 50, (2, 12))
+    everything = torch.ones(2, 12, 12, dtype=torch.bool)
+    torch.testing.assert_close(model(ids, attn_mask=everything), model(ids))  # still causal (SDPA refused both before)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        in_bf16 = model(ids, attn_mask=everything)
+    torch.testing.assert_close(in_bf16.float(), model(ids), atol=0.1, rtol=0.1)
 
 
 def test_bf16_weights_decode_a_ragged_batch_as_the_full_forward_computes_each_prompt():

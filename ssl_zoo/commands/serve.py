@@ -1,7 +1,8 @@
 """`ssl-zoo serve`: one web page and a small JSON API to try trained GPT and BERT checkpoints.
 
     GET  /          the page (ssl_zoo/web/index.html: plain HTML + JS, nothing fetched from elsewhere)
-    GET  /models    the loaded checkpoints (method, model, parameters, training data, steps) and the limits
+    GET  /models    the loaded checkpoints (method, model, parameters, training data, steps, the weights'
+                    precision) and the limits
     POST /generate  {model?, prompt, max_new_tokens, temperature, top_k, top_p, seed}: a GPT's continuation
                     as server-sent events, one `data: {"text": ...}` per piece as tokens are chosen, then
                     `event: done`. The same generate_text() as `ssl-zoo generate`: the same seed writes the

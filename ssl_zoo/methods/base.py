@@ -112,6 +112,6 @@ class SSLMethod(pl.LightningModule):
         groups = param_groups(encoder, cfg.weight_decay, cfg.exclude_bias_and_norm)
         if head is not None:  # the probe is a plain linear classifier: no decay, no LARS adaptation
             groups.append({"params": list(head.parameters()), "weight_decay": 0.0, "lars_adapt": False})
-        optimizer = build_optimizer(cfg, groups, lr)
+        optimizer = build_optimizer(cfg, groups, lr, clipping=bool(self.trainer.gradient_clip_val))
         scheduler = warmup_cosine_scheduler(optimizer, cfg, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -91,8 +91,8 @@ class CacheLayer:
 
 
 # On a CPU in bf16, SDPA's fused kernel is slower than two matmuls and a softmax up to a few hundred keys
-# (1.3-2.6x at 128-384 keys in training; 3.5x when decoding 8 rows) and faster at 1,024: measured,
-# docs/benchmarks.md "Attention on the CPU in bf16". fp32 and GPUs keep SDPA.
+# (1.35-2.7x at 128-384 keys in training; 1.8-3.6x when decoding 8 rows) and level at 1,024: measured,
+# docs/benchmarks.md "Attention on the CPU in bf16" (bench/attention_cpu.py). fp32 and GPUs keep SDPA.
 EXPLICIT_MAX_KEYS = 384
 
 
@@ -100,7 +100,7 @@ def attention(q, k, v, mask: torch.Tensor | None = None, is_causal: bool = False
     """softmax(q k^T / sqrt(hs)) v for q (B, nh, T, hs) and k, v (B, nh, T_keys, hs); mask: bool,
     broadcastable to (B, nh, T, T_keys), True = may attend. SDPA's semantics, a query that may attend to
     nothing included (zeros), whichever kernel computes it."""
-    single_query = q.shape[0] * q.shape[2] == 1  # batch-1 decoding: SDPA's kernel is quicker there (31-109 us against 95-102)
+    single_query = q.shape[0] * q.shape[2] == 1  # batch-1 decoding: SDPA's kernel is as quick or quicker (31 against 95 us at 64 keys)
     if q.device.type != "cpu" or q.dtype != torch.bfloat16 or k.shape[2] > EXPLICIT_MAX_KEYS or single_query:
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, is_causal=is_causal)
     scale = q.shape[-1] ** -0.5
@@ -133,7 +133,7 @@ class SelfAttention(nn.Module):
             k, v = cache.update(k, v)  # (B, nh, end, hs)
         mask, is_causal = None, False
         if self.cfg.causal and t > 1 and cache is None:
-            if key_padding_mask is None:
+            if key_padding_mask is None and attn_mask is None:
                 is_causal = True  # the fast path
             else:
                 mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
