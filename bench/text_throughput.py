@@ -28,8 +28,7 @@ from ssl_zoo.masking import mask_tokens
 from ssl_zoo.methods.bert import BERT
 from ssl_zoo.methods.gpt import GPT
 from ssl_zoo.nn.transformer import Transformer, generate
-from ssl_zoo import cpu_precision
-from ssl_zoo.precision import MARGIN, inference_dtype
+from ssl_zoo.precision import MARGIN, computes_bf16, inference_dtype
 
 
 # nanoGPT's baby GPT (Shakespeare characters) and GPT-2 small at a 256 context, as measured in issue 19
@@ -109,7 +108,7 @@ def gpt_training(args, device) -> tuple[float, float]:
     tokens = args.batch_size * args.block_size
     ours_speed, hf_speed = tokens / timed(ours_step, args.warmup, args.steps, device), tokens / timed(hf_step, args.warmup, args.steps, device)
     ours_bf16 = None
-    if not args.bf16 and cpu_precision() == "bf16-mixed" and device.type == "cpu":  # the other precision auto may pick
+    if not args.bf16 and device.type == "cpu" and computes_bf16(device):  # the other precision auto may pick
         ours_bf16 = tokens / timed(training_step(gpt, lambda: gpt.ssl_step(ids)[0], args, device, bf16=True), args.warmup,
                                    args.steps, device)
     return ours_speed, hf_speed, ours_bf16

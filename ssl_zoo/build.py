@@ -95,10 +95,10 @@ def check_settings(values: dict) -> None:
             raise BadValue(key, f"{key}={value} is not one of: {', '.join(map(str, choices))}")
     if _lookup(values, "trainer.max_steps") == 0:
         raise BadValue("trainer.max_steps", "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
-    for key, low in (("probe.weight_decays", "at least 0"), ("probe.lrs", "above 0")):
-        if (sweep := _lookup(values, key)) is not _ABSENT and not (
-                isinstance(sweep, list) and sweep and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                          and (v >= 0 if low == "at least 0" else v > 0) for v in sweep)):
+    for key, low, allowed in (("probe.weight_decays", "at least 0", lambda v: v >= 0), ("probe.lrs", "above 0", lambda v: v > 0)):
+        sweep = _lookup(values, key)
+        numbers = isinstance(sweep, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sweep)
+        if sweep is not _ABSENT and not (numbers and sweep and all(map(allowed, sweep))):
             raise BadValue(key, f"{key}={sweep} must be a non-empty list of numbers {low}, e.g. [0.0, 1.0e-4, 1.0e-3]")
     method = values.get("method") or {}
     if "mask_frac" in method and "random_frac" in method and method["mask_frac"] + method["random_frac"] > 1:

@@ -40,6 +40,13 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def computes_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 natively: a GPU that supports it, a CPU with AMX or AVX512-BF16."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_precision() == "bf16-mixed"
+
+
 def step_seconds(method, inputs, bf16: bool) -> float:
     """Seconds per forward + backward of the method's loss on inputs (min of STEPS, after a warm-up)."""
     times = []
@@ -67,9 +74,8 @@ def choose_precision(cfg, method, datamodule) -> dict:
     """{"precision": the Lightning precision to train with, "source": how it was chosen, and the step
     times when measured}."""
     if cfg.trainer.accelerator in ("gpu", "cuda") or (cfg.trainer.accelerator == "auto" and torch.cuda.is_available()):
-        bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        return {"precision": "bf16-mixed" if bf16 else "32-true", "source": "GPU: bf16 where it computes it"}
-    if cpu_precision() != "bf16-mixed":
+        return {"precision": "bf16-mixed" if computes_bf16(torch.device("cuda")) else "32-true", "source": "GPU: bf16 where it computes it"}
+    if not computes_bf16(torch.device("cpu")):
         return {"precision": "32-true", "source": "this CPU does not compute bf16 natively"}
     if str(cfg.trainer.get("devices", 1)) != "1":  # every process must choose the same
         return {"precision": "bf16-mixed", "source": "this CPU computes bf16 natively (several processes: not timed)"}
@@ -112,6 +118,4 @@ def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
         raise BadValue("precision", f"precision={precision} is not one of: {', '.join(INFERENCE)}")
     if str(precision) != "auto":
         return INFERENCE[str(precision)]
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if device.type == "cpu" and cpu_precision() == "bf16-mixed" else torch.float32
+    return torch.bfloat16 if computes_bf16(device) else torch.float32

@@ -145,10 +145,10 @@ class ContinuousBatcher:
             rows = torch.tensor([s.slot for s in cached], device=self.device)
             last = torch.tensor([[s.ids[-1]] for s in cached], device=self.device)
             hidden = self.model(last, cache=self.cache.using(rows))[:, -1]  # (B, C): one pass for all of them
-            logits.update(zip(map(id, cached), self.model.logits(hidden).float()))
+            logits.update(zip(map(id, cached), self.model.logits(hidden)))
         for stream in windowed:  # past the context: it re-reads its last block_size tokens (as generate does)
             window = torch.tensor([stream.ids[-self.cache.capacity:]], device=self.device)
-            logits[id(stream)] = self.model.logits(self.model(window))[0, -1].float()
+            logits[id(stream)] = self.model.logits(self.model(window))[0, -1]
         for stream, slot in zip(joining, free):
             if stream.cancelled:
                 stream.deliver(None)
@@ -156,7 +156,7 @@ class ContinuousBatcher:
             stream.slot = slot
             self.cache.lengths[slot] = 0  # the row's old keys are never read again, and overwritten
             prompt, row = torch.tensor([stream.ids], device=self.device), torch.tensor([slot], device=self.device)
-            logits[id(stream)] = self.model.logits(self.model(prompt, cache=self.cache.using(row)))[0, -1].float()
+            logits[id(stream)] = self.model.logits(self.model(prompt, cache=self.cache.using(row)))[0, -1]
             self.live.append(stream)
         for stream in list(self.live):
             s = stream.settings

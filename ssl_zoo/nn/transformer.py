@@ -281,7 +281,8 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.T
 def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """One token per row of logits (B, V): greedy at temperature 0, else sampled from the top-k /
-    nucleus (top-p) filtered distribution."""
+    nucleus (top-p) filtered distribution. Logits of bf16 weights are sampled in fp32."""
+    logits = logits.float()
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits / temperature
@@ -336,7 +337,7 @@ def generate(model: Transformer, prompts: torch.Tensor | list[list[int]], max_ne
             ids, lengths = padded([r[-block:] for r in rows], device)
             hidden = model(ids)
             last = hidden[torch.arange(len(rows), device=device), lengths - 1]
-        fresh = sample_rows(model.logits(last).float(), temperature, top_k, top_p, generators)
+        fresh = sample_rows(model.logits(last), temperature, top_k, top_p, generators)
         for row, token in zip(rows, fresh[:, 0].tolist()):
             row.append(token)
         yield fresh
