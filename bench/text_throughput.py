@@ -5,7 +5,8 @@
    layer, no dropout) and batch.
 2. Generation: new tokens/s of greedy decoding with the KV cache (ssl_zoo.nn.transformer.generate)
    against `GPT2LMHeadModel.generate(use_cache=True)`, same prompt and length: one prompt, and
-   --gen-batch prompts of mixed lengths decoded together.
+   --gen-batch prompts of mixed lengths decoded together. Ours is loaded as `ssl-zoo generate` loads
+   a checkpoint: linear layers prepacked for oneDNN on a CPU (ssl_zoo/nn/packed.py).
 3. BERT training: time of a masked-LM step against BertForMaskedLM of the same shape, on the same
    masked batch.
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from ssl_zoo.masking import mask_tokens
 from ssl_zoo.methods.bert import BERT
 from ssl_zoo.methods.gpt import GPT
+from ssl_zoo.nn.packed import pack_linears
 from ssl_zoo.nn.transformer import Transformer, generate
 from ssl_zoo.precision import MARGIN, computes_bf16, inference_dtype
 
@@ -128,7 +130,7 @@ def generation(args, device, batch: int = 1, weights: torch.dtype = torch.float3
         padded[i, max(lengths) - len(p):] = torch.tensor(p)
     padded, attention = padded.to(device), (padded != 0).long().to(device)
     new = args.new_tokens
-    model = ours(args, True, device).eval().to(weights)
+    model = pack_linears(ours(args, True, device).eval().to(weights))  # as `ssl-zoo generate` loads it
     hf = hf_gpt2(args, device).eval()
 
     def ours_generate():

@@ -304,3 +304,23 @@ def test_serve_refuses_bad_checkpoints_and_a_busy_port_in_one_line(tmp_path, gpt
     assert result.returncode == 2
     assert one_error_line(result).startswith(f"ssl-zoo: error: cannot listen on 127.0.0.1:{port}")
     assert f"port={port + 1}" in one_error_line(result)
+
+
+def test_tokens_posted_before_the_loop_runs_reach_their_queues_with_one_wake_up():
+    import asyncio
+
+    from ssl_zoo.commands.serve import Mailbox
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        mailbox, wake_ups, original = Mailbox(loop), [], loop.call_soon_threadsafe
+        loop.call_soon_threadsafe = lambda *args: wake_ups.append(1) or original(*args)
+        a, b = asyncio.Queue(), asyncio.Queue()
+        batcher = threading.Thread(target=lambda: [mailbox.post(q, t) for q, t in ((a, 1), (b, 7), (a, 2), (a, None))])
+        batcher.start(), batcher.join()  # one step's tokens, posted while the loop is busy
+        assert [await a.get() for _ in range(3)] == [1, 2, None] and await b.get() == 7
+        assert wake_ups == [1]
+        mailbox.post(b, 8)
+        assert await b.get() == 8 and len(wake_ups) == 2
+
+    asyncio.run(main())

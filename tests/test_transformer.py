@@ -144,7 +144,7 @@ def test_bf16_weights_decode_a_ragged_batch_as_the_full_forward_computes_each_pr
     cache.lengths = torch.tensor([len(p) for p in prompts])
     new = torch.randint(0, 50, (3, 1))
     step = model(new, cache=cache)[:, 0]  # one token per row, each at its own position
-    assert cache.keys[0].dtype == torch.bfloat16
+    assert cache.keys[0].dtype == torch.float32 and step.dtype == torch.bfloat16  # on a CPU the cache keeps fp32
     for i, p in enumerate(prompts):
         full = model(torch.cat([p, new[i]])[None])[0, -1]
         torch.testing.assert_close(step[i].float(), full.float(), atol=5e-2, rtol=5e-2)
@@ -177,3 +177,29 @@ def test_bad_config_is_refused():
         TransformerConfig()
     with pytest.raises(ValueError, match="multiple of n_head"):
         TransformerConfig(vocab_size=10, n_embd=30, n_head=4)
+
+
+def test_rows_of_a_cache_read_as_a_view_or_gathered_give_the_same_outputs():
+    model = gpt()
+    prompts, new = torch.randint(0, 50, (2, 9)), torch.randint(0, 50, (2, 1))
+    outputs = []
+    for rows in ([1, 2], [3, 0]):  # consecutive: a view of the cache; not: gathered at every layer
+        cache = StaticCache(4, 32)
+        for row, prompt in zip(rows, prompts):
+            model(prompt[None], cache=cache.using([row]))
+        outputs.append(model(new, cache=cache.using(rows)))
+        assert cache.block == (slice(1, 3) if rows == [1, 2] else None)
+        assert cache.lengths[rows].tolist() == [10, 10]
+    torch.testing.assert_close(outputs[0], outputs[1])
+    torch.testing.assert_close(outputs[0], model(torch.cat([prompts, new], 1))[:, -1:], atol=1e-5, rtol=1e-5)
+
+
+def test_sampling_draws_tokens_at_their_probabilities_and_each_row_from_its_own_generator():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, float("-inf")]])
+    draws = sample_next(logits.repeat(20000, 1), 1.0, generator=torch.Generator().manual_seed(0))[:, 0]
+    frequencies = torch.bincount(draws, minlength=5) / len(draws)
+    torch.testing.assert_close(frequencies, logits.softmax(-1)[0], atol=0.015, rtol=0)  # and never the -inf token
+    rows = torch.randn(3, 30)
+    together = sample_next(rows, 0.9, 10, 0.95, [torch.Generator().manual_seed(s) for s in (1, 2, 3)])
+    alone = [sample_next(row[None], 0.9, 10, 0.95, torch.Generator().manual_seed(s)) for row, s in zip(rows, (1, 2, 3))]
+    assert together.tolist() == torch.cat(alone).tolist()

@@ -156,6 +156,7 @@ class Server:
         self.compute = anyio.CapacityLimiter(1)
         self.lock = threading.Lock()  # held by each batch step and each fill: the model computes one at a time
         self.batchers: dict[str, ContinuousBatcher] = {}
+        self._mailbox: Mailbox | None = None
 
     async def computed(self, function, *args):
         return await anyio.to_thread.run_sync(on_one_core, self.locked, function, *args, limiter=self.compute)
@@ -197,6 +198,12 @@ class Server:
                                   f"{self.limits.max_prompt_chars}: shorten it", field)
         return text
 
+    def mailbox(self) -> "Mailbox":
+        loop = asyncio.get_running_loop()
+        if self._mailbox is None or self._mailbox.loop is not loop:
+            self._mailbox = Mailbox(loop)
+        return self._mailbox
+
     def start_stream(self, connection) -> None:
         if connection in self.running:
             raise ServeError(429, "this connection is already generating: one generation per connection", None)
@@ -207,13 +214,8 @@ class Server:
     async def stream(self, served: Served, ids: list[int], settings: SamplingSettings, connection):
         """Pieces of text as events, as the batcher delivers the stream's tokens. When the client goes,
         the response is cancelled and the stream leaves the batch at its next step: no work is left."""
-        loop, tokens = asyncio.get_running_loop(), asyncio.Queue()
-
-        def deliver(token: int | None) -> None:  # called in the batcher's thread
-            try:
-                loop.call_soon_threadsafe(tokens.put_nowait, token)
-            except RuntimeError:  # the event loop is closed: the server is stopping
-                pass
+        tokens, mailbox = asyncio.Queue(), self.mailbox()
+        deliver = lambda token: mailbox.post(tokens, token)  # noqa: E731 - called in the batcher's thread
 
         start, done, stream = time.perf_counter(), False, None
         pieces = TextPieces(served.method.tokenizer)
@@ -239,6 +241,31 @@ class Server:
                 stream.cancelled = True
             self.running.discard(connection)
             self.counts["finished" if done else "stopped"] += 1
+
+
+class Mailbox:
+    """Tokens from the batcher's thread to the streams' queues on the event loop, with one wake-up of
+    the loop for all the tokens posted before it runs (a step's tokens for every stream), not one per
+    token: each wake-up is a write to the loop's self-pipe and a turn of the loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop, self.posted, self.lock = loop, [], threading.Lock()
+
+    def post(self, queue: asyncio.Queue, token: int | None) -> None:
+        with self.lock:
+            self.posted.append((queue, token))
+            if len(self.posted) > 1:  # a wake-up is on its way and will take this one too
+                return
+        try:
+            self.loop.call_soon_threadsafe(self.deliver)
+        except RuntimeError:  # the event loop is closed: the server is stopping
+            pass
+
+    def deliver(self) -> None:
+        with self.lock:
+            posted, self.posted = self.posted, []
+        for queue, token in posted:
+            queue.put_nowait(token)
 
 
 def server_of(request: Request) -> Server:
