@@ -116,7 +116,8 @@ class ContinuousBatcher:
 
     def run(self) -> None:
         # one OpenMP thread: a second one only spins against the event loop that streams the tokens out
-        # (8 clients: 1,418 -> 2,425 tokens/s; docs/benchmarks.md, serving)
+        # (8 clients: 1,418 -> 2,425 tokens/s; docs/benchmarks.md, serving). torch takes it as the
+        # default of threads started later too: a server's, where /fill's workers use one as well.
         torch.set_num_threads(1)
         while True:
             with self.changed:

@@ -160,7 +160,9 @@ class SelfAttention(nn.Module):
         if attn_mask is not None:  # (B, T, T_keys), True = query i may see key j (AIM's prefix-causal mask)
             mask = attn_mask[:, None] if mask is None else mask & attn_mask[:, None]
         y = attention(q, k, v, mask, is_causal, self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).contiguous().view(b, t, c).to(x.dtype)  # re-assemble the heads side by side
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        if cache is not None:
+            y = y.to(x.dtype)  # from the fp32 cache's attention back to the weights' dtype  # re-assemble the heads side by side
         return self.resid_dropout(self.proj(y))
 
 
