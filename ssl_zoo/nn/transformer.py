@@ -107,8 +107,9 @@ class CacheWrite:
 
 
 # On a CPU in bf16, SDPA's fused kernel is slower than two matmuls and a softmax up to a few hundred keys
-# (1.35-2.7x at 128-384 keys in training; 1.8-3.6x when decoding 8 rows) and level at 1,024: measured,
-# docs/benchmarks.md "Attention on the CPU in bf16" (bench/attention_cpu.py). fp32 and GPUs keep SDPA.
+# (1.35-2.7x at 128-384 keys in training; 1.8-3.6x for 8 rows of one query) and level at 1,024: measured,
+# docs/benchmarks.md "Attention on the CPU in bf16" (bench/attention_cpu.py). fp32 and GPUs keep SDPA, and
+# so does decoding on a CPU, which attends over the fp32 cache (StaticCache).
 EXPLICIT_MAX_KEYS = 384
 
 
@@ -146,7 +147,8 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
         if cache is not None:  # generation: attn_mask says which cached positions each query sees
-            k, v = cache[0].update(cache[1], k, v)  # (B, nh, end, hs)
+            write, layer = cache
+            k, v = write.update(layer, k, v)  # (B, nh, end, hs)
             q = q.to(k.dtype)  # bf16 weights on a CPU: attention over the fp32 cache
         mask, is_causal = None, False
         if self.cfg.causal and t > 1 and cache is None:
@@ -160,9 +162,9 @@ class SelfAttention(nn.Module):
         if attn_mask is not None:  # (B, T, T_keys), True = query i may see key j (AIM's prefix-causal mask)
             mask = attn_mask[:, None] if mask is None else mask & attn_mask[:, None]
         y = attention(q, k, v, mask, is_causal, self.dropout if self.training else 0.0)
-        y = y.transpose(1, 2).contiguous().view(b, t, c)
+        y = y.transpose(1, 2).contiguous().view(b, t, c)  # re-assemble the heads side by side
         if cache is not None:
-            y = y.to(x.dtype)  # from the fp32 cache's attention back to the weights' dtype  # re-assemble the heads side by side
+            y = y.to(x.dtype)  # from the fp32 cache's attention back to the weights' dtype
         return self.resid_dropout(self.proj(y))
 
 
