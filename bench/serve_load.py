@@ -2,9 +2,9 @@
 
 A real server (`python -m ssl_zoo serve`, a subprocess) and N clients (httpx, asyncio) that each send
 /generate requests one after another until the time is up. Reports tokens/s per client and in total,
-p50 / p95 time to first token, and how many requests failed (a non-200 answer, a broken stream or one
-without its `done` event). The reference, measured in the same run: the same generator called in
-process, one stream at a time, with no server (ratio = served total tokens/s / in-process tokens/s).
+p50 / p95 time to first token, and how many requests failed (a non-200 answer, a broken stream, an `error`
+event or a stream without its `done` event). The reference, measured in the same run: the same
+generator called in process, one stream at a time, with no server (ratio = served total tokens/s / in-process tokens/s).
 
     python bench/serve_load.py --checkpoint outputs/gpt-python_stdlib/.../checkpoints/last.ckpt
     python bench/serve_load.py                 # first trains a GPT briefly (transformer_tiny, 300 steps)
@@ -56,18 +56,21 @@ async def client(url: str, number: int, deadline: float, max_new_tokens: int, re
                     if response.status_code != 200:
                         record["failed"].append(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
                         continue
+                    event = "message"
                     async for line in response.aiter_lines():
                         if line.startswith("data: ") and first is None:
                             first = time.perf_counter() - sent
-                        if line == "event: done":
-                            done = True
-                        elif done is True and line.startswith("data: "):
+                        if line.startswith("event: "):
+                            event = line[7:]
+                        elif line.startswith("data: ") and event == "done":
                             done = json.loads(line[6:])
+                        elif line.startswith("data: ") and event == "error":
+                            done = "the server said: " + json.loads(line[6:])["error"]
             except httpx.HTTPError as e:
                 record["failed"].append(f"{type(e).__name__}: {e}")
                 continue
             if not isinstance(done, dict):
-                record["failed"].append("stream ended without its done event")
+                record["failed"].append(done or "stream ended without its done event")
                 continue
             record["ttft"].append(first)
             record["tokens"][number] += done["tokens"]
@@ -109,6 +112,7 @@ def main():
     p.add_argument("--clients", default="1,8,16", help="client counts, one load run each (comma-separated)")
     p.add_argument("--seconds", type=float, default=30)
     p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--engine", default="process", choices=["process", "thread"], help="where the server generates")
     args = p.parse_args()
     counts = [int(c) for c in args.clients.split(",")]
 
@@ -117,7 +121,7 @@ def main():
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         server = subprocess.Popen([sys.executable, "-m", "ssl_zoo", "serve", f"checkpoint={checkpoint}", f"port={port}",
-                                   f"limits.max_concurrent={max(counts)}"], stdout=subprocess.DEVNULL)
+                                   f"limits.max_concurrent={max(counts)}", f"engine={args.engine}"], stdout=subprocess.DEVNULL)
         try:
             for _ in range(600):
                 try:
@@ -134,7 +138,7 @@ def main():
             server.wait(30)
         reference = in_process_reference(checkpoint, min(args.seconds, 10), args.max_new_tokens)
 
-    print(f"model: {model['name']} ({model['model']}, {model['params'] / 1e6:.2f}M params); {args.seconds:.0f} s per run, "
+    print(f"model: {model['name']} ({model['model']}, {model['params'] / 1e6:.2f}M params); engine={args.engine}; {args.seconds:.0f} s per run, "
           f"{args.max_new_tokens} new tokens per request; server after: {health}")
     print(f"reference, in process, one stream, no server: {reference:.1f} tokens/s")
     print("clients | requests | failed | tokens/s in total | per client (min - max) | first token p50 / p95 ms | ratio to one stream in process")

@@ -1,5 +1,6 @@
-"""`ssl-zoo serve`: the JSON API through the ASGI test client, streaming and cancellation through a real
-uvicorn server on 127.0.0.1, and every bad request answered with a 4xx that names the problem."""
+"""`ssl-zoo serve`: the JSON API through the ASGI test client (generation in an engine thread), streaming
+and cancellation through a real uvicorn server on 127.0.0.1 (in an engine process, as `ssl-zoo serve`
+runs it), and every bad request answered with a 4xx that names the problem."""
 
 import contextlib
 import json
@@ -25,7 +26,7 @@ def models(gpt_run, bert_run):
 
 @pytest.fixture(scope="module")
 def client(models):
-    with TestClient(create_app(models, Limits(max_new_tokens=300, max_prompt_chars=200, max_top_k=20))) as client:
+    with TestClient(create_app(models, Limits(max_new_tokens=300, max_prompt_chars=200, max_top_k=20), "thread")) as client:
         yield client
 
 
@@ -39,12 +40,12 @@ def events(body: str) -> list[tuple[str, dict]]:
 
 
 @contextlib.contextmanager
-def running(models, limits: Limits):
-    """A real server on a free loopback port: its address."""
+def running(app):
+    """A real server of `app` on a free loopback port: its address."""
     import uvicorn
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(models, limits), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
@@ -58,8 +59,9 @@ def running(models, limits: Limits):
 
 @pytest.fixture(scope="module")
 def server(models):
-    """At most two generations at once, long generations allowed."""
-    with running(models, Limits(max_new_tokens=5000, max_concurrent=2)) as address:
+    """At most two generations at once, long generations allowed; each GPT's engine in a process of its
+    own, as `ssl-zoo serve` runs it."""
+    with running(create_app(models, Limits(max_new_tokens=5000, max_concurrent=2))) as address:
         yield address
 
 
@@ -79,7 +81,7 @@ def test_models_in_bf16_say_so_and_generate(gpt_run):
     served = load_models([gpt_run[0] / "checkpoints" / "last.ckpt"], "cpu", "bf16")
     (model,) = served.values()
     assert model.info["precision"] == "bfloat16" and next(model.method.parameters()).dtype == torch.bfloat16
-    with TestClient(create_app(served, Limits())) as client:
+    with TestClient(create_app(served, Limits(), "thread")) as client:
         assert client.get("/models").json()["models"][0]["precision"] == "bfloat16"
         answer = client.post("/generate", json={"prompt": "the", "max_new_tokens": 12, "seed": 3})
     assert answer.status_code == 200 and events(answer.text)[-1][0] == "done"
@@ -113,7 +115,7 @@ def test_streams_that_join_and_leave_a_batch_get_the_tokens_each_gets_alone(mode
     import torch
 
     method = models["gpt-text_file"].method
-    batcher = ContinuousBatcher(method, slots=3, lock=threading.Lock(), run_worker=False)
+    batcher = ContinuousBatcher(method, slots=3)
     asks = [("the cat", SamplingSettings(12, 1.0, 10, None, 1)), ("a", SamplingSettings(30, 0.0, None, None, 2)),
             ("the dog sat on the mat and the cat sat on the dog " * 2, SamplingSettings(25, 0.9, 20, 0.9, 3)),  # passes block_size
             ("on the", SamplingSettings(6, 0.8, None, 0.8, 4)), ("the", SamplingSettings(40, 1.0, 5, None, 5))]
@@ -122,7 +124,7 @@ def test_streams_that_join_and_leave_a_batch_get_the_tokens_each_gets_alone(mode
 
     def submit(i):
         prompt, settings = asks[i]
-        streams[i] = batcher.submit(method, prompt_ids(method, prompt), settings, got[i].append)
+        streams[i] = batcher.submit(prompt_ids(method, prompt), settings, got[i].append)
 
     submit(0), submit(1)
     for _ in range(3):
@@ -148,7 +150,7 @@ def test_streams_that_join_and_leave_a_batch_get_the_tokens_each_gets_alone(mode
 def test_eight_clients_at_once_each_get_their_seeds_text(models):
     from concurrent.futures import ThreadPoolExecutor
 
-    with running(models, Limits(max_concurrent=8)) as address:
+    with running(create_app(models, Limits(max_concurrent=8))) as address:
         def text(seed: int) -> str:
             body = {"prompt": "the" + " cat" * seed, "max_new_tokens": 20, "temperature": 1.0, "top_k": 10, "seed": seed}
             with httpx.Client(base_url=address, timeout=60) as http:  # a connection of its own
@@ -296,6 +298,8 @@ def test_serve_refuses_bad_checkpoints_and_a_busy_port_in_one_line(tmp_path, gpt
     not_text.write_bytes(b"not a checkpoint")
     result = run_cli("serve", f"checkpoint={not_text}")
     assert result.returncode == 2 and "nope.ckpt" in one_error_line(result)
+    result = run_cli("serve", f"checkpoint={not_text}", "engine=fork")
+    assert result.returncode == 2 and "engine=fork is not one of process, thread" in one_error_line(result)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -306,21 +310,19 @@ def test_serve_refuses_bad_checkpoints_and_a_busy_port_in_one_line(tmp_path, gpt
     assert f"port={port + 1}" in one_error_line(result)
 
 
-def test_tokens_posted_before_the_loop_runs_reach_their_queues_with_one_wake_up():
-    import asyncio
-
-    from ssl_zoo.commands.serve import Mailbox
-
-    async def main():
-        loop = asyncio.get_running_loop()
-        mailbox, wake_ups, original = Mailbox(loop), [], loop.call_soon_threadsafe
-        loop.call_soon_threadsafe = lambda *args: wake_ups.append(1) or original(*args)
-        a, b = asyncio.Queue(), asyncio.Queue()
-        batcher = threading.Thread(target=lambda: [mailbox.post(q, t) for q, t in ((a, 1), (b, 7), (a, 2), (a, None))])
-        batcher.start(), batcher.join()  # one step's tokens, posted while the loop is busy
-        assert [await a.get() for _ in range(3)] == [1, 2, None] and await b.get() == 7
-        assert wake_ups == [1]
-        mailbox.post(b, 8)
-        assert await b.get() == 8 and len(wake_ups) == 2
-
-    asyncio.run(main())
+def test_an_engine_that_dies_ends_its_streams_and_generation_is_refused_with_a_reason(models):
+    app = create_app(models, Limits(max_new_tokens=5000))
+    with running(app) as address, httpx.Client(base_url=address, timeout=30) as http:
+        (engine,) = app.state.server.engines.values()
+        body = {"prompt": "the", "max_new_tokens": 5000, "temperature": 1.0}
+        with http.stream("POST", "/generate", json=body) as response:
+            lines = response.iter_lines()
+            next(line for line in lines if line.startswith("data: "))
+            engine.worker.kill()  # as the kernel's out-of-memory killer would
+            last = events("\n".join(lines))[-1]
+        assert last[0] == "error" and last[1]["error"].startswith("the generation engine of gpt-text_file stopped")
+        refused = http.post("/generate", json={"prompt": "the", "max_new_tokens": 3})
+        assert refused.status_code == 503 and refused.json()["error"].startswith(
+            "the generation engine of gpt-text_file stopped: see the server's log")
+        assert http.post("/fill", json={"text": "the [MASK]"}).status_code == 200  # the rest goes on
+        assert http.get("/health").json()["generating"] == 0

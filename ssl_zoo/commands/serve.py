@@ -5,26 +5,26 @@
                     precision) and the limits
     POST /generate  {model?, prompt, max_new_tokens, temperature, top_k, top_p, seed}: a GPT's continuation
                     as server-sent events, one `data: {"text": ...}` per piece as tokens are chosen, then
-                    `event: done`. The same generate_text() as `ssl-zoo generate`: the same seed writes the
+                    `event: done` (or `event: error` with {"error": why}). The same generate_text() as `ssl-zoo generate`: the same seed writes the
                     same text (at the same precision=; fp32, the default, also batched with others).
     POST /fill      {model?, text, top_k}: a BERT's candidates and probabilities for each [MASK]
     GET  /health    {"ok": true, "generating": generations running now, "finished", "stopped", "pieces_sent"}
 
 Bad requests get a 4xx with {"error": one line, "field": the field at fault} and the server goes on:
 whatever a request fails with is turned into that answer in one place (`refusal`). Generation is
-continuously batched (eval/generate.py, ContinuousBatcher): one worker thread per GPT computes the next
-token of every live stream in one forward pass, streams join and leave between steps, and a client
-that disconnects (or presses stop) leaves at the next step. The handlers share one `Server`
-(app.state.server): the models, the limits and what is running.
+continuously batched (eval/generate.py, ContinuousBatcher) by each GPT's engine, a process of its own
+(commands/engine.py): it computes the next token of every live stream in one forward pass, streams join
+and leave between steps, and a client that disconnects (or presses stop) leaves at the next step. The
+handlers share one `Server` (app.state.server): the models, the limits, the engines and what is running.
 """
 
-import asyncio
 import errno
 import json
 import re
 import socket
 import threading
 import time
+from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib.resources import files
 from typing import Any
@@ -40,9 +40,10 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict
 
 from ssl_zoo.build import require_values
+from ssl_zoo.commands.engine import ENGINES, Engine
 from ssl_zoo.commands.generate import load_text_model, top_1
 from ssl_zoo.errors import BadValue, UserError, check_range
-from ssl_zoo.eval.generate import ContinuousBatcher, SamplingSettings, TextPieces, fill_masks, prompt_ids
+from ssl_zoo.eval.generate import SamplingSettings, TextPieces, fill_masks, prompt_ids
 from ssl_zoo.results import encoder_parameters
 
 TASK_OF = {"gpt": "generate", "bert": "fill"}
@@ -65,6 +66,7 @@ class Served:
     name: str
     method: Any
     info: dict
+    load: tuple = ()  # (checkpoint, device, precision): how an engine process loads it again
 
 
 class ServeError(Exception):
@@ -109,7 +111,7 @@ def load_models(checkpoints: list[str], device: str = "auto", precision: str = "
             if name not in served:
                 break
             name = f"{base}-{n}"
-        served[name] = Served(name, method, {
+        served[name] = Served(name, method, load=(str(path), device, precision), info={
             "name": name,
             "task": TASK_OF[method.name],
             "method": method.name,
@@ -144,31 +146,37 @@ def sse(data: dict, event: str | None = None) -> str:
 
 
 class Server:
-    """What the handlers share: the models and limits, the generations streaming now, counts since the
-    start, and the lock that lets the model compute one thing at a time (a token of some stream, or a
-    fill), in turn: threads of one process running torch side by side only contend for the GIL."""
+    """What the handlers share: the models and limits, each GPT's generation engine, the generations
+    streaming now, counts since the start, and a limiter that lets the BERTs fill one text at a time (in a
+    worker thread: threads of one process running torch side by side only contend for the GIL)."""
 
-    def __init__(self, models: dict[str, Served], limits: Limits):
-        self.models, self.limits = models, limits
+    def __init__(self, models: dict[str, Served], limits: Limits, engine: str = "process"):
+        self.models, self.limits, self.engine_kind = models, limits, engine
         self.page = files("ssl_zoo").joinpath("web", "index.html").read_text(encoding="utf-8")
         self.running: set[tuple] = set()  # (client host, port) of every generation streaming now
         self.counts = {"finished": 0, "stopped": 0, "pieces_sent": 0}
         self.compute = anyio.CapacityLimiter(1)
-        self.lock = threading.Lock()  # held by each batch step and each fill: the model computes one at a time
-        self.batchers: dict[str, ContinuousBatcher] = {}
-        self._mailbox: Mailbox | None = None
+        self.engines: dict[str, Engine] = {}
 
     async def computed(self, function, *args):
-        return await anyio.to_thread.run_sync(on_one_core, self.locked, function, *args, limiter=self.compute)
+        return await anyio.to_thread.run_sync(on_one_core, function, *args, limiter=self.compute)
 
-    def locked(self, function, *args):
-        with self.lock:
-            return function(*args)
+    def engine(self, served: Served) -> Engine:
+        if served.name not in self.engines:  # a batch of max_concurrent rows: every stream that may run at once
+            self.engines[served.name] = Engine(served, self.limits.max_concurrent, self.engine_kind)
+        engine = self.engines[served.name]
+        engine.attach()
+        return engine
 
-    def batcher(self, served: Served) -> ContinuousBatcher:
-        if served.name not in self.batchers:  # a batch of max_concurrent rows: every stream that may run at once
-            self.batchers[served.name] = ContinuousBatcher(served.method, self.limits.max_concurrent, self.lock)
-        return self.batchers[served.name]
+    async def start_engines(self) -> None:
+        """Every GPT's engine, started and loaded before the first request is taken."""
+        for served in self.models.values():
+            if served.info["task"] == "generate":
+                await self.engine(served).attach()
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
 
     def pick(self, name: str | None, task: str) -> Served:
         """The model asked for, or the first one that can do `task`."""
@@ -198,12 +206,6 @@ class Server:
                                   f"{self.limits.max_prompt_chars}: shorten it", field)
         return text
 
-    def mailbox(self) -> "Mailbox":
-        loop = asyncio.get_running_loop()
-        if self._mailbox is None or self._mailbox.loop is not loop:
-            self._mailbox = Mailbox(loop)
-        return self._mailbox
-
     def start_stream(self, connection) -> None:
         if connection in self.running:
             raise ServeError(429, "this connection is already generating: one generation per connection", None)
@@ -211,16 +213,14 @@ class Server:
             raise ServeError(503, f"the server is busy ({self.limits.max_concurrent} generations running); retry shortly")
         self.running.add(connection)
 
-    async def stream(self, served: Served, ids: list[int], settings: SamplingSettings, connection):
-        """Pieces of text as events, as the batcher delivers the stream's tokens. When the client goes,
-        the response is cancelled and the stream leaves the batch at its next step: no work is left."""
-        tokens, mailbox = asyncio.Queue(), self.mailbox()
-        deliver = lambda token: mailbox.post(tokens, token)  # noqa: E731 - called in the batcher's thread
-
-        start, done, stream = time.perf_counter(), False, None
+    async def stream(self, engine: Engine, served: Served, ids: list[int], settings: SamplingSettings, connection):
+        """Pieces of text as events, as the engine delivers the stream's tokens, then `done` (or `error`
+        if the engine failed). When the client goes, the response is cancelled and the stream leaves the
+        batch at its next step: no work is left."""
+        start, done, key = time.perf_counter(), False, None
         pieces = TextPieces(served.method.tokenizer)
         try:
-            stream = self.batcher(served).submit(served.method, ids, settings, deliver)
+            key, tokens = engine.submit(ids, settings)
             made = 0
             while (token := await tokens.get()) is not None:
                 made += 1
@@ -230,42 +230,18 @@ class Server:
             if piece := pieces.rest():
                 yield sse({"text": piece})
                 self.counts["pieces_sent"] += 1
-            if made < settings.max_new_tokens:
-                raise RuntimeError("the generation ended early: see the server's log")
+            if made < settings.max_new_tokens:  # the engine failed or stopped: the client is told, not left hanging
+                yield sse({"error": engine.stopped or "the generation failed: see the server's log"}, "error")
+                return
             seconds = time.perf_counter() - start
             done = True
             yield sse({"tokens": settings.max_new_tokens, "seconds": round(seconds, 3),
                        "tokens_per_second": round(settings.max_new_tokens / max(seconds, 1e-9), 1)}, "done")
         finally:
-            if stream is not None:
-                stream.cancelled = True
+            if key is not None:
+                engine.cancel(key)
             self.running.discard(connection)
             self.counts["finished" if done else "stopped"] += 1
-
-
-class Mailbox:
-    """Tokens from the batcher's thread to the streams' queues on the event loop, with one wake-up of
-    the loop for all the tokens posted before it runs (a step's tokens for every stream), not one per
-    token: each wake-up is a write to the loop's self-pipe and a turn of the loop."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop, self.posted, self.lock = loop, [], threading.Lock()
-
-    def post(self, queue: asyncio.Queue, token: int | None) -> None:
-        with self.lock:
-            self.posted.append((queue, token))
-            if len(self.posted) > 1:  # a wake-up is on its way and will take this one too
-                return
-        try:
-            self.loop.call_soon_threadsafe(self.deliver)
-        except RuntimeError:  # the event loop is closed: the server is stopping
-            pass
-
-    def deliver(self) -> None:
-        with self.lock:
-            posted, self.posted = self.posted, []
-        for queue, token in posted:
-            queue.put_nowait(token)
 
 
 def server_of(request: Request) -> Server:
@@ -300,11 +276,14 @@ async def generate(body: GenerateRequest, request: Request):
     settings = SamplingSettings(body.max_new_tokens, body.temperature, body.top_k, body.top_p, body.seed)
     settings.check(server.limits.max_new_tokens)
     ids = prompt_ids(served.method, prompt)  # the prompt is encoded (and checked) now
+    engine = server.engine(served)
+    if engine.stopped:
+        raise ServeError(503, engine.stopped)
     connection = (request.client.host, request.client.port) if request.client else None
     server.start_stream(connection)
     # The background task runs when the response ends, also when the client left before the first
     # token (then the stream's own `finally` never runs): /health counts live generations only.
-    return StreamingResponse(server.stream(served, ids, settings, connection), media_type="text/event-stream",
+    return StreamingResponse(server.stream(engine, served, ids, settings, connection), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
                              background=BackgroundTask(server.running.discard, connection))
 
@@ -387,10 +366,19 @@ class BodyLimit:
         return ServeError(413, f"{size}; this server takes at most {self.limit}", "body")
 
 
-def create_app(models: dict[str, Served], limits: Limits = Limits()) -> FastAPI:
+def create_app(models: dict[str, Served], limits: Limits = Limits(), engine: str = "process") -> FastAPI:
+    """The app; `engine`: where each GPT generates (commands/engine.py), "process" or "thread"."""
+    server = Server(models, limits, engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await server.start_engines()
+        yield
+        server.close()
+
     # no /docs: FastAPI's docs page loads its scripts from a CDN; the schema is at /openapi.json
-    app = FastAPI(title="ssl-zoo serve", docs_url=None, redoc_url=None)
-    app.state.server = Server(models, limits)
+    app = FastAPI(title="ssl-zoo serve", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app.state.server = server
     app.include_router(router)
     for error in (ServeError, UserError, RequestValidationError, StarletteHTTPException):
         app.add_exception_handler(error, refused)  # every refusal in one shape: {"error", "field"}
@@ -409,11 +397,13 @@ def check_port_free(host: str, port: int) -> None:
 
 
 def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
-          limits: Limits = Limits(), precision: str = "32") -> None:
+          limits: Limits = Limits(), precision: str = "32", engine: str = "process") -> None:
     import uvicorn
 
     if not checkpoints:
         raise UserError("no checkpoint to serve; pass checkpoint=<run dir>/checkpoints/last.ckpt of a GPT or BERT run")
+    if engine not in ENGINES:
+        raise BadValue("engine", f"engine={engine} is not one of {', '.join(ENGINES)}: pass engine=process (the default) or engine=thread")
     models = load_models(checkpoints, device, precision)
     check_port_free(host, port)
     for served in models.values():
@@ -423,7 +413,13 @@ def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, dev
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"ssl-zoo serve: listening on {host}: anyone who can reach this machine can use these models")
     print(f"ssl-zoo serve: http://{host}:{port}/  (Ctrl+C stops)", flush=True)
-    uvicorn.run(create_app(models, limits), host=host, port=port, log_level="warning")
+    if engine == "process":  # each GPT's engine loads its own copy: this one is only read for its tokenizer
+        for served in models.values():
+            if served.info["task"] == "generate":
+                served.method.to("meta")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()  # (the freed weights back to the device, for the engines)
+    uvicorn.run(create_app(models, limits, engine), host=host, port=port, log_level="warning")
 
 
 def run(cfg: DictConfig) -> None:
@@ -433,4 +429,4 @@ def run(cfg: DictConfig) -> None:
     for key in sorted((k for k in cfg if re.fullmatch(r"checkpoint\d*", str(k))), key=lambda k: int(k[10:] or 1)):
         value = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]
         checkpoints += [str(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
-    serve(checkpoints, cfg.host, cfg.port, cfg.device, Limits(**cfg.limits), cfg.precision)
+    serve(checkpoints, cfg.host, cfg.port, cfg.device, Limits(**cfg.limits), cfg.precision, cfg.engine)

@@ -2,7 +2,6 @@
 `generate`, `fill` and `serve` commands, GPT's training sample and the notebooks all go through these
 functions."""
 
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -92,46 +91,30 @@ class ContinuousBatcher:
     """Continuous batching for a server: the live streams' next tokens come from one forward pass over
     their rows of a static cache (`slots` rows); streams join (their prompt read into a free row) and
     leave between steps. Each stream samples with its own settings and generator, so its text is the
-    text generate_text writes alone. A worker thread runs the steps while there are streams, each step
-    holding `lock` (the model computes one thing at a time)."""
+    text generate_text writes alone. Whoever owns it calls submit() and step() from one thread (the
+    server's engine, commands/engine.py; tests)."""
 
-    def __init__(self, method, slots: int, lock: threading.Lock, run_worker: bool = True):
-        self.model, self.slots, self.lock, self.run_worker = method.backbone, slots, lock, run_worker
-        self.device = method.device
+    def __init__(self, method, slots: int):
+        self.model, self.slots, self.device = method.backbone, slots, method.device
         self.cache = StaticCache(slots, self.model.cfg.block_size, self.device)
         self.waiting: deque[Stream] = deque()
         self.live: list[Stream] = []
-        self.changed = threading.Condition()
-        self.worker: threading.Thread | None = None
 
-    def submit(self, method, ids: list[int], settings: SamplingSettings, deliver) -> Stream:
-        stream = Stream(list(ids), settings, torch.Generator(device=method.device).manual_seed(settings.seed), deliver)
-        with self.changed:
-            self.waiting.append(stream)
-            if self.worker is None and self.run_worker:  # (without: the caller runs step(), as tests do)
-                self.worker = threading.Thread(target=self.run, name="ssl-zoo-batcher", daemon=True)
-                self.worker.start()
-            self.changed.notify()
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting or self.live)
+
+    def submit(self, ids: list[int], settings: SamplingSettings, deliver) -> Stream:
+        stream = Stream(list(ids), settings, torch.Generator(device=self.device).manual_seed(settings.seed), deliver)
+        self.waiting.append(stream)
         return stream
 
-    def run(self) -> None:
-        # one OpenMP thread: a second one only spins against the event loop that streams the tokens out
-        # (8 clients: 1,418 -> 2,425 tokens/s; docs/benchmarks.md, serving). torch takes it as the
-        # default of threads started later too: a server's, where /fill's workers use one as well.
-        torch.set_num_threads(1)
-        while True:
-            with self.changed:
-                self.changed.wait_for(lambda: self.waiting or self.live)
-            with self.lock:
-                try:
-                    self.step()
-                except Exception as error:  # noqa: BLE001 - the streams must end, not wait forever
-                    print(f"ssl-zoo serve: generation failed ({type(error).__name__}: {error}); its streams were ended")
-                    with self.changed:
-                        ended, self.live = [*self.live, *self.waiting], []
-                        self.waiting.clear()
-                    for stream in ended:
-                        stream.deliver(None)
+    def end_all(self) -> None:
+        """Every stream ends now (after a step failed): each gets its None."""
+        ended, self.live = [*self.live, *self.waiting], []
+        self.waiting.clear()
+        for stream in ended:
+            stream.deliver(None)
 
     @torch.inference_mode()
     def step(self) -> None:
@@ -140,8 +123,7 @@ class ContinuousBatcher:
         for stream in [s for s in self.live if s.cancelled]:
             self.leave(stream)
         free = sorted(set(range(self.slots)) - {s.slot for s in self.live})
-        with self.changed:
-            joining = [self.waiting.popleft() for _ in range(min(len(free), len(self.waiting)))]
+        joining = [self.waiting.popleft() for _ in range(min(len(free), len(self.waiting)))]
         cached, windowed = [], []
         for stream in sorted(self.live, key=lambda s: s.slot):  # their last token is not in the cache yet
             (cached if len(stream.ids) <= self.cache.capacity else windowed).append(stream)
