@@ -87,6 +87,18 @@ def test_models_in_bf16_say_so_and_generate(gpt_run):
     assert answer.status_code == 200 and events(answer.text)[-1][0] == "done"
 
 
+def test_an_app_started_again_generates_again(models):
+    app = create_app(models, Limits(), "thread")
+    body = {"prompt": "the", "max_new_tokens": 5, "seed": 1}
+    texts = []
+    for _ in range(2):  # the first start's engines are closed at its end; the second gets its own
+        with TestClient(app) as client:
+            answer = client.post("/generate", json=body)
+            assert answer.status_code == 200 and events(answer.text)[-1][0] == "done", answer.text
+            texts.append(answer.text.split("event: done")[0])
+    assert texts[0] == texts[1]
+
+
 def test_generate_streams_events_and_ends_with_done(client):
     body = {"prompt": "the cat", "max_new_tokens": 40, "temperature": 1.0, "top_k": 10, "seed": 3}
     with client.stream("POST", "/generate", json=body) as response:

@@ -103,6 +103,7 @@ class Engine:
         self.keys = itertools.count()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready: asyncio.Future | None = None
+        self.loaded = False  # it said "ready" (once: a later event loop's future is set at once)
         self.stopped: str | None = None  # why it no longer generates
 
     def attach(self) -> asyncio.Future:
@@ -111,7 +112,10 @@ class Engine:
         if self.loop is not loop:
             self.detach()
             self.loop, self.ready = loop, loop.create_future()
-            loop.add_reader(self.connection.fileno(), self.received)
+            if self.loaded or self.stopped:
+                self.ready.set_result(not self.stopped)
+            if not self.stopped:
+                loop.add_reader(self.connection.fileno(), self.received)
         return self.ready
 
     def detach(self) -> None:
@@ -140,6 +144,7 @@ class Engine:
             while self.connection.poll():
                 message = self.connection.recv()
                 if message == "ready":
+                    self.loaded = True
                     self.ready.done() or self.ready.set_result(True)
                     continue
                 for key, token in message:

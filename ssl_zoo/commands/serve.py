@@ -177,6 +177,7 @@ class Server:
     def close(self) -> None:
         for engine in self.engines.values():
             engine.close()
+        self.engines.clear()  # an app started again gets engines of its own
 
     def pick(self, name: str | None, task: str) -> Served:
         """The model asked for, or the first one that can do `task`."""
