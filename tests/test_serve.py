@@ -26,7 +26,7 @@ def models(gpt_run, bert_run):
 
 @pytest.fixture(scope="module")
 def client(models):
-    with TestClient(create_app(models, Limits(max_new_tokens=300, max_prompt_chars=200, max_top_k=20), "thread")) as client:
+    with TestClient(create_app(models, Limits(max_new_tokens=300, max_prompt_chars=200, max_top_k=20))) as client:
         yield client
 
 
@@ -61,7 +61,7 @@ def running(app):
 def server(models):
     """At most two generations at once, long generations allowed; each GPT's engine in a process of its
     own, as `ssl-zoo serve` runs it."""
-    with running(create_app(models, Limits(max_new_tokens=5000, max_concurrent=2))) as address:
+    with running(create_app(models, Limits(max_new_tokens=5000, max_concurrent=2), "process")) as address:
         yield address
 
 
@@ -81,14 +81,14 @@ def test_models_in_bf16_say_so_and_generate(gpt_run):
     served = load_models([gpt_run[0] / "checkpoints" / "last.ckpt"], "cpu", "bf16")
     (model,) = served.values()
     assert model.info["precision"] == "bfloat16" and next(model.method.parameters()).dtype == torch.bfloat16
-    with TestClient(create_app(served, Limits(), "thread")) as client:
+    with TestClient(create_app(served, Limits())) as client:
         assert client.get("/models").json()["models"][0]["precision"] == "bfloat16"
         answer = client.post("/generate", json={"prompt": "the", "max_new_tokens": 12, "seed": 3})
     assert answer.status_code == 200 and events(answer.text)[-1][0] == "done"
 
 
 def test_an_app_started_again_generates_again(models):
-    app = create_app(models, Limits(), "thread")
+    app = create_app(models, Limits())  # engine="thread": create_app's default
     body = {"prompt": "the", "max_new_tokens": 5, "seed": 1}
     texts = []
     for _ in range(2):  # the first start's engines are closed at its end; the second gets its own
@@ -162,7 +162,7 @@ def test_streams_that_join_and_leave_a_batch_get_the_tokens_each_gets_alone(mode
 def test_eight_clients_at_once_each_get_their_seeds_text(models):
     from concurrent.futures import ThreadPoolExecutor
 
-    with running(create_app(models, Limits(max_concurrent=8))) as address:
+    with running(create_app(models, Limits(max_concurrent=8), "process")) as address:
         def text(seed: int) -> str:
             body = {"prompt": "the" + " cat" * seed, "max_new_tokens": 20, "temperature": 1.0, "top_k": 10, "seed": seed}
             with httpx.Client(base_url=address, timeout=60) as http:  # a connection of its own
@@ -196,6 +196,7 @@ def test_fill_returns_candidates_sorted_by_probability(client):
     ("/generate", {"prompt": "a", "max_new_tokens": 301}, 422, "max_new_tokens", "max_new_tokens=301 is out of range; it must be a whole number between 1 and 300"),
     ("/generate", {"prompt": "a", "temperature": -1}, 422, "temperature", "temperature=-1.0 is out of range"),
     ("/generate", {"prompt": "a", "top_p": 1.5}, 422, "top_p", "top_p=1.5 is out of range"),
+    ("/generate", {"prompt": "a", "seed": 2**64}, 422, "seed", f"seed={2**64} is out of range; it must be a whole number between 0 and {2**64 - 1}"),
     ("/generate", {"prompt": "a" * 201}, 422, "prompt", "prompt is 201 characters long; this server takes at most 200"),
     ("/generate", {"prompt": "a", "temprature": 1}, 422, "temprature", "temprature: unknown field; the fields are: model, prompt, max_new_tokens"),
     ("/generate", {"prompt": "a", "model": "gpt-2"}, 404, "model", "unknown model 'gpt-2'; loaded: gpt-text_file (gpt), bert-text_file (bert)"),
@@ -280,9 +281,50 @@ def test_a_client_that_goes_away_stops_its_generation(server):
         while (health := http.get("/health").json())["generating"] and time.time() < deadline:
             time.sleep(0.05)
         assert health["generating"] == 0 and health["stopped"] == before["stopped"] + 1
-        assert health["pieces_sent"] - before["pieces_sent"] < 5000  # it stopped well before the end
-        time.sleep(0.3)
-        assert http.get("/health").json()["pieces_sent"] == health["pieces_sent"]  # and nothing runs on
+        # (that the engine itself stops computing it: the next test)
+
+
+def test_the_engine_drops_cancelled_streams_ends_failed_ones_and_goes_on(models):
+    from multiprocessing import Pipe
+
+    from ssl_zoo.commands.engine import run_engine
+
+    method = models["gpt-text_file"].method
+    ours, theirs = Pipe()
+    engine = threading.Thread(target=run_engine, args=(theirs, method, 4), daemon=True)
+    engine.start()
+    assert ours.recv() == "ready"
+    got: dict[int, list] = {}
+
+    def until(done):  # read the engine's steps until done()
+        deadline = time.time() + 60
+        while not done() and time.time() < deadline:
+            if ours.poll(0.1):
+                for key, token in ours.recv():
+                    got.setdefault(key, []).append(token)
+        assert done(), got
+
+    ids, long = prompt_ids(method, "the"), SamplingSettings(5000, 1.0, 10, None, 1)
+    ours.send(("submit", 0, ids, long))
+    until(lambda: len(got.get(0, [])) >= 3)
+    ours.send(("cancel", 0))
+    until(lambda: None in got[0])
+    assert got[0][-1] is None and len(got[0]) - 1 < 5000  # it left the batch: uncancelled, 5,000 tokens
+    ours.send(("submit", 1, ids, SamplingSettings(5, 1.0, 10, None, 2**64)))  # a seed torch refuses
+    until(lambda: 1 in got)
+    assert got[1] == [None]  # that stream alone ends
+    ours.send(("submit", 2, ids, long))
+    until(lambda: len(got.get(2, [])) >= 2)
+    failing = method.backbone.register_forward_hook(lambda *_: 1 / 0)
+    ours.send(("submit", 3, ids, long))  # it joins in the step that fails
+    until(lambda: None in got[2] and None in got.get(3, []))
+    failing.remove()
+    ours.send(("submit", 4, ids, SamplingSettings(5, 1.0, 10, None, 4)))  # and the engine goes on
+    until(lambda: None in got.get(4, []))
+    assert len(got[4]) == 6
+    ours.send(None)
+    engine.join(10)
+    assert not engine.is_alive()
 
 
 def test_too_many_generations_at_once_are_told_to_retry(server):
@@ -323,7 +365,7 @@ def test_serve_refuses_bad_checkpoints_and_a_busy_port_in_one_line(tmp_path, gpt
 
 
 def test_an_engine_that_dies_ends_its_streams_and_generation_is_refused_with_a_reason(models):
-    app = create_app(models, Limits(max_new_tokens=5000))
+    app = create_app(models, Limits(max_new_tokens=5000), "process")
     with running(app) as address, httpx.Client(base_url=address, timeout=30) as http:
         (engine,) = app.state.server.engines.values()
         body = {"prompt": "the", "max_new_tokens": 5000, "temperature": 1.0}

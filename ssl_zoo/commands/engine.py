@@ -17,6 +17,7 @@ descriptor): no thread of the server's own waits for the tokens.
 """
 
 import asyncio
+import contextlib
 import itertools
 import multiprocessing
 import signal
@@ -33,7 +34,8 @@ ENGINES = ("process", "thread")
 def run_engine(connection, method, slots: int) -> None:
     """The engine's loop: wait for work when there is none, take what came in since the last step, step."""
     # the other cores (at least one) to torch; one is left to the event loop that streams the tokens out
-    # (on 2 cores a second OpenMP thread only spins against it: 8 clients 1,418 -> 2,425 tokens/s)
+    # (on 2 cores a second OpenMP thread only spins against it: 8 clients 1,418 -> 2,425 tokens/s;
+    # measured on 2 cores only)
     torch.set_num_threads(max(1, torch.get_num_threads() - 1))
     batcher, streams, out = ContinuousBatcher(method, slots), {}, []
 
@@ -55,7 +57,11 @@ def run_engine(connection, method, slots: int) -> None:
                 return
             kind, key, *request = message
             if kind == "submit":
-                streams[key] = batcher.submit(*request, delivery(key))
+                try:
+                    streams[key] = batcher.submit(*request, delivery(key))
+                except Exception as error:  # noqa: BLE001 - this stream ends; the others go on
+                    print(f"ssl-zoo serve: a generation could not start ({type(error).__name__}: {error})", flush=True)
+                    connection.send([(key, None)])  # now: no step may follow to carry it
             elif key in streams:  # cancel: it leaves at the next step
                 streams[key].cancelled = True
         try:
@@ -81,6 +87,20 @@ def engine_process(connection, checkpoint: str, device: str, precision: str, slo
     run_engine(connection, method, slots)
 
 
+@contextlib.contextmanager
+def sigint_ignored():
+    """SIGINT ignored while a process is spawned (in the main thread, where signals are handled): the
+    child starts with it ignored, and Python then installs no KeyboardInterrupt handler of its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Engine:
     """The server's side of one GPT's engine: submit() sends a request down the pipe and returns the
     asyncio queue its tokens arrive on (then None); the event loop reads the pipe when it has data."""
@@ -93,7 +113,8 @@ class Engine:
             spawn = multiprocessing.get_context("spawn")
             self.worker = spawn.Process(target=engine_process, args=(theirs, *served.load, slots),
                                         name=f"ssl-zoo-engine-{served.name}", daemon=True)
-            self.worker.start()
+            with sigint_ignored():  # inherited: a Ctrl+C while it starts stops the server, which stops it
+                self.worker.start()
             theirs.close()  # only the engine holds its end now: when it dies, reading ours says so (EOF)
         else:
             self.worker = threading.Thread(target=run_engine, args=(theirs, served.method, slots),
@@ -130,13 +151,20 @@ class Engine:
             queue.put_nowait(None)
             return key, queue
         self.queues[key] = queue
-        self.connection.send(("submit", key, ids, settings))
+        self.send(("submit", key, ids, settings))  # if that finds the engine gone, its queue gets None too
         return key, queue
 
     def cancel(self, key: int) -> None:
         """The stream `key` leaves at the engine's next step (nothing is sent for one that ended)."""
-        if self.queues.pop(key, None) is not None and not self.stopped:
-            self.connection.send(("cancel", key))
+        if self.queues.pop(key, None) is not None:
+            self.send(("cancel", key))
+
+    def send(self, message) -> None:
+        if not self.stopped:
+            try:
+                self.connection.send(message)
+            except OSError:  # it died and its end of the pipe has not been read yet
+                self.gone()
 
     def received(self) -> None:
         """Called by the event loop when the pipe has data: every step's tokens to their streams' queues."""
@@ -153,13 +181,21 @@ class Engine:
                     if token is None:
                         self.queues.pop(key, None)
         except (EOFError, OSError):  # the engine is gone (killed, out of memory, could not load)
+            self.gone()
+
+    def gone(self) -> None:
+        """The engine ended without being asked to: say so in the log, and end its streams."""
+        if not self.stopped:
             if isinstance(self.worker, BaseProcess):
                 self.worker.join(1)  # it is ending: its exit code says how
             code = getattr(self.worker, "exitcode", None)
             how = f" (killed by signal {-code})" if code is not None and code < 0 else f" (exit code {code})" if code else ""
-            print(f"ssl-zoo serve: the generation engine of {self.name} stopped{how}; its {len(self.queues)} "
-                  "streams were ended and /generate answers 503 until the server is restarted", flush=True)
-            self.stop(f"the generation engine of {self.name} stopped: see the server's log; restart the server")
+            if not self.loaded:
+                self.stop(f"the generation engine of {self.name} could not start: see the server's log")
+            else:
+                print(f"ssl-zoo serve: the generation engine of {self.name} stopped{how}; its {len(self.queues)} "
+                      "streams were ended and /generate answers 503 until the server is restarted", flush=True)
+                self.stop(f"the generation engine of {self.name} stopped: see the server's log; restart the server")
 
     def stop(self, why: str) -> None:
         """No more generation: every stream waiting gets its None (it ends early, and says so)."""

@@ -5,15 +5,16 @@
                     precision) and the limits
     POST /generate  {model?, prompt, max_new_tokens, temperature, top_k, top_p, seed}: a GPT's continuation
                     as server-sent events, one `data: {"text": ...}` per piece as tokens are chosen, then
-                    `event: done` (or `event: error` with {"error": why}). The same generate_text() as `ssl-zoo generate`: the same seed writes the
-                    same text (at the same precision=; fp32, the default, also batched with others).
+                    `event: done` (`event: error` with {"error": why} if generation failed). The same
+                    generate_text() as `ssl-zoo generate`: the same seed writes the same text (at the
+                    same precision=; fp32, the default, also batched with others).
     POST /fill      {model?, text, top_k}: a BERT's candidates and probabilities for each [MASK]
     GET  /health    {"ok": true, "generating": generations running now, "finished", "stopped", "pieces_sent"}
 
 Bad requests get a 4xx with {"error": one line, "field": the field at fault} and the server goes on:
 whatever a request fails with is turned into that answer in one place (`refusal`). Generation is
-continuously batched (eval/generate.py, ContinuousBatcher) by each GPT's engine, a process of its own
-(commands/engine.py): it computes the next token of every live stream in one forward pass, streams join
+continuously batched (eval/generate.py, ContinuousBatcher) by each GPT's engine (commands/engine.py: a
+process of its own with engine=process, `ssl-zoo serve`'s default, or a thread): it computes the next token of every live stream in one forward pass, streams join
 and leave between steps, and a client that disconnects (or presses stop) leaves at the next step. The
 handlers share one `Server` (app.state.server): the models, the limits, the engines and what is running.
 """
@@ -150,7 +151,7 @@ class Server:
     streaming now, counts since the start, and a limiter that lets the BERTs fill one text at a time (in a
     worker thread: threads of one process running torch side by side only contend for the GIL)."""
 
-    def __init__(self, models: dict[str, Served], limits: Limits, engine: str = "process"):
+    def __init__(self, models: dict[str, Served], limits: Limits, engine: str = "thread"):
         self.models, self.limits, self.engine_kind = models, limits, engine
         self.page = files("ssl_zoo").joinpath("web", "index.html").read_text(encoding="utf-8")
         self.running: set[tuple] = set()  # (client host, port) of every generation streaming now
@@ -169,10 +170,9 @@ class Server:
         return engine
 
     async def start_engines(self) -> None:
-        """Every GPT's engine, started and loaded before the first request is taken."""
-        for served in self.models.values():
-            if served.info["task"] == "generate":
-                await self.engine(served).attach()
+        """Every GPT's engine, started (side by side) and loaded before the first request is taken."""
+        for ready in [self.engine(s).attach() for s in self.models.values() if s.info["task"] == "generate"]:
+            await ready
 
     def close(self) -> None:
         for engine in self.engines.values():
@@ -239,10 +239,10 @@ class Server:
             yield sse({"tokens": settings.max_new_tokens, "seconds": round(seconds, 3),
                        "tokens_per_second": round(settings.max_new_tokens / max(seconds, 1e-9), 1)}, "done")
         finally:
-            if key is not None:
-                engine.cancel(key)
             self.running.discard(connection)
             self.counts["finished" if done else "stopped"] += 1
+            if key is not None:
+                engine.cancel(key)
 
 
 def server_of(request: Request) -> Server:
@@ -367,13 +367,19 @@ class BodyLimit:
         return ServeError(413, f"{size}; this server takes at most {self.limit}", "body")
 
 
-def create_app(models: dict[str, Served], limits: Limits = Limits(), engine: str = "process") -> FastAPI:
-    """The app; `engine`: where each GPT generates (commands/engine.py), "process" or "thread"."""
+def create_app(models: dict[str, Served], limits: Limits = Limits(), engine: str = "thread",
+               ready_message: str | None = None) -> FastAPI:
+    """The app. engine: where each GPT generates (commands/engine.py): "thread" (in this process, on the
+    models given) or "process" (each loads its checkpoint again: what `ssl-zoo serve` runs; a script
+    that asks for it needs the `if __name__ == "__main__":` guard of multiprocessing's spawn).
+    ready_message: printed once the engines are loaded and the server takes requests."""
     server = Server(models, limits, engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await server.start_engines()
+        if ready_message:
+            print(ready_message, flush=True)
         yield
         server.close()
 
@@ -413,14 +419,14 @@ def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, dev
               f"{info['steps']} steps on {info['data']}, weights in {info['precision']}  ({info['checkpoint']})")
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"ssl-zoo serve: listening on {host}: anyone who can reach this machine can use these models")
-    print(f"ssl-zoo serve: http://{host}:{port}/  (Ctrl+C stops)", flush=True)
     if engine == "process":  # each GPT's engine loads its own copy: this one is only read for its tokenizer
         for served in models.values():
             if served.info["task"] == "generate":
                 served.method.to("meta")
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # (the freed weights back to the device, for the engines)
-    uvicorn.run(create_app(models, limits, engine), host=host, port=port, log_level="warning")
+    app = create_app(models, limits, engine, ready_message=f"ssl-zoo serve: http://{host}:{port}/  (Ctrl+C stops)")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 def run(cfg: DictConfig) -> None:

@@ -25,7 +25,7 @@ class SamplingSettings:
         check_range("temperature", self.temperature, 0.0, 100.0)
         check_range("top_k", self.top_k, 1, allow_none=True)
         check_range("top_p", self.top_p, 1e-6, 1.0, allow_none=True)
-        check_range("seed", self.seed, 0)
+        check_range("seed", self.seed, 0, 2**64 - 1, whole=True)  # what torch.Generator takes
 
 
 def prompt_ids(method, prompt: str) -> list[int]:
@@ -98,6 +98,7 @@ class ContinuousBatcher:
         self.model, self.slots, self.device = method.backbone, slots, method.device
         self.cache = StaticCache(slots, self.model.cfg.block_size, self.device)
         self.waiting: deque[Stream] = deque()
+        self.joining: list[Stream] = []  # taken from waiting by a step, not yet live (a failing step ends them too)
         self.live: list[Stream] = []
 
     @property
@@ -111,7 +112,8 @@ class ContinuousBatcher:
 
     def end_all(self) -> None:
         """Every stream ends now (after a step failed): each gets its None."""
-        ended, self.live = [*self.live, *self.waiting], []
+        ended = {id(s): s for s in [*self.live, *self.joining, *self.waiting]}.values()
+        self.live, self.joining = [], []
         self.waiting.clear()
         for stream in ended:
             stream.deliver(None)
@@ -123,7 +125,7 @@ class ContinuousBatcher:
         for stream in [s for s in self.live if s.cancelled]:
             self.leave(stream)
         free = sorted(set(range(self.slots)) - {s.slot for s in self.live})
-        joining = [self.waiting.popleft() for _ in range(min(len(free), len(self.waiting)))]
+        self.joining = joining = [self.waiting.popleft() for _ in range(min(len(free), len(self.waiting)))]
         cached, windowed = [], []
         for stream in sorted(self.live, key=lambda s: s.slot):  # their last token is not in the cache yet
             (cached if len(stream.ids) <= self.cache.capacity else windowed).append(stream)
@@ -144,6 +146,7 @@ class ContinuousBatcher:
             prompt = torch.tensor([stream.ids], device=self.device)
             logits[id(stream)] = self.model.logits(self.model(prompt, cache=self.cache.using([slot])))[0, -1]
             self.live.append(stream)
+        self.joining = []
         # sampled together: the streams with the same settings, each row with its own generator
         groups: dict[tuple, list[Stream]] = {}
         for stream in self.live:
