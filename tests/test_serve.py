@@ -14,7 +14,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from conftest import free_port, one_error_line, run_cli
-from ssl_zoo.commands.serve import Limits, create_app, load_models
+from ssl_zoo.commands.serve import Limits, create_app, load_models, serve
+from ssl_zoo.errors import BadValue
 from ssl_zoo.eval.generate import ContinuousBatcher, SamplingSettings, prompt_ids
 from ssl_zoo.nn.transformer import generate
 
@@ -352,8 +353,8 @@ def test_serve_refuses_bad_checkpoints_and_a_busy_port_in_one_line(tmp_path, gpt
     not_text.write_bytes(b"not a checkpoint")
     result = run_cli("serve", f"checkpoint={not_text}")
     assert result.returncode == 2 and "nope.ckpt" in one_error_line(result)
-    result = run_cli("serve", f"checkpoint={not_text}", "engine=fork")
-    assert result.returncode == 2 and "engine=fork is not one of process, thread" in one_error_line(result)
+    with pytest.raises(BadValue, match="engine=fork is not one of process, thread: pass engine=process"):
+        serve([str(not_text)], engine="fork")  # (refused before any checkpoint is read)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
