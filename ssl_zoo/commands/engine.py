@@ -105,7 +105,7 @@ class Engine:
     """The server's side of one GPT's engine: submit() sends a request down the pipe and returns the
     asyncio queue its tokens arrive on (then None); the event loop reads the pipe when it has data."""
 
-    def __init__(self, served, slots: int, kind: str = "process"):
+    def __init__(self, served, slots: int, kind: str):
         self.name = served.name
         self.connection, theirs = multiprocessing.Pipe()
         if kind == "process":

@@ -165,9 +165,7 @@ class Server:
     def engine(self, served: Served) -> Engine:
         if served.name not in self.engines:  # a batch of max_concurrent rows: every stream that may run at once
             self.engines[served.name] = Engine(served, self.limits.max_concurrent, self.engine_kind)
-        engine = self.engines[served.name]
-        engine.attach()
-        return engine
+        return self.engines[served.name]
 
     async def start_engines(self) -> None:
         """Every GPT's engine, started (side by side) and loaded before the first request is taken."""
