@@ -6,7 +6,8 @@
 2. Generation: new tokens/s of greedy decoding with the KV cache (ssl_zoo.nn.transformer.generate)
    against `GPT2LMHeadModel.generate(use_cache=True)`, same prompt and length: one prompt, and
    --gen-batch prompts of mixed lengths decoded together. Ours is loaded as `ssl-zoo generate` loads
-   a checkpoint: linear layers prepacked for oneDNN on a CPU (ssl_zoo/nn/packed.py).
+   a checkpoint: linear layers prepacked for oneDNN on a CPU (ssl_zoo/nn/packed.py); then again with
+   its decoding steps through torch.compile (`compile=true`; the compile time printed, not timed).
 3. BERT training: time of a masked-LM step against BertForMaskedLM of the same shape, on the same
    masked batch.
 
@@ -117,11 +118,14 @@ def gpt_training(args, device) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def generation(args, device, batch: int = 1, weights: torch.dtype = torch.float32) -> tuple[float, float]:
-    """New tokens/s of greedy decoding of `batch` prompts together; with batch > 1 the prompts have mixed
-    lengths (prompt_length / 4 .. prompt_length): ours in the static cache, each row at its own
-    position; Hugging Face's left-padded with an attention mask, as its generate wants. weights: our
-    model's dtype (`ssl-zoo generate precision=`); Hugging Face's stays fp32, its default."""
+def generation(args, device, batch: int = 1, weights: torch.dtype = torch.float32, compile: bool = False):
+    """New tokens/s of greedy decoding of `batch` prompts together, ours and Hugging Face's, and the
+    seconds of our warm-up call (with compile: torch.compile's compilation); with batch > 1 the prompts
+    have mixed lengths (prompt_length / 4 .. prompt_length): ours in the static cache, each row at its
+    own position; Hugging Face's left-padded with an attention mask, as its generate wants. weights: our
+    model's dtype (`ssl-zoo generate precision=`); Hugging Face's stays fp32, its default. compile: our
+    decoding steps through torch.compile (`ssl-zoo generate compile=true`); Hugging Face's eager, its
+    default."""
     g = torch.Generator().manual_seed(0)
     lengths = [args.prompt_length] if batch == 1 else torch.linspace(args.prompt_length // 4, args.prompt_length, batch).int().tolist()
     prompts = [torch.randint(1, args.vocab_size, (n,), generator=g).tolist() for n in lengths]
@@ -135,7 +139,7 @@ def generation(args, device, batch: int = 1, weights: torch.dtype = torch.float3
 
     def ours_generate():
         with autocast(args, device):
-            for _ in generate(model, prompts, new, temperature=0):
+            for _ in generate(model, prompts, new, temperature=0, compile=compile):
                 pass
 
     def hf_generate():
@@ -143,13 +147,14 @@ def generation(args, device, batch: int = 1, weights: torch.dtype = torch.float3
             hf.generate(padded, attention_mask=attention, max_new_tokens=new, min_new_tokens=new,
                         do_sample=False, use_cache=True, pad_token_id=0)
 
-    ours_generate(), hf_generate()  # warm-up
+    warmup = timed(ours_generate, 0, 1, device)  # with compile: compiles (a new model, so at every call of this function)
+    hf_generate()
     repeats, seconds = max(2, args.steps // 4), [0.0, 0.0]
     for _ in range(repeats):  # interleaved: both sides see the same moments of a VM whose speed drifts by 20% over minutes
         seconds[0] += timed(ours_generate, 0, 1, device)
         seconds[1] += timed(hf_generate, 0, 1, device)
     tokens = new * batch * repeats
-    return tokens / seconds[0], tokens / seconds[1]
+    return tokens / seconds[0], tokens / seconds[1], warmup
 
 
 def bert_training(args, device) -> tuple[float, float]:
@@ -179,6 +184,7 @@ def main():
     p.add_argument("--new-tokens", type=int, default=100)
     p.add_argument("--gen-batch", type=int, default=8, help="also decode this many prompts of mixed lengths together")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd generation figures")
     p.add_argument("--shape", choices=sorted(SHAPES), help="a named shape (overrides the sizes above)")
     args = p.parse_args()
     for key, value in SHAPES.get(args.shape, {}).items():
@@ -195,18 +201,24 @@ def main():
         auto = a_bf16 if a / a_bf16 < MARGIN else a
         print(f"GPT training   tokens/s  ssl-zoo bf16 autocast {a_bf16:.0f}; at precision=auto ({'bf16' if auto == a_bf16 else 'fp32'} "
               f"here) {auto:.0f} against transformers' default fp32 {b:.0f}   ratio {auto / b:.2f}")
-    a, b = generation(args, device)
+    a, b, _ = generation(args, device)
     print(f"generation     tokens/s  ssl-zoo {a:10.1f}   transformers generate {b:7.1f}   ratio {a / b:.2f}")
     if args.gen_batch > 1:
-        a, b = generation(args, device, args.gen_batch)
+        a, b, _ = generation(args, device, args.gen_batch)
         print(f"generation x{args.gen_batch:<3} tokens/s  ssl-zoo {a:10.1f}   transformers generate {b:7.1f}   ratio {a / b:.2f}"
               "   (mixed prompt lengths)")
     bf16_weights = inference_dtype("auto", device) == torch.bfloat16
     if bf16_weights and not args.bf16:  # what `ssl-zoo generate precision=auto` runs here, against HF's default
         for batch in sorted({1, args.gen_batch}):
-            a, b = generation(args, device, batch, torch.bfloat16)
+            a, b, _ = generation(args, device, batch, torch.bfloat16)
             print(f"generation x{batch:<3} tokens/s  ssl-zoo bf16 weights (precision=auto here) {a:10.1f}   "
                   f"transformers fp32 {b:7.1f}   ratio {a / b:.2f}")
+    if not args.no_compile:  # `ssl-zoo generate compile=true` (precision=auto), against HF's default
+        weights = torch.bfloat16 if bf16_weights and not args.bf16 else torch.float32
+        for batch in sorted({1, args.gen_batch}):
+            a, b, first = generation(args, device, batch, weights, compile=True)
+            print(f"generation x{batch:<3} tokens/s  ssl-zoo {str(weights)[6:]} weights, compile=true {a:10.1f}   "
+                  f"transformers {b:7.1f}   ratio {a / b:.2f}   (first call, compiling: {first:.1f} s)")
     a, b = bert_training(args, device)
     print(f"BERT training  s/step    ssl-zoo {a:10.4f}   transformers BertForMaskedLM {b:.4f}   ratio {b / a:.2f}")
 

@@ -76,15 +76,17 @@ def experiments(*paths: str | Path) -> list[dict]:
 
 
 def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8,
-             top_k: int | None = 50, top_p: float | None = None, seed: int = 0, precision: str = "32") -> str:
-    """A GPT run's continuation of prompt, as `ssl-zoo generate` prints it (precision: its weights', as there)."""
+             top_k: int | None = 50, top_p: float | None = None, seed: int = 0, precision: str = "32",
+             compile: bool = False) -> str:
+    """A GPT run's continuation of prompt, as `ssl-zoo generate` prints it (precision: its weights', compile:
+    the decoding steps through torch.compile, as there)."""
     from ssl_zoo.commands.generate import load_text_model
     from ssl_zoo.eval.generate import SamplingSettings, generate_text
 
     settings = SamplingSettings(max_new_tokens, temperature, top_k, top_p, seed)
     settings.check()
     method = load_text_model(checkpoint_of(run_dir), "gpt", "cpu", precision=precision)
-    return prompt + "".join(generate_text(method, prompt, settings))
+    return prompt + "".join(generate_text(method, prompt, settings, compile))
 
 
 def fill(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:

@@ -68,7 +68,7 @@ SETTINGS = {
 
 
 # Settings that name one of a few choices.
-CHOICES = {"method.optim.name": ("adamw", "lars", "sgd"), "method.centre_positions": (True, False),
+CHOICES = {"method.optim.name": ("adamw", "lars", "sgd"), "method.centre_positions": (True, False), "compile": (True, False),
            "probe.solver": ("lbfgs", "adamw")}
 
 

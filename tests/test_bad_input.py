@@ -182,6 +182,7 @@ CASES = [
     ("generate checkpoint={gpt} seed=-1", "seed=-1 is out of range"),
     ("generate checkpoint={gpt} device=cuda:7", "device=cuda:7: no such device on this machine"),
     ("generate checkpoint={gpt} precision=fp16", "precision=fp16 is not one of: auto, 32, bf16"),
+    ("generate checkpoint={gpt} compile=maybe", "compile=maybe is not one of: True, False"),
     ("generate checkpoint={bert}", "holds a bert model, but `generate` needs a gpt checkpoint; use `ssl-zoo fill` with it"),
     ("generate checkpoint={simclr}", "holds a simclr model, but `generate` needs a gpt checkpoint"),
     ("generate checkpoint={files}/missing.ckpt", "checkpoint {files}/missing.ckpt does not exist"),

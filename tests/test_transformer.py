@@ -3,6 +3,7 @@ import torch
 
 import torch.nn.functional as F
 
+from ssl_zoo.errors import UserError
 from ssl_zoo.nn import transformer
 from ssl_zoo.nn.transformer import StaticCache, Transformer, TransformerConfig, attention, generate, sample_next
 
@@ -49,10 +50,11 @@ def test_cached_forward_equals_full_forward_and_writes_in_place():
     assert cache.keys[0] is keys and keys.shape == (2, 2, 32, 16) and cache.lengths.tolist() == [16, 16]
 
 
-def test_rows_of_a_cache_continue_from_their_own_lengths():
+@pytest.mark.parametrize("fixed_shapes", [False, True])  # True: attention over the whole capacity, masked (what compile needs)
+def test_rows_of_a_cache_continue_from_their_own_lengths(fixed_shapes):
     model = gpt()
     a, b = torch.randint(0, 50, (1, 12)), torch.randint(0, 50, (1, 7))
-    cache = StaticCache(2, 32)
+    cache = StaticCache(2, 32, fixed_shapes=fixed_shapes)
     model(torch.cat([a[:, :10], torch.cat([b[:, :5], torch.zeros(1, 5, dtype=torch.long)], 1)]), cache=cache)
     cache.lengths = torch.tensor([10, 5])  # row 1's padding stays in the cache, never seen, then overwritten
     step = model(torch.cat([a[:, 10:12], b[:, 5:7]]), cache=cache)  # positions 10, 11 and 5, 6
@@ -79,6 +81,28 @@ def test_a_ragged_batch_decodes_as_each_prompt_alone_without_a_cache(new_tokens)
     for row, prompt in zip(batched.tolist(), prompts):
         alone = torch.cat(list(generate(model, torch.tensor([prompt]), new_tokens, temperature=0, use_cache=False)), dim=1)
         assert row == alone[0].tolist()
+
+
+def test_compiled_decoding_writes_what_eager_decoding_writes_for_a_ragged_batch():
+    model = gpt()
+    with torch.no_grad():
+        model.tok_emb.weight.mul_(30)  # decisive logits, as a trained model's: rounding cannot turn a near tie
+    torch.manual_seed(1)
+    prompts = [torch.randint(0, 50, (n,)).tolist() for n in (3, 20, 9, 1)]  # 20 + 16 passes block_size (32)
+    eager = torch.cat(list(generate(model, prompts, 16, temperature=0)), dim=1)
+    compiled = torch.cat(list(generate(model, prompts, 16, temperature=0, compile=True)), dim=1)
+    assert torch.equal(compiled, eager)
+
+
+def test_compile_without_a_cpp_compiler_is_refused_in_one_line(monkeypatch):
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.setattr(transformer.shutil, "which", lambda name: None)
+    transformer.compiled_next_logits.cache_clear()
+    try:
+        with pytest.raises(UserError, match=r"compile=true needs a C\+\+ compiler .*leave compile=false"):
+            list(generate(gpt(), [[1, 2, 3]], 4, temperature=0, compile=True))
+    finally:
+        transformer.compiled_next_logits.cache_clear()
 
 
 def test_a_seeded_stream_samples_the_same_tokens_alone_and_in_a_batch():

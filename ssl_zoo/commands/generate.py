@@ -37,7 +37,7 @@ def generate(cfg: DictConfig) -> None:
     settings.check()
     method = load_text_model(cfg.checkpoint, "gpt", cfg.device, precision=cfg.precision)
     print(cfg.prompt, end="", flush=True)
-    for piece in generate_text(method, str(cfg.prompt), settings):
+    for piece in generate_text(method, str(cfg.prompt), settings, compile=bool(cfg.compile)):
         print(piece, end="", flush=True)
     print()
 

@@ -35,17 +35,18 @@ def prompt_ids(method, prompt: str) -> list[int]:
     return tokenizer.encode(prompt or "\n", strict=tokenizer.kind == "char")[-method.backbone.cfg.block_size:]
 
 
-def generate_text(method, prompt: str, settings: SamplingSettings) -> Iterator[str]:
-    """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached).
-    The prompt is checked here, at the call, so that a bad one fails before any text is streamed."""
-    return _continuation(method, prompt_ids(method, prompt), settings)
+def generate_text(method, prompt: str, settings: SamplingSettings, compile: bool = False) -> Iterator[str]:
+    """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached; compile:
+    the decoding steps through torch.compile, see transformer.generate). The prompt is checked here, at
+    the call, so that a bad one fails before any text is streamed."""
+    return _continuation(method, prompt_ids(method, prompt), settings, compile)
 
 
-def _continuation(method, ids: list[int], settings: SamplingSettings) -> Iterator[str]:
+def _continuation(method, ids: list[int], settings: SamplingSettings, compile: bool) -> Iterator[str]:
     pieces = TextPieces(method.tokenizer)
     generator = torch.Generator(device=method.device).manual_seed(settings.seed)
     for token in generate(method.backbone, [ids], settings.max_new_tokens, settings.temperature, settings.top_k,
-                          settings.top_p, generator):
+                          settings.top_p, generator, compile=compile):
         if piece := pieces.add(token.item()):
             yield piece
     if rest := pieces.rest():

@@ -12,7 +12,7 @@ quicker below about 400k weights); bf16 is quicker packed at every size measured
 `pack_linears(model)` turns every nn.Linear of a model into a PackedLinear: the same parameters and
 state_dict, the packed copy made at the first call without gradients and again whenever the weight
 changes (its tensor, dtype or version) or the module moves (`.to()`). With gradients, under autocast,
-off the CPU, for inference tensors, or in bf16 on a CPU without oneDNN's bf16 path (no AVX512) it is
+off the CPU, for inference tensors, under torch.compile (its freezing packs the weights itself), or in bf16 on a CPU without oneDNN's bf16 path (no AVX512) it is
 nn.Linear. The packed copy sits beside the weight: a packed model's linear weights take twice the
 memory (a tied output layer's copy included), the price of loading for inference only.
 """
@@ -53,7 +53,7 @@ class PackedLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight
-        if (torch.is_grad_enabled() or x.device.type != "cpu" or x.dtype != w.dtype or torch.is_autocast_enabled("cpu")
+        if (torch.is_grad_enabled() or torch.compiler.is_compiling() or x.device.type != "cpu" or x.dtype != w.dtype or torch.is_autocast_enabled("cpu")
                 or w.is_inference() or not packs(w.dtype) or (w.dtype == torch.float32 and w.numel() < FP32_MIN_WEIGHTS)):
             return F.linear(x, w, self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight(), self.bias, "none", [], "")

@@ -6,7 +6,10 @@ frames) when `input_dim` is set. The model returns hidden states (B, T, n_embd);
 to the vocabulary with the (tied) output layer.
 """
 
+import functools
 import math
+import os
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -42,10 +45,15 @@ class StaticCache:
     at different positions (prompts of different lengths decode together). Row b's next token goes to
     position lengths[b] and sees keys 0..lengths[b]: slots beyond a row's length (its padding) are never
     read, and are overwritten as the row grows. On a CPU they are kept in fp32 whatever the weights'
-    dtype: SDPA reads fp32 keys 2-4x quicker than bf16 ones there (docs/benchmarks.md)."""
+    dtype: SDPA reads fp32 keys 2-4x quicker than bf16 ones there (docs/benchmarks.md).
 
-    def __init__(self, batch: int, capacity: int, device=None):
-        self.capacity = capacity
+    fixed_shapes: every forward attends over the whole capacity (masked past each row's position) and
+    writes by index, and the keys keep the weights' dtype: no shape and no branch depends on the
+    lengths, so that torch.compile compiles one decoding step for all of them (`generate(compile=True)`;
+    compiled, bf16 keys are the quicker ones). The caller keeps the lengths within the capacity."""
+
+    def __init__(self, batch: int, capacity: int, device=None, fixed_shapes: bool = False):
+        self.capacity, self.fixed_shapes = capacity, fixed_shapes
         self.lengths = torch.zeros(batch, dtype=torch.long, device=device)
         self.keys: dict[int, torch.Tensor] = {}  # per layer, allocated at its first write
         self.values: dict[int, torch.Tensor] = {}
@@ -67,17 +75,19 @@ class StaticCache:
 
     def set_lengths(self, lengths: torch.Tensor) -> None:
         if self.rows is None:
-            self.lengths = lengths
+            self.lengths.copy_(lengths)  # in place: a compiled step mutates its input, with no attribute to replay
         else:
             self.lengths[self.block if self.block is not None else self.rows] = lengths
 
     def writer(self, positions: torch.Tensor) -> "CacheWrite":
         """Where one forward's new keys go, worked out once for all layers. positions: (B, T)."""
         b, t = positions.shape
+        rows = torch.arange(b, device=positions.device) if self.block is not None else self.rows
+        if self.fixed_shapes:  # no host sync: the whole capacity is read, the new keys written by index
+            return CacheWrite(self, positions, self.capacity, None, rows[:, None])
         start = None  # set when every row writes the same positions start..start+T-1: a slice, no index
         if self.block is not None and bool((positions == positions[:1, :1] + torch.arange(t, device=positions.device)).all()):
             start = int(positions[0, 0])
-        rows = torch.arange(b, device=positions.device) if self.block is not None else self.rows
         return CacheWrite(self, positions, int(positions.max()) + 1, start, rows[:, None])
 
 
@@ -95,7 +105,7 @@ class CacheWrite:
         out, block = [], self.cache.block
         for store, new in ((self.cache.keys, k), (self.cache.values, v)):
             if layer not in store:
-                dtype = torch.float32 if new.device.type == "cpu" else new.dtype
+                dtype = torch.float32 if new.device.type == "cpu" and not self.cache.fixed_shapes else new.dtype
                 store[layer] = new.new_zeros(len(self.cache.lengths), new.shape[1], self.cache.capacity, new.shape[3], dtype=dtype)
             tensor = store[layer] if block is None else store[layer][block]  # a view of the rows, when consecutive
             if self.start is not None:
@@ -247,11 +257,11 @@ class Transformer(nn.Module):
             if positions is None:
                 positions = cache.row_lengths()[:, None] + torch.arange(t, device=inputs.device)  # (B, T)
             write = cache.writer(positions)
-            if write.end > min(cache.capacity, self.cfg.block_size):
+            if not cache.fixed_shapes and write.end > min(cache.capacity, self.cfg.block_size):
                 raise ValueError(f"sequence of {write.end} exceeds the cache ({cache.capacity}) or block_size {self.cfg.block_size}")
             # query at position p sees the keys at positions 0..p of its own row: (B, T, end)
             attn_mask = torch.arange(write.end, device=inputs.device) <= positions[:, :, None]
-            if t == 1 and bool(attn_mask.all()):  # every row sees every key (e.g. one prompt): no mask to apply
+            if t == 1 and not cache.fixed_shapes and bool(attn_mask.all()):  # every row sees every key: no mask to apply
                 attn_mask = None
         elif t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} exceeds block_size {self.cfg.block_size}")
@@ -329,37 +339,77 @@ def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | Non
 @torch.inference_mode()  # no autograd bookkeeping at all: 11% quicker than no_grad at batch 1 (baby GPT, bf16)
 def generate(model: Transformer, prompts: torch.Tensor | list[list[int]], max_new_tokens: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | list[torch.Generator | None] | None = None, use_cache: bool = True):
+             generator: torch.Generator | list[torch.Generator | None] | None = None, use_cache: bool = True,
+             compile: bool = False):
     """Continue each prompt by max_new_tokens tokens, yielding each step's new tokens (B, 1) as chosen.
 
     prompts: ids (B, T), or a list of B token lists of different lengths (decoded together: each row
     has its own positions in the static cache). generator: one for the batch, or one per row.
     With the cache each prompt is read once and each later step feeds one token per row. A row longer
     than block_size re-reads its last block_size tokens at every step (as without the cache).
+    compile: the one-token steps go through torch.compile (`compiled_next_logits`) over a cache of fixed
+    shapes (block_size positions): compiled at the first call of a model and batch size (seconds), then
+    ~1.5-2x quicker a token (docs/benchmarks.md); worth it for long or repeated generation.
     """
     rows = [list(p) for p in prompts.tolist()] if torch.is_tensor(prompts) else [list(p) for p in prompts]
     device = next(model.parameters()).device
     block = model.cfg.block_size
-    capacity = min(block, max(map(len, rows)) + max_new_tokens)
-    cache = StaticCache(len(rows), capacity, device) if use_cache and max(map(len, rows)) <= block else None
+    capacity = block if compile else min(block, max(map(len, rows)) + max_new_tokens)  # compiled: one shape for all calls
+    cache = None
+    if use_cache and max(map(len, rows)) <= block:
+        cache = StaticCache(len(rows), capacity, device, fixed_shapes=compile)
+    step = compiled_next_logits(device.type) if compile and cache is not None else next_logits
     fresh = None  # the tokens the cache has not read yet: (B, 1)
     for _ in range(max_new_tokens):
         if cache is not None and fresh is None:  # the prompts, right-padded; each row then continues at its length
             ids, lengths = padded(rows, device)
             hidden = model(ids, cache=cache)
-            cache.lengths = lengths
-            last = hidden[torch.arange(len(rows), device=device), lengths - 1]  # (B, C)
+            cache.set_lengths(lengths)
+            logits = model.logits(hidden[torch.arange(len(rows), device=device), lengths - 1])  # (B, V)
         elif cache is not None and int(cache.lengths.max()) < capacity:
-            last = model(fresh, cache=cache)[:, -1]
+            logits = step(model, fresh, cache)
         else:  # past the context: every row re-reads its last block_size tokens
             cache = None
             ids, lengths = padded([r[-block:] for r in rows], device)
             hidden = model(ids)
-            last = hidden[torch.arange(len(rows), device=device), lengths - 1]
-        fresh = sample_next(model.logits(last), temperature, top_k, top_p, generator)
+            logits = model.logits(hidden[torch.arange(len(rows), device=device), lengths - 1])
+        fresh = sample_next(logits, temperature, top_k, top_p, generator)
         for row, token in zip(rows, fresh[:, 0].tolist()):
             row.append(token)
         yield fresh
+
+
+def next_logits(model: Transformer, tokens: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+    """One decoding step: each row's new token (B, 1) read into the cache; the next-token logits (B, V)."""
+    return model.logits(model(tokens, cache=cache)[:, -1])
+
+
+@functools.cache
+def compiled_next_logits(device_type: str):
+    """next_logits through torch.compile, for generate(compile=True)'s one-token steps. On a CPU
+    what makes a step quick (baby GPT, 8 rows, AMX: eager 3.6 ms, compiled 2.1, these options 1.4):
+    freezing (the weights become constants), inductor's own C++ GEMMs chosen by autotuning against
+    oneDNN's (max_autotune: few rows, so a call's overhead matters; it adds seconds to the compile),
+    and the C++ wrapper (no Python between kernels); all need a C++ compiler. One compiled graph per
+    model and batch size (dynamo's guards), as many as torch._dynamo.config.recompile_limit. The
+    weights are read when it compiles: for a model that no longer trains."""
+    options = {"freezing": True}
+    if device_type == "cpu":
+        compiler = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
+        if compiler is None or not shutil.which(compiler):
+            raise UserError("compile=true needs a C++ compiler for torch.compile on a CPU (g++ or clang++, or $CXX): "
+                            "install one, or leave compile=false")
+        options.update(cpp_wrapper=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN",
+                       autotune_num_choices_displayed=0)  # no table of timings printed
+    step = torch.compile(next_logits, dynamic=False, options=options)
+
+    def compiled(model: Transformer, tokens: torch.Tensor, cache: StaticCache) -> torch.Tensor:
+        # dynamo reads inductor's global freezing flag when it traces (the weights become constants only
+        # with it on then): set around each call (15 us; patching all the options costs ~1 ms)
+        with torch._inductor.config.patch(freezing=True):
+            return step(model, tokens, cache)
+
+    return compiled
 
 
 def padded(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
