@@ -36,8 +36,9 @@ def generate(cfg: DictConfig) -> None:
     settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
     settings.check()
     method = load_text_model(cfg.checkpoint, "gpt", cfg.device, precision=cfg.precision)
+    pieces = generate_text(method, str(cfg.prompt), settings, compile=cfg.compile)  # refuses a bad prompt before printing it
     print(cfg.prompt, end="", flush=True)
-    for piece in generate_text(method, str(cfg.prompt), settings, compile=bool(cfg.compile)):
+    for piece in pieces:
         print(piece, end="", flush=True)
     print()
 

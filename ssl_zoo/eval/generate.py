@@ -10,7 +10,7 @@ import torch
 
 from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.errors import BadValue, check_range
-from ssl_zoo.nn.transformer import StaticCache, generate, sample_next
+from ssl_zoo.nn.transformer import StaticCache, compiled_next_logits, generate, sample_next
 
 @dataclass
 class SamplingSettings:
@@ -38,8 +38,11 @@ def prompt_ids(method, prompt: str) -> list[int]:
 def generate_text(method, prompt: str, settings: SamplingSettings, compile: bool = False) -> Iterator[str]:
     """Continue `prompt`, yielding the new text piece by piece as tokens are chosen (KV-cached; compile:
     the decoding steps through torch.compile, see transformer.generate). The prompt is checked here, at
-    the call, so that a bad one fails before any text is streamed."""
-    return _continuation(method, prompt_ids(method, prompt), settings, compile)
+    the call, so that a bad one fails before any text is streamed (as does compile without a C++ compiler)."""
+    ids = prompt_ids(method, prompt)
+    if compile:
+        compiled_next_logits(method.device.type)
+    return _continuation(method, ids, settings, compile)
 
 
 def _continuation(method, ids: list[int], settings: SamplingSettings, compile: bool) -> Iterator[str]:

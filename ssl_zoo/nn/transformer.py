@@ -7,6 +7,7 @@ to the vocabulary with the (tied) output layer.
 """
 
 import functools
+import logging
 import math
 import os
 import shutil
@@ -401,6 +402,8 @@ def compiled_next_logits(device_type: str):
                             "install one, or leave compile=false")
         options.update(cpp_wrapper=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN",
                        autotune_num_choices_displayed=0)  # no table of timings printed
+        # torch's CUDA build, compiling C++ for the CPU, warns that it found no CUDA runtime: not news here
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     step = torch.compile(next_logits, dynamic=False, options=options)
 
     def compiled(model: Transformer, tokens: torch.Tensor, cache: StaticCache) -> torch.Tensor:
