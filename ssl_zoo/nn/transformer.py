@@ -401,7 +401,7 @@ def compiled_next_logits(device_type: str):
             raise UserError("compile=true needs a C++ compiler for torch.compile on a CPU (g++ or clang++, or $CXX): "
                             "install one, or leave compile=false")
         options.update(cpp_wrapper=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN",
-                       autotune_num_choices_displayed=0)  # no table of timings printed
+                       autotune_num_choices_displayed=0, max_autotune_report_choices_stats=False)  # prints nothing
         # torch's CUDA build, compiling C++ for the CPU, warns that it found no CUDA runtime: not news here
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     step = torch.compile(next_logits, dynamic=False, options=options)
