@@ -91,7 +91,13 @@ def check_settings(values: dict) -> None:
         if (value := _lookup(values, key)) is not _ABSENT:
             check_range(key, value, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
     for key, choices in CHOICES.items():
-        if (value := _lookup(values, key)) is not _ABSENT and value not in choices:
+        if (value := _lookup(values, key)) is _ABSENT:
+            continue
+        if choices == (True, False) and not isinstance(value, bool):  # 1 == True in Python: a flag takes true or false only
+            shown = f"'{value}' (a string)" if isinstance(value, str) and value.lower() in ("true", "false") else \
+                "null" if value is None else value
+            raise BadValue(key, f"{key}={shown} is not one of: true, false")
+        if value not in choices:
             raise BadValue(key, f"{key}={value} is not one of: {', '.join(map(str, choices))}")
     if _lookup(values, "trainer.max_steps") == 0:
         raise BadValue("trainer.max_steps", "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")

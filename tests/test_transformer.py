@@ -83,26 +83,47 @@ def test_a_ragged_batch_decodes_as_each_prompt_alone_without_a_cache(new_tokens)
         assert row == alone[0].tolist()
 
 
-def test_compiled_decoding_writes_what_eager_decoding_writes_for_a_ragged_batch():
-    model = gpt()
+@pytest.fixture
+def quick_compile(monkeypatch):
+    """generate(compile=True) without max_autotune's search among GEMMs (half the compile time; the
+    choice of kernel is inductor's, the cache and the graphs' lifetime ours), compiled afresh."""
+    options = {k: v for k, v in transformer.CPU_COMPILE_OPTIONS.items() if "autotune" not in k}
+    monkeypatch.setattr(transformer, "CPU_COMPILE_OPTIONS", options)
+    transformer.compiled_next_logits.cache_clear()
+    yield
+    transformer.compiled_next_logits.cache_clear()
+
+
+def decisive_gpt(seed: int) -> Transformer:
+    """A small GPT whose next tokens are clear choices that depend on the context (as a trained
+    model's): rounding cannot turn a near tie, and a step that misread the cache would show."""
+    torch.manual_seed(seed)
+    model = Transformer(TransformerConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=32, causal=True,
+                                          tie_weights=False)).eval()
     with torch.no_grad():
-        model.tok_emb.weight.mul_(30)  # decisive logits, as a trained model's: rounding cannot turn a near tie
+        model.lm_head.weight.mul_(40)
+    return model
+
+
+def test_compiled_decoding_writes_what_eager_decoding_writes_and_follows_new_weights(quick_compile):
+    model = decisive_gpt(0)
     torch.manual_seed(1)
     prompts = [torch.randint(0, 50, (n,)).tolist() for n in (3, 20, 9, 1)]  # 20 + 16 passes block_size (32)
-    eager = torch.cat(list(generate(model, prompts, 16, temperature=0)), dim=1)
-    compiled = torch.cat(list(generate(model, prompts, 16, temperature=0, compile=True)), dim=1)
-    assert torch.equal(compiled, eager)
+    for weights in (None, decisive_gpt(1).state_dict()):  # then other weights, loaded in place into the same model
+        if weights is not None:
+            model.load_state_dict(weights)
+        eager = torch.cat(list(generate(model, prompts, 16, temperature=0)), dim=1)
+        compiled = torch.cat(list(generate(model, prompts, 16, temperature=0, compile=True)), dim=1)
+        assert torch.equal(compiled, eager)
+        assert len({tuple(row) for row in eager[:, :8].tolist()}) == 4 and len(set(eager[0].tolist())) > 3  # varied text
 
 
-def test_compile_without_a_cpp_compiler_is_refused_in_one_line(monkeypatch):
-    monkeypatch.delenv("CXX", raising=False)
-    monkeypatch.setattr(transformer.shutil, "which", lambda name: None)
-    transformer.compiled_next_logits.cache_clear()
-    try:
-        with pytest.raises(UserError, match=r"compile=true needs a C\+\+ compiler .*leave compile=false"):
-            list(generate(gpt(), [[1, 2, 3]], 4, temperature=0, compile=True))
-    finally:
-        transformer.compiled_next_logits.cache_clear()
+def test_compile_without_a_cpp_compiler_is_refused_in_one_line(monkeypatch, quick_compile):
+    import torch._inductor.config
+
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, "/nonexistent/g++"))  # what $CXX=... sets
+    with pytest.raises(UserError, match=r"compile=true needs a working C\+\+ compiler .*leave compile=false"):
+        list(generate(gpt(), [[1, 2, 3]], 4, temperature=0, compile=True))
 
 
 def test_a_seeded_stream_samples_the_same_tokens_alone_and_in_a_batch():

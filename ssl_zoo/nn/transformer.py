@@ -9,8 +9,7 @@ to the vocabulary with the (tied) output layer.
 import functools
 import logging
 import math
-import os
-import shutil
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -75,8 +74,10 @@ class StaticCache:
         return self.lengths[self.block] if self.block is not None else self.lengths[self.rows]
 
     def set_lengths(self, lengths: torch.Tensor) -> None:
-        if self.rows is None:
+        if self.rows is None and self.fixed_shapes:
             self.lengths.copy_(lengths)  # in place: a compiled step mutates its input, with no attribute to replay
+        elif self.rows is None:
+            self.lengths = lengths
         else:
             self.lengths[self.block if self.block is not None else self.rows] = lengths
 
@@ -348,9 +349,10 @@ def generate(model: Transformer, prompts: torch.Tensor | list[list[int]], max_ne
     has its own positions in the static cache). generator: one for the batch, or one per row.
     With the cache each prompt is read once and each later step feeds one token per row. A row longer
     than block_size re-reads its last block_size tokens at every step (as without the cache).
-    compile: the one-token steps go through torch.compile (`compiled_next_logits`) over a cache of fixed
-    shapes (block_size positions): compiled at the first call of a model and batch size (seconds), then
-    ~1.5-2x quicker a token (docs/benchmarks.md); worth it for long or repeated generation.
+    compile: the one-token steps go through torch.compile (`compiled_for`) over a cache of fixed shapes
+    (block_size positions): compiled at the first call of a model and batch size (10-30 s on 2 cores,
+    in every process: inductor cannot cache frozen graphs on disk), then 2-2.7x quicker a token
+    (docs/benchmarks.md); worth it for long or repeated generation with one model.
     """
     rows = [list(p) for p in prompts.tolist()] if torch.is_tensor(prompts) else [list(p) for p in prompts]
     device = next(model.parameters()).device
@@ -359,7 +361,7 @@ def generate(model: Transformer, prompts: torch.Tensor | list[list[int]], max_ne
     cache = None
     if use_cache and max(map(len, rows)) <= block:
         cache = StaticCache(len(rows), capacity, device, fixed_shapes=compile)
-    step = compiled_next_logits(device.type) if compile and cache is not None else next_logits
+    step = compiled_for(model) if compile and cache is not None else next_logits
     fresh = None  # the tokens the cache has not read yet: (B, 1)
     for _ in range(max_new_tokens):
         if cache is not None and fresh is None:  # the prompts, right-padded; each row then continues at its length
@@ -385,6 +387,11 @@ def next_logits(model: Transformer, tokens: torch.Tensor, cache: StaticCache) ->
     return model.logits(model(tokens, cache=cache)[:, -1])
 
 
+# inductor's settings for the compiled decoding step on a CPU (compiled_next_logits says why each)
+CPU_COMPILE_OPTIONS = dict(freezing=True, cpp_wrapper=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN",
+                           autotune_num_choices_displayed=0, max_autotune_report_choices_stats=False)  # prints nothing
+
+
 @functools.cache
 def compiled_next_logits(device_type: str):
     """next_logits through torch.compile, for generate(compile=True)'s one-token steps. On a CPU
@@ -392,16 +399,18 @@ def compiled_next_logits(device_type: str):
     freezing (the weights become constants), inductor's own C++ GEMMs chosen by autotuning against
     oneDNN's (max_autotune: few rows, so a call's overhead matters; it adds seconds to the compile),
     and the C++ wrapper (no Python between kernels); all need a C++ compiler. One compiled graph per
-    model and batch size (dynamo's guards), as many as torch._dynamo.config.recompile_limit. The
-    weights are read when it compiles: for a model that no longer trains."""
+    batch size (dynamo's guards); compiled_for() keeps them to one model's current weights."""
     options = {"freezing": True}
     if device_type == "cpu":
-        compiler = os.environ.get("CXX") or next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
-        if compiler is None or not shutil.which(compiler):
-            raise UserError("compile=true needs a C++ compiler for torch.compile on a CPU (g++ or clang++, or $CXX): "
-                            "install one, or leave compile=false")
-        options.update(cpp_wrapper=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN",
-                       autotune_num_choices_displayed=0, max_autotune_report_choices_stats=False)  # prints nothing
+        from torch._inductor.cpp_builder import get_cpp_compiler
+        from torch._inductor.exc import InvalidCxxCompiler
+
+        try:
+            get_cpp_compiler()  # $CXX, else g++: where inductor looks
+        except InvalidCxxCompiler:
+            raise UserError("compile=true needs a working C++ compiler for torch.compile on a CPU ($CXX, else g++): "
+                            "install g++ or set CXX to one, or leave compile=false") from None
+        options = dict(CPU_COMPILE_OPTIONS)
         # torch's CUDA build, compiling C++ for the CPU, warns that it found no CUDA runtime: not news here
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     step = torch.compile(next_logits, dynamic=False, options=options)
@@ -412,7 +421,20 @@ def compiled_next_logits(device_type: str):
         with torch._inductor.config.patch(freezing=True):
             return step(model, tokens, cache)
 
+    compiled.model, compiled.weights = None, None  # what its graphs were compiled from (compiled_for)
     return compiled
+
+
+def compiled_for(model: Transformer):
+    """compiled_next_logits for this model. Freezing made the weights constants of the graphs, so
+    graphs compiled from another model, or from this one before its weights changed (in place, or
+    moved), are dropped first: they would compute with the old weights, and keep them in memory."""
+    step = compiled_next_logits(next(model.parameters()).device.type)
+    weights = [(p.data_ptr(), p.dtype, p._version) for p in model.parameters()]
+    if step.model is None or step.model() is not model or step.weights != weights:
+        torch._dynamo.eval_frame.remove_from_cache(next_logits)  # this function's graphs only
+        step.model, step.weights = weakref.ref(model), weights
+    return step
 
 
 def padded(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
