@@ -6,6 +6,7 @@ this file only dispatches.
 a typo gets one line listing the valid names.
 """
 
+import os
 import re
 import sys
 from functools import partial
@@ -145,6 +146,9 @@ def run_hydra_app(config_name: str, task, overrides: list[str]) -> None:
             return task(cfg)
         except UserError as e:
             fail(e)
+        except BrokenPipeError:  # the reader of our output left (`ssl-zoo generate ... | head -3`): nothing to report
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
+            sys.exit(1)  # what Python's docs advise on EPIPE
 
     sys.argv = [sys.argv[0], *overrides]  # Hydra parses sys.argv
     hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)()

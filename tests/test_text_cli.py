@@ -41,6 +41,23 @@ def test_generate_is_repeatable_by_seed_and_streams_the_continuation(gpt_run):
     assert len(in_bf16.stdout.rstrip("\n")) >= len("the cat") + 10
 
 
+def test_generate_into_a_pipe_closed_early_ends_quietly(gpt_run):
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    ckpt = gpt_run[0] / "checkpoints" / "last.ckpt"
+    generating = subprocess.Popen([sys.executable, "-m", "ssl_zoo", "generate", f"checkpoint={ckpt}", "prompt=the",
+                                   "max_new_tokens=100000", "temperature=1.0"], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    assert generating.stdout.read(20).startswith(b"the")  # as `| head -c 20` reads, then leaves
+    generating.stdout.close()
+    _, errors = generating.communicate(timeout=120)
+    assert generating.returncode == 1 and errors.decode().strip() == ""  # no traceback
+
+
 @pytest.mark.slow  # ~30 s of compiling in a fresh process; the compiled path itself: test_transformer.py
 def test_generate_with_compile_writes_the_eager_text(gpt_run):
     ckpt = gpt_run[0] / "checkpoints" / "last.ckpt"
