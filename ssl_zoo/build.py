@@ -84,6 +84,11 @@ def _lookup(values: dict, key: str):
 _ABSENT = object()
 
 
+def _as_typed(value) -> str:
+    """A config value as it is typed on the command line (true, null)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def check_settings(values: dict) -> None:
     """Refuse a numeric setting outside its range (SETTINGS), or a choice not among CHOICES, in one
     line naming key, value and what it may be."""
@@ -91,14 +96,13 @@ def check_settings(values: dict) -> None:
         if (value := _lookup(values, key)) is not _ABSENT:
             check_range(key, value, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
     for key, choices in CHOICES.items():
-        if (value := _lookup(values, key)) is _ABSENT:
-            continue
-        if choices == (True, False) and not isinstance(value, bool):  # 1 == True in Python: a flag takes true or false only
-            shown = f"'{value}' (a string)" if isinstance(value, str) and value.lower() in ("true", "false") else \
-                "null" if value is None else value
-            raise BadValue(key, f"{key}={shown} is not one of: true, false")
-        if value not in choices:
-            raise BadValue(key, f"{key}={value} is not one of: {', '.join(map(str, choices))}")
+        value = _lookup(values, key)
+        # of the same type too: 1 == True in Python, and a flag takes true or false only
+        if value is not _ABSENT and not any(value == c and type(value) is type(c) for c in choices):
+            shown = _as_typed(value)
+            if isinstance(value, str) and value.lower() in map(_as_typed, choices):
+                shown = f"'{value}' (a string)"  # a quoted 'true', not the flag
+            raise BadValue(key, f"{key}={shown} is not one of: {', '.join(map(_as_typed, choices))}")
     if _lookup(values, "trainer.max_steps") == 0:
         raise BadValue("trainer.max_steps", "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
     for key, low, allowed in (("probe.weight_decays", "at least 0", lambda v: v >= 0), ("probe.lrs", "above 0", lambda v: v > 0)):

@@ -428,7 +428,8 @@ def compiled_next_logits(device_type: str):
 def compiled_for(model: Transformer):
     """compiled_next_logits for this model. Freezing made the weights constants of the graphs, so
     graphs compiled from another model, or from this one before its weights changed (in place, or
-    moved), are dropped first: they would compute with the old weights, and keep them in memory."""
+    moved), are dropped first: they would compute with the old weights. (Their weights stay in memory
+    all the same: torch keeps them, docs/benchmarks.md.)"""
     step = compiled_next_logits(next(model.parameters()).device.type)
     weights = [(p.data_ptr(), p.dtype, p._version) for p in model.parameters()]
     if step.model is None or step.model() is not model or step.weights != weights:
