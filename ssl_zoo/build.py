@@ -7,7 +7,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from ssl_zoo.errors import BadValue, UserError, check_range, patch_grid_problem
+from ssl_zoo.errors import BadValue, UserError, check_range, l2_grid_problem, patch_grid_problem
 
 
 def _build(node: DictConfig, **kwargs):
@@ -108,8 +108,12 @@ def check_settings(values: dict) -> None:
     for key, low, allowed in (("probe.weight_decays", "at least 0", lambda v: v >= 0), ("probe.lrs", "above 0", lambda v: v > 0)):
         sweep = _lookup(values, key)
         numbers = isinstance(sweep, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sweep)
-        if sweep is not _ABSENT and not (numbers and sweep and all(map(allowed, sweep))):
+        if sweep is not _ABSENT and not (sweep is None and key == "probe.weight_decays") and not (
+                numbers and sweep and all(map(allowed, sweep))):
             raise BadValue(key, f"{key}={sweep} must be a non-empty list of numbers {low}, e.g. [0.0, 1.0e-4, 1.0e-3]")
+    probe = values.get("probe") or {}
+    if "l2_low" in probe and (problem := l2_grid_problem(probe["l2_low"], probe.get("l2_high", 1.0), probe.get("l2_points", 7))):
+        raise BadValue("probe.l2_low", problem)
     method = values.get("method") or {}
     if "mask_frac" in method and "random_frac" in method and method["mask_frac"] + method["random_frac"] > 1:
         raise BadValue("method.random_frac", f"method.mask_frac={method['mask_frac']} + method.random_frac="

@@ -46,3 +46,17 @@ def one_line(error: BaseException) -> str:
     if "Original Traceback" in text and marker in text:
         text = text.rsplit(marker, 1)[1]
     return " ".join(text.split())
+
+
+def l2_grid_problem(low, high, points) -> str | None:
+    """What is wrong with the probe's log-spaced grid of L2 penalties (its ends and size), or None (the
+    start-up check and ProbeConfig give the same line)."""
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if not (number(low) and number(high) and low > 0 and high > 0):
+        return (f"probe.l2_low={low} and probe.l2_high={high} are the ends of a log-spaced grid of L2 penalties: both must "
+                "be numbers above 0, e.g. 1.0e-6 and 1.0 (for a penalty of 0, list it: probe.weight_decays=[0.0, ...])")
+    if low > high:
+        return f"probe.l2_low={low} is above probe.l2_high={high}; swap them"
+    if not (isinstance(points, int) and not isinstance(points, bool) and points >= 1):
+        return f"probe.l2_points={points} must be a whole number of at least 1 (the grid's size, e.g. 7)"
+    return None

@@ -1,6 +1,7 @@
 """Optimizers and the learning-rate schedule shared by every method."""
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
 
@@ -57,10 +58,11 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def param_groups(module: nn.Module, weight_decay: float, exclude_bias_and_norm: bool) -> list[dict]:
-    """Two groups: matrices and conv kernels take weight decay; biases and norm weights (1-D) do not."""
+def param_groups(params: Iterable[nn.Parameter], weight_decay: float, exclude_bias_and_norm: bool) -> list[dict]:
+    """Two groups of the trainable ones of params: matrices and conv kernels take weight decay; biases,
+    norm weights and other 1-D parameters (MAE's mask token) do not."""
     decay, no_decay = [], []
-    for p in module.parameters():
+    for p in params:
         if p.requires_grad:
             (no_decay if exclude_bias_and_norm and p.ndim <= 1 else decay).append(p)
     return [

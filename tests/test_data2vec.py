@@ -1,11 +1,12 @@
-"""data2vec: its targets are the teacher's top-K layer average (each instance-normalised) at the masked
-positions only, the teacher gets no gradient, one config builds the class of the encoder's modality,
+"""data2vec: its targets are the average of the teacher's top-K blocks' feed-forward outputs (each
+instance-normalised) at the masked positions only, the teacher gets no gradient, one config builds the class of the encoder's modality,
 and the three modalities train and probe from the command line."""
 
 import pytest
 import torch
 
 from conftest import TINY, run_cli
+from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.losses import data2vec_targets, instance_norm
 from ssl_zoo.masking import block_patches
 from ssl_zoo.methods.data2vec import Data2Vec, Data2VecImage, Data2VecSpeech, Data2VecText, linear_tau
@@ -73,23 +74,48 @@ def test_centred_targets_leave_nothing_for_the_position_alone_to_predict():
 def test_the_loss_is_at_the_masked_positions_only_and_the_teacher_gets_no_gradient(centre):
     method = text_method(centre_positions=centre)
     method.train()
-    ids = torch.randint(5, 50, (4, 17))
+    ids = torch.randint(5, 50, (16, 17))
     loss, _ = method.ssl_step(ids)
     # The same step by hand: BERT's masking from the same draws, the teacher's top-2 block outputs.
     from ssl_zoo.losses import IGNORE
     from ssl_zoo.masking import mask_tokens
 
     inputs, targets = mask_tokens(ids[:, :16], method.step_generator(), 50, 0.15)
-    chosen = targets != IGNORE
+    chosen = (targets != IGNORE) & (inputs == MASK_ID)  # fairseq scores the [MASK] positions, not the kept or randomised
+    assert ((targets != IGNORE) & ~chosen).any()  # the draw has some of those: the test can tell
     student = method.regression_head(method.backbone(inputs))
-    teacher = data2vec_targets(method.teacher(ids[:, :16], all_layers=True)[1:], 2)
-    if centre:  # each position's mean over the 4 sequences taken away
-        teacher = teacher - torch.stack([teacher[b] for b in range(4)]).mean(0)
-    direct = torch.stack([((student[b, t] - teacher[b, t]) ** 2).mean() for b in range(4) for t in range(16) if chosen[b, t]])
+    teacher = data2vec_targets(feed_forward_outputs(method.teacher, ids[:, :16]), 2)
+    if centre:  # each position's mean over the 16 sequences taken away
+        teacher = teacher - torch.stack([teacher[b] for b in range(16)]).mean(0)
+    direct = torch.stack([((student[b, t] - teacher[b, t]) ** 2).mean() for b in range(16) for t in range(16) if chosen[b, t]])
     torch.testing.assert_close(loss, direct.mean(), rtol=1e-4, atol=1e-6)
     loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())
     assert all(p.grad is not None for p in method.backbone.blocks.parameters())
+
+
+def feed_forward_outputs(model: Transformer, inputs) -> list[torch.Tensor]:
+    """Each block's feed-forward output, before the residual, caught by hooks on the blocks' MLPs."""
+    caught = []
+    hooks = [block.mlp.register_forward_hook(lambda module, args, out: caught.append(out)) for block in model.blocks]
+    try:
+        model(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return caught
+
+
+def test_the_teacher_gives_each_blocks_feed_forward_output_before_the_residual():
+    torch.manual_seed(0)
+    model = Transformer(vocab_size=50, block_size=16, n_layer=3, n_head=2, n_embd=16, causal=False)
+    ids = torch.randint(5, 50, (2, 16))
+    ffns, layers = model(ids, ffn_outputs=True), model(ids, all_layers=True)
+    assert len(ffns) == 3
+    for got, want in zip(ffns, feed_forward_outputs(model, ids)):
+        torch.testing.assert_close(got, want)
+    # Not the residual stream: that carries the embeddings through every block.
+    assert not torch.allclose(ffns[0], layers[1], atol=1e-3)
 
 
 def test_the_image_student_reads_a_mask_patch_where_blocks_are_hidden():

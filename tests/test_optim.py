@@ -21,7 +21,7 @@ def test_lars_first_step_scales_the_update_by_the_trust_ratio():
 
 def test_biases_and_norms_take_no_weight_decay():
     model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
-    decay, no_decay = param_groups(model, 0.1, exclude_bias_and_norm=True)
+    decay, no_decay = param_groups(model.parameters(), 0.1, exclude_bias_and_norm=True)
     assert [p.ndim for p in decay["params"]] == [2] and no_decay["weight_decay"] == 0.0
     assert len(no_decay["params"]) == 3  # linear bias, BN weight and bias
     opt = build_optimizer(OptimConfig(name="adamw"), [decay, no_decay], lr=1e-3)
@@ -32,8 +32,8 @@ def test_adamw_on_the_cpu_is_the_fused_kernel_and_steps_as_the_reference_does():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 3))
     twin = copy.deepcopy(model)
-    fused = build_optimizer(OptimConfig(name="adamw", weight_decay=0.1), param_groups(model, 0.1, True), lr=1e-2)
-    reference = torch.optim.AdamW(param_groups(twin, 0.1, True), lr=1e-2, foreach=False)
+    fused = build_optimizer(OptimConfig(name="adamw", weight_decay=0.1), param_groups(model.parameters(), 0.1, True), lr=1e-2)
+    reference = torch.optim.AdamW(param_groups(twin.parameters(), 0.1, True), lr=1e-2, foreach=False)
     assert fused.defaults["fused"] is True
     x, y = torch.randn(32, 8), torch.randint(0, 3, (32,))
     for _ in range(5):
@@ -43,7 +43,7 @@ def test_adamw_on_the_cpu_is_the_fused_kernel_and_steps_as_the_reference_does():
             opt.zero_grad()
     for a, b in zip(model.parameters(), twin.parameters()):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-    clipped = build_optimizer(OptimConfig(name="adamw"), param_groups(model, 0.1, True), lr=1e-2, clipping=True)
+    clipped = build_optimizer(OptimConfig(name="adamw"), param_groups(model.parameters(), 0.1, True), lr=1e-2, clipping=True)
     assert not clipped.defaults["fused"]  # Lightning cannot clip the gradients of a fused optimizer under bf16-mixed
 
 

@@ -24,6 +24,29 @@ def test_linear_probe_solves_linearly_separable_features():
     assert acc > 0.98 and chosen["lr"] in adamw.lrs
 
 
+def test_the_penalty_grid_is_log_spaced_and_a_choice_at_its_end_is_flagged():
+    assert ProbeConfig().penalties() == pytest.approx([1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0])
+    assert ProbeConfig(solver="adamw").penalties() == [0.0, 1e-4, 1e-3, 1e-2]  # the earlier protocol's sweep
+    # 400 noise dimensions and 20 weak ones carrying the label, 300 items to fit: the more penalty the better, up to 10.
+    g = torch.Generator().manual_seed(0)
+
+    def noisy(n, d=400):
+        y = torch.arange(n) % 2
+        x = torch.randn(n, d, generator=g)
+        x[:, :20] += 0.4 * (2 * y[:, None] - 1)
+        return x, y
+
+    (x, y), (x_test, y_test) = noisy(600), noisy(1000)
+    _, chosen, _ = linear_probe(x, y, x_test, y_test, 2, ProbeConfig(val_fraction=0.5))
+    assert chosen["weight_decay"] == 1.0 and chosen["weight_decays"][-1] == 1.0
+    assert "highest of the grid" in chosen["warning"] and "probe.l2_high" in chosen["warning"]
+    _, wider, _ = linear_probe(x, y, x_test, y_test, 2, ProbeConfig(val_fraction=0.5, l2_high=1e4, l2_points=11))
+    assert wider["weight_decay"] == pytest.approx(10.0) and "warning" not in wider  # bracketed: no warning
+    # The weakest penalties tie on these features (they separate the 300): a plateau at the low end is no warning.
+    _, tied, _ = linear_probe(x, y, x_test, y_test, 2, ProbeConfig(val_fraction=0.5, weight_decays=[1e-6, 1e-5]))
+    assert tied["weight_decay"] == 1e-6 and "warning" not in tied
+
+
 def correlated(n=1500, d=24, classes=5, seed=0):
     """Labels from a linear rule on features whose directions differ in scale by 10^2 and are mixed,
     as self-supervised features are (a few strong directions, many weak ones carrying the labels)."""

@@ -54,6 +54,33 @@ def test_resume_ends_with_the_same_weights(tmp_path, method, precision, stop_at)
         assert {k: float(v) for k, v in a.items() if v} == pytest.approx({k: float(v) for k, v in b.items() if v}), a["step"]
 
 
+class SeedOfEachMicroBatch(Callback):
+    """The seed of the generator each micro-batch drew its views from, by (optimizer step, micro-batch)."""
+
+    def __init__(self):
+        self.seeds = {}
+
+    def on_before_backward(self, trainer, method, loss):
+        self.seeds[(trainer.global_step, method.micro_batch)] = method.step_generator().initial_seed()
+
+
+def test_under_gradient_accumulation_each_micro_batch_draws_its_own_views_and_resume_is_exact(tmp_path):
+    overrides = ["method=simclr", *RESUMABLE, "trainer.accumulate_grad_batches=2"]  # 2 steps an epoch of 4 batches
+    watch = SeedOfEachMicroBatch()
+    train(compose_train(*overrides), tmp_path / "straight", callbacks=[watch])
+    assert sorted(watch.seeds) == [(step, micro) for step in range(8) for micro in (0, 1)]
+    for step in range(8):  # the two halves of one step's batch get different crops
+        assert watch.seeds[(step, 0)] != watch.seeds[(step, 1)]
+        assert watch.seeds[(step, 0)] == hash((0, step, 0)) & 0xFFFF_FFFF_FFFF  # a run without accumulation draws the same
+    with pytest.raises(Interrupt):
+        train(compose_train(*overrides), tmp_path / "resumed", callbacks=[InterruptAt(5)])
+    train(compose_train(*overrides, "resume=auto"), tmp_path / "resumed")
+    straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")["state_dict"]
+    resumed = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["state_dict"]
+    for key, value in straight.items():
+        torch.testing.assert_close(resumed[key], value, msg=key)
+
+
 def test_same_seed_same_run_other_seed_other_run(tmp_path):
     for name, seed in [("a", 0), ("b", 0), ("c", 1)]:
         train(compose_train(*TINY, "probe.enabled=false", f"seed={seed}"), tmp_path / name)

@@ -34,6 +34,8 @@ def probe_block(method, datamodule, cfg: DictConfig) -> dict | None:
     baseline = random_init(cfg) if probe_cfg.random_init_baseline else None  # the very initialisation it started from
     print(f"probing on '{splits.task}' ({splits.num_classes} classes) ...")
     result = probe_method(method, splits, probe_cfg, random_init=baseline)
+    if warning := result["chosen"].get("warning"):
+        print(f"warning: {warning}")
     result["leak"] = leak = datamodule.leak_check()
     if leak["in_pretraining"]:
         print(f"warning: {leak['in_pretraining']} of the probe's {leak['test_items']} test {leak['unit']} occur in what "
@@ -110,6 +112,8 @@ def probe_foreign(cfg: DictConfig) -> dict:
     baseline = foreign_encoder(cfg.encoder, cfg.weights, datamodule, cfg.data, True, cfg.seed) if probe_cfg.random_init_baseline else None
     print(f"probing {label} on '{splits.task}' ({splits.num_classes} classes) ...")
     block = probe_method(encoder, splits, probe_cfg, random_init=baseline)
+    if warning := block["chosen"].get("warning"):
+        print(f"warning: {warning}")
     block["leak"] = datamodule.leak_check()
     results = {"method": label, "modality": encoder.modality, "objective": "baseline", "data": cfg.data.name, "model": label,
                "params": sum(p.numel() for p in encoder.parameters()), "seed": cfg.seed, "train": dict(NO_TRAINING), "probe": block,

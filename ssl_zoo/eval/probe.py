@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.data.base import ProbeSplits, cache_root, collate
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import UserError, l2_grid_problem
 
 
 DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
@@ -44,7 +44,10 @@ class ProbeConfig:
     val_fraction: float = 0.2  # of probe-train, to choose the hyper-parameters
     solver: str = "lbfgs"  # lbfgs: to convergence, the L2 penalty swept | adamw: the earlier protocol, lr and decay swept
     lrs: list[float] = field(default_factory=lambda: [0.1, 0.01])  # adamw only
-    weight_decays: list[float] = field(default_factory=lambda: [0.0, 1e-4, 1e-3, 1e-2])  # lbfgs: the L2 penalty's weight
+    weight_decays: list[float] | None = None  # the L2 penalties tried; None: lbfgs the log grid below, adamw ADAMW_DECAYS
+    l2_low: float = 1e-6  # lbfgs: the log-spaced grid of L2 penalties from l2_low to l2_high, l2_points of them
+    l2_high: float = 1.0  #   (a converged logistic regression's best penalty ranges over orders of magnitude:
+    l2_points: int = 7  #   CLIP sweeps 1e-6 to 1e6); a choice at an end of the grid is flagged in results.json
     steps: int | None = None  # per fit: L-BFGS iterations at most (None: 3000; it stops once converged), or AdamW steps (None: 300)
     knn_k: int = 20
     knn_temperature: float = 0.07
@@ -58,6 +61,19 @@ class ProbeConfig:
     def __post_init__(self):
         if self.solver not in DEFAULT_STEPS:
             raise UserError(f"probe.solver={self.solver} is not one of: {', '.join(DEFAULT_STEPS)}")
+        if problem := l2_grid_problem(self.l2_low, self.l2_high, self.l2_points):
+            raise UserError(problem)
+
+    def penalties(self) -> list[float]:
+        """The weight decays (L2 penalties) the sweep tries, lowest first."""
+        if self.weight_decays is not None:
+            return sorted(self.weight_decays)
+        if self.solver == "adamw":
+            return list(ADAMW_DECAYS)
+        return torch.logspace(math.log10(self.l2_low), math.log10(self.l2_high), self.l2_points, dtype=torch.float64).tolist()
+
+
+ADAMW_DECAYS = (0.0, 1e-4, 1e-3, 1e-2)  # the earlier protocol's sweep (solver=adamw), kept to reproduce its figures
 
 
 @torch.no_grad()
@@ -137,13 +153,22 @@ def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeC
     val, fit = order[:n_val], order[n_val:]
     scores = {}
     steps = cfg.steps or DEFAULT_STEPS[cfg.solver]
+    penalties = cfg.penalties()
     for lr in (cfg.lrs if cfg.solver == "adamw" else [None]):
-        for wd in cfg.weight_decays:
+        for wd in penalties:
             layer = fit_linear(x_train[fit], y_train[fit], num_classes, lr, wd, steps, cfg.seed)
             scores[(lr, wd)] = accuracy(layer, x_train[val], y_train[val])
-    (lr, wd), val_acc = max(scores.items(), key=lambda kv: kv[1])
+    (lr, wd), val_acc = max(scores.items(), key=lambda kv: kv[1])  # ties: the first (lr), the weakest penalty
     layer = fit_linear(x_train, y_train, num_classes, lr, wd, steps, cfg.seed)
     chosen = {"weight_decay": wd, "val_acc": val_acc} if lr is None else {"lr": lr, "weight_decay": wd, "val_acc": val_acc}
+    chosen["weight_decays"] = penalties
+    alone_best = all(score < val_acc for key, score in scores.items() if key != (lr, wd))
+    if len(penalties) > 1 and wd in (penalties[0], penalties[-1]) and alone_best:
+        # Better than every other penalty, at an end: the validation accuracy may still rise past it (a
+        # tie with the next penalty inward is a plateau that the grid does bracket).
+        side, key = ("lowest", "probe.l2_low") if wd == penalties[0] else ("highest", "probe.l2_high")
+        chosen["warning"] = (f"the chosen L2 penalty {wd:g} is the {side} of the grid ({penalties[0]:g} .. {penalties[-1]:g}); "
+                             f"the best may lie beyond it: widen the grid ({key}, or probe.weight_decays)")
     if layer.layer_logits is not None:
         chosen["layer_weights"] = [round(w, 4) for w in layer.layer_logits.softmax(0).tolist()]
     return accuracy(layer, x_test, y_test), chosen, layer

@@ -31,6 +31,7 @@ class SSLMethod(pl.LightningModule):
         self.seed = seed
         self.batch_size: int | None = None  # per device, for the lr scaling rule: from use_data()
         self.online_head: nn.Module | None = None
+        self.micro_batch = 0  # which micro-batch of the optimizer step (gradient accumulation), set by training_step
 
     # --- the two things a method defines -------------------------------------------------------
     def ssl_step(self, inputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,9 +71,13 @@ class SSLMethod(pl.LightningModule):
 
     # --- shared machinery ----------------------------------------------------------------------
     def step_generator(self) -> torch.Generator:
-        """Random numbers for this step's views or masks, a function of (seed, step, rank) only,
-        so that a resumed run draws exactly what the uninterrupted run would have drawn."""
-        seed = hash((self.seed, self.global_step, self.global_rank)) & 0xFFFF_FFFF_FFFF
+        """Random numbers for this micro-batch's views or masks, a function of (seed, optimizer step,
+        rank, micro-batch) only, so that a resumed run draws exactly what the uninterrupted run would
+        have drawn, and under gradient accumulation each micro-batch of one step draws its own."""
+        key = (self.seed, self.global_step, self.global_rank)
+        if self.micro_batch:  # the first micro-batch keeps the key of a run without accumulation
+            key += (self.micro_batch,)
+        seed = hash(key) & 0xFFFF_FFFF_FFFF
         return torch.Generator(device=self.device).manual_seed(seed)
 
     def attach_online_probe(self, num_classes: int) -> None:
@@ -83,6 +88,9 @@ class SSLMethod(pl.LightningModule):
 
     def training_step(self, batch, batch_idx):
         inputs, labels = batch
+        # Lightning steps the optimizer after every accumulate_grad_batches batches of an epoch (batch_idx
+        # is restored on resume), so this is the micro-batch's place in its optimizer step.
+        self.micro_batch = batch_idx % self.trainer.accumulate_grad_batches
         loss, features = self.ssl_step(inputs)
         if not torch.isfinite(loss):
             raise UserError(
@@ -108,8 +116,10 @@ class SSLMethod(pl.LightningModule):
             global_batch = self.batch_size * self.trainer.world_size * self.trainer.accumulate_grad_batches
             lr = cfg.lr * global_batch / 256
         head = self.online_head
-        encoder = nn.ModuleList([m for n, m in self.named_children() if n != "online_head"])
-        groups = param_groups(encoder, cfg.weight_decay, cfg.exclude_bias_and_norm)
+        # Every parameter of the method, those set on it directly too (MAE's mask token), but the online
+        # probe's; a teacher's (requires_grad off) are left out by param_groups.
+        method_params = [p for n, p in self.named_parameters() if not n.startswith("online_head.")]
+        groups = param_groups(method_params, cfg.weight_decay, cfg.exclude_bias_and_norm)
         if head is not None:  # the probe is a plain linear classifier: no decay, no LARS adaptation
             groups.append({"params": list(head.parameters()), "weight_decay": 0.0, "lars_adapt": False})
         optimizer = build_optimizer(cfg, groups, lr, clipping=bool(self.trainer.gradient_clip_val))

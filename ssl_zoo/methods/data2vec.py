@@ -1,10 +1,12 @@
 """data2vec (Baevski et al. 2022): one objective for text, speech and images. A student reads the
 masked input; an EMA teacher (the student's own weights, averaged) reads it unmasked; at the masked
-positions the student regresses the average of the teacher's top K layer outputs, each
-instance-normalised. Only the masking is the modality's own: BERT's tokens for text, spans of frames
-for speech (as wav2vec 2.0), blocks of patches for images (as BEiT). One addition for text, not in the
-paper: centre_positions takes each position's batch mean out of the targets, because a small model
-on a CPU budget learns targets that are mostly position, which the student predicts without reading.
+positions the student regresses the average of the teacher's top K blocks' feed-forward outputs
+(before the residual is added, as fairseq's reference takes them), each instance-normalised. Only the
+masking is the modality's own: BERT's tokens for text (the loss at the [MASK] positions only, as
+fairseq), spans of frames for speech (as wav2vec 2.0), blocks of patches for images (as BEiT). One
+option for text, not in the paper: centre_positions takes each position's batch mean out of the
+targets, against a small model's targets becoming mostly position, which the student predicts without
+reading.
 
     Data2Vec(backbone, ...) builds the modality's class from the encoder it is given: a token
     transformer (text), a vector transformer (speech) or a ViT (images).
@@ -17,6 +19,7 @@ from torch import nn
 
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.losses import IGNORE, data2vec_targets, masked_mse
+from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.masking import block_patches, mask_tokens, span_mask
 from ssl_zoo.methods.byol import update_momentum
 from ssl_zoo.methods.image import ImageMethod
@@ -70,11 +73,12 @@ class Data2Vec:
     def encoder_blocks(self):
         return (self.backbone.transformer if isinstance(self.backbone, ViT) else self.backbone).blocks
 
-    def regress(self, student: torch.Tensor, teacher_layers: list[torch.Tensor], chosen: torch.Tensor,
+    def regress(self, student: torch.Tensor, teacher_ffns: list[torch.Tensor], chosen: torch.Tensor,
                 real: torch.Tensor | None = None, centre_positions: bool = False) -> torch.Tensor:
-        """The loss: the student's states (B, T, C) through the regression head against the teacher's
-        targets (B, T, C), at the chosen (masked) positions (B, T) only."""
-        targets = data2vec_targets(teacher_layers, self.top_k, real, centre_positions)
+        """The loss: the student's states (B, T, C) through the regression head against the targets
+        (B, T, C) made of the teacher's blocks' feed-forward outputs, at the chosen (masked) positions
+        (B, T) only."""
+        targets = data2vec_targets(teacher_ffns, self.top_k, real, centre_positions)
         return masked_mse(self.regression_head(student), targets, chosen)
 
     def optimizer_step(self, *args, **kwargs) -> None:
@@ -99,10 +103,11 @@ class Data2VecText(Data2Vec, TextMethod):
         if self.centre_positions and (problem := self.centred_batch_problem(len(ids))):  # checked at start-up too (build.py)
             raise UserError(problem)
         inputs, targets = mask_tokens(ids, self.step_generator(), self.backbone.cfg.vocab_size, self.select_prob)
+        masked = (inputs == MASK_ID) & (targets != IGNORE)  # (B, T): scored; the 10% kept or randomised are not
         student = self.backbone(inputs)  # (B, T, C)
         with torch.no_grad():
-            teacher = self.teacher(ids, all_layers=True)[1:]  # the block outputs, not the embeddings
-        return self.regress(student, teacher, targets != IGNORE, centre_positions=self.centre_positions), student.mean(1)
+            teacher = self.teacher(ids, ffn_outputs=True)  # n_layer of (B, T, C)
+        return self.regress(student, teacher, masked, centre_positions=self.centre_positions), student.mean(1)
 
 
 class Data2VecSpeech(Data2Vec, SpeechMethod):
@@ -120,7 +125,7 @@ class Data2VecSpeech(Data2Vec, SpeechMethod):
         chosen = span_mask(real.sum(1), feats.shape[1], self.mask_prob, self.span, self.step_generator()) & real
         student = self.backbone(feats.masked_fill(chosen[..., None], 0.0), real)  # masked frames zeroed
         with torch.no_grad():
-            teacher = self.teacher(feats, real, all_layers=True)[1:]
+            teacher = self.teacher(feats, real, ffn_outputs=True)
         return self.regress(student, teacher, chosen, real), mean_pool(student, real)
 
 
@@ -143,7 +148,7 @@ class Data2VecImage(Data2Vec, ImageMethod):
         patches = self.backbone.patches(x)  # (B, N, P*P*3)
         student = self.backbone.transformer(torch.where(chosen[..., None], self.mask_patch.to(patches.dtype), patches))
         with torch.no_grad():
-            teacher = self.teacher.tokens(x, all_layers=True)[1:]
+            teacher = self.teacher.tokens(x, ffn_outputs=True)
         return self.regress(student, teacher, chosen), mean_pool(student)
 
 

@@ -193,9 +193,15 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, key_padding_mask=None, cache: tuple["CacheWrite", int] | None = None, attn_mask=None):
+    def forward(self, x, key_padding_mask=None, cache: tuple["CacheWrite", int] | None = None, attn_mask=None,
+                ffn_outputs: list | None = None):
+        """ffn_outputs: a list that the feed-forward layer's output (B, T, C), before the residual is
+        added, is appended to (data2vec's targets)."""
         x = x + self.attn(self.ln_1(x), key_padding_mask, cache, attn_mask)
-        return x + self.mlp(self.ln_2(x))
+        ffn = self.mlp(self.ln_2(x))
+        if ffn_outputs is not None:
+            ffn_outputs.append(ffn)
+        return x + ffn
 
 
 class Transformer(nn.Module):
@@ -241,7 +247,7 @@ class Transformer(nn.Module):
         self.cfg.causal = causal
 
     def forward(self, inputs, key_padding_mask=None, cache: StaticCache | None = None, all_layers: bool = False,
-                positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None):
+                positions: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None, ffn_outputs: bool = False):
         """inputs: ids (B, T) or vectors (B, T, input_dim); key_padding_mask: (B, T), True = real;
         positions: (B, T) the position of each input (default 0..T-1, or each row's next positions in
         the cache; MAE's visible patches keep their own); attn_mask: (B, T, T) True where query i may
@@ -249,7 +255,9 @@ class Transformer(nn.Module):
         into, each row continuing from its own length.
 
         Returns the final hidden states (B, T, n_embd), or with all_layers the list of every layer's
-        output (embeddings first, final LayerNorm applied to the last).
+        output (embeddings first, final LayerNorm applied to the last), or with ffn_outputs the list of
+        every block's feed-forward output before its residual is added (n_layer of (B, T, n_embd):
+        data2vec's targets, free of the embeddings that the residual stream carries through).
         """
         if self.cfg.causal is None:
             raise ValueError("the attention is not set: build with causal=True/False, or let a method set it (use_attention)")
@@ -271,12 +279,14 @@ class Transformer(nn.Module):
             positions = torch.arange(t, device=inputs.device)
         x = self.tok_emb(inputs) if self.cfg.vocab_size is not None else self.in_proj(inputs)
         x = self.drop(x + self.pos_emb(positions))  # (B, T, C)
-        layers = [x]
+        layers, ffns = [x], [] if ffn_outputs else None
         for i, block in enumerate(self.blocks):
-            x = block(x, key_padding_mask, (write, i) if write else None, attn_mask)
+            x = block(x, key_padding_mask, (write, i) if write else None, attn_mask, ffns)
             layers.append(x)
         if cache is not None:
             cache.set_lengths(positions[:, -1] + 1)
+        if ffn_outputs:
+            return ffns
         x = self.ln_f(x)
         layers[-1] = x
         return layers if all_layers else x

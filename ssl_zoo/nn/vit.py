@@ -56,15 +56,16 @@ class ViT(nn.Module):
         return patchify(images, self.patch_size)  # (B, N, P*P*C)
 
     def tokens(self, images: torch.Tensor, keep: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
-               all_layers: bool = False):
+               all_layers: bool = False, ffn_outputs: bool = False):
         """The states of the patches (B, N, C), or of the patches `keep` (B, K) indexes (each with its
-        own position), or every layer's with all_layers."""
+        own position), or every layer's with all_layers, or every block's feed-forward output with ffn_outputs."""
         x = self.patches(images)
         positions = None
         if keep is not None:
             x = x.gather(1, keep[..., None].expand(-1, -1, x.shape[-1]))  # (B, K, P*P*C)
             positions = keep
-        return self.transformer(x, positions=positions, attn_mask=attn_mask, all_layers=all_layers)
+        return self.transformer(x, positions=positions, attn_mask=attn_mask, all_layers=all_layers,
+                                ffn_outputs=ffn_outputs)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return mean_pool(self.tokens(images))  # (B, n_embd)
