@@ -63,12 +63,18 @@ def instance_norm(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float 
 
 
 def data2vec_targets(layers: list[torch.Tensor], top_k: int, mask: torch.Tensor | None = None,
-                     centre_positions: bool = False) -> torch.Tensor:
+                     centre_positions: bool = False, norm: str = "instance") -> torch.Tensor:
     """data2vec's regression targets: the average of the top_k layers' outputs (each (B, T, C)), each
-    instance-normalised first (over the real positions of mask (B, T)) -> (B, T, C). centre_positions
-    subtracts each position's mean over the batch's real rows there (a per-position batch centring): what
-    the position alone predicts is then no part of the target."""
-    targets = torch.stack([instance_norm(h.float(), mask) for h in layers[-top_k:]]).mean(0)
+    normalised first -> (B, T, C): norm="instance" over time, each channel of each sequence over the real
+    positions of mask (B, T) (the paper's speech targets); norm="layer" over the channels of each position,
+    without parameters (its text and image targets). centre_positions subtracts each position's mean
+    over the batch's real rows there (a per-position batch centring): what the position alone predicts
+    is then no part of the target."""
+    if norm == "instance":
+        normed = [instance_norm(h.float(), mask) for h in layers[-top_k:]]
+    else:
+        normed = [F.layer_norm(h.float(), h.shape[-1:]) for h in layers[-top_k:]]
+    targets = torch.stack(normed).mean(0)
     if not centre_positions:
         return targets
     w = torch.ones(targets.shape[:2], device=targets.device) if mask is None else mask.float()  # (B, T)

@@ -1,5 +1,5 @@
 """data2vec: its targets are the average of the teacher's top-K blocks' feed-forward outputs (each
-instance-normalised) at the masked positions only, the teacher gets no gradient, one config builds the class of the encoder's modality,
+normalised) at the masked positions only, the teacher gets no gradient, one config builds the class of the encoder's modality,
 and the three modalities train and probe from the command line."""
 
 import pytest
@@ -33,7 +33,7 @@ def test_one_config_builds_the_class_of_the_encoders_modality():
     assert type(image) is Data2VecImage and image.name == "data2vec" and image.modality == "image"
 
 
-def test_targets_are_the_top_k_layers_each_instance_normalised_then_averaged():
+def test_targets_are_the_top_k_layers_each_normalised_then_averaged():
     torch.manual_seed(0)
     layers = [torch.randn(2, 6, 4) * (i + 1) + i for i in range(4)]
     real = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
@@ -47,6 +47,11 @@ def test_targets_are_the_top_k_layers_each_instance_normalised_then_averaged():
         torch.testing.assert_close(targets[b, :n], direct, rtol=1e-4, atol=1e-5)
     normed = instance_norm(layers[0])
     torch.testing.assert_close(normed.mean(1), torch.zeros(2, 4), atol=1e-5, rtol=0)
+    # Text and images: each layer normalised over the channels of each position instead (no parameters).
+    by_position = data2vec_targets(layers, 2, norm="layer")
+    direct = sum((h - h.mean(-1, keepdim=True)) / (h.var(-1, unbiased=False, keepdim=True) + 1e-5).sqrt() for h in layers[-2:]) / 2
+    torch.testing.assert_close(by_position, direct, rtol=1e-4, atol=1e-5)
+    assert [m.target_norm for m in (Data2VecText, Data2VecSpeech, Data2VecImage)] == ["layer", "instance", "layer"]  # the paper's
 
 
 def test_centred_targets_leave_nothing_for_the_position_alone_to_predict():
@@ -84,13 +89,14 @@ def test_the_loss_is_at_the_masked_positions_only_and_the_teacher_gets_no_gradie
     chosen = (targets != IGNORE) & (inputs == MASK_ID)  # fairseq scores the [MASK] positions, not the kept or randomised
     assert ((targets != IGNORE) & ~chosen).any()  # the draw has some of those: the test can tell
     student = method.regression_head(method.backbone(inputs))
-    teacher = data2vec_targets(feed_forward_outputs(method.teacher, ids[:, :16]), 2)
+    teacher = data2vec_targets(feed_forward_outputs(method.teacher, ids[:, :16]), 2, norm="layer")
     if centre:  # each position's mean over the 16 sequences taken away
         teacher = teacher - torch.stack([teacher[b] for b in range(16)]).mean(0)
     direct = torch.stack([((student[b, t] - teacher[b, t]) ** 2).mean() for b in range(16) for t in range(16) if chosen[b, t]])
     torch.testing.assert_close(loss, direct.mean(), rtol=1e-4, atol=1e-6)
     loss.backward()
     assert all(p.grad is None and not p.requires_grad for p in method.teacher.parameters())
+    assert not method.teacher.training  # the targets are read without dropout, as the reference's
     assert all(p.grad is not None for p in method.backbone.blocks.parameters())
 
 

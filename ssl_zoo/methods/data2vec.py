@@ -1,8 +1,9 @@
 """data2vec (Baevski et al. 2022): one objective for text, speech and images. A student reads the
 masked input; an EMA teacher (the student's own weights, averaged) reads it unmasked; at the masked
 positions the student regresses the average of the teacher's top K blocks' feed-forward outputs
-(before the residual is added, as fairseq's reference takes them), each instance-normalised. Only the
-masking is the modality's own: BERT's tokens for text (the loss at the [MASK] positions only, as
+(before the residual is added, as fairseq's reference takes them), each normalised: over time for
+speech (instance norm), over the channels for text and images (layer norm without parameters), as the
+paper does. Otherwise only the masking is the modality's own: BERT's tokens for text (the loss at the [MASK] positions only, as
 fairseq), spans of frames for speech (as wav2vec 2.0), blocks of patches for images (as BEiT). One
 option for text, not in the paper: centre_positions takes each position's batch mean out of the
 targets, against a small model's targets becoming mostly position, which the student predicts without
@@ -67,7 +68,7 @@ class Data2Vec:
         check_range("method.tau_base", tau_base, 0.0, 1.0)
         check_range("method.tau_end", tau_end, 0.0, 1.0)
         self.top_k, self.tau_base, self.tau_end = top_k, tau_base, tau_end
-        self.teacher = copy.deepcopy(self.backbone).requires_grad_(False)  # moved only by EMA of the student
+        self.teacher = copy.deepcopy(self.backbone).requires_grad_(False).eval()  # moved only by EMA of the student
         self.regression_head = nn.Linear(self.backbone.out_dim, self.backbone.out_dim)
 
     def encoder_blocks(self):
@@ -78,8 +79,13 @@ class Data2Vec:
         """The loss: the student's states (B, T, C) through the regression head against the targets
         (B, T, C) made of the teacher's blocks' feed-forward outputs, at the chosen (masked) positions
         (B, T) only."""
-        targets = data2vec_targets(teacher_ffns, self.top_k, real, centre_positions)
+        targets = data2vec_targets(teacher_ffns, self.top_k, real, centre_positions, self.target_norm)
         return masked_mse(self.regression_head(student), targets, chosen)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.teacher.eval()  # the targets come without dropout, as the reference's teacher reads in eval mode
+        return self
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)  # as BYOL: the EMA follows each optimizer step
@@ -91,6 +97,7 @@ class Data2Vec:
 class Data2VecText(Data2Vec, TextMethod):
     modality = "text"
     causal = False
+    target_norm = "layer"
 
     def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, select_prob: float = 0.15,
                  centre_positions: bool = True, **settings):
@@ -113,6 +120,7 @@ class Data2VecText(Data2Vec, TextMethod):
 class Data2VecSpeech(Data2Vec, SpeechMethod):
     modality = "speech"
     causal = False
+    target_norm = "instance"
 
     def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
                  speech_mask_prob: float = 0.5, speech_span: int = 10, **settings):
@@ -131,6 +139,7 @@ class Data2VecSpeech(Data2Vec, SpeechMethod):
 
 class Data2VecImage(Data2Vec, ImageMethod):
     modality = "image"
+    target_norm = "layer"
 
     def __init__(self, backbone, views: nn.Module, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
                  image_mask_ratio: float = 0.6, image_block: int = 2, **settings):
