@@ -112,8 +112,9 @@ def check_settings(values: dict) -> None:
                 numbers and sweep and all(map(allowed, sweep))):
             raise BadValue(key, f"{key}={sweep} must be a non-empty list of numbers {low}, e.g. [0.0, 1.0e-4, 1.0e-3]")
     probe = values.get("probe") or {}
-    if "l2_low" in probe and (problem := l2_grid_problem(probe["l2_low"], probe.get("l2_high", 1.0), probe.get("l2_points", 7))):
-        raise BadValue("probe.l2_low", problem)
+    if "l2_low" in probe and probe.get("weight_decays") is None and (
+            problem := l2_grid_problem(probe["l2_low"], probe.get("l2_high", 1.0), probe.get("l2_points", 7))):
+        raise BadValue(problem.split("=", 1)[0], problem)  # the key the line starts with
     method = values.get("method") or {}
     if "mask_frac" in method and "random_frac" in method and method["mask_frac"] + method["random_frac"] > 1:
         raise BadValue("method.random_frac", f"method.mask_frac={method['mask_frac']} + method.random_frac="

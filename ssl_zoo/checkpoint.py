@@ -115,7 +115,7 @@ class StopOnSignal(Callback):
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, path: Path):
-        self.path, self.received, self._previous = path, None, {}
+        self.path, self.received, self._previous, self.step_at_start = path, None, {}, 0
 
     def on_fit_start(self, trainer, pl_module):
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
@@ -127,8 +127,14 @@ class StopOnSignal(Callback):
             signal.raise_signal(signum)
         self.received = signal.Signals(signum).name
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.step_at_start = trainer.global_step
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if self.received is not None and not trainer.should_stop:
+        # Under gradient accumulation, only after a micro-batch that stepped the optimizer: a checkpoint
+        # holds no gradients, so one taken between micro-batches would lose those already summed.
+        stepped = trainer.global_step > self.step_at_start
+        if self.received is not None and stepped and not trainer.should_stop:
             # beside last.ckpt until fit has ended (Lightning may still write last.ckpt on its way out)
             trainer.save_checkpoint(self.path.with_suffix(".stopping"), weights_only=False)
             trainer.should_stop = True

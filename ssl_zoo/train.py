@@ -85,7 +85,16 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
         print(f"training {cfg.method.name} on {cfg.data.name}: {trainer.num_devices} {device} device(s), precision {trainer.precision}")
-    trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    try:
+        trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except ValueError as e:
+        if ckpt_path is None or "parameter group that doesn't match the size" not in str(e):
+            raise
+        # A checkpoint written before the method optimised all of its parameters (MAE's mask token, data2vec's
+        # mask patch): its optimizer state has one parameter fewer than this version's.
+        raise UserError(f"{ckpt_path} cannot be resumed: its optimizer state does not match this version's parameter groups "
+                        "(it was written by an ssl-zoo that left a parameter out of the optimizer); start a new run "
+                        "(another hydra.run.dir, or resume=false)") from None
     if stopper.received:
         if trainer.is_global_zero:  # the one that wrote it
             stopper.keep_checkpoint()

@@ -1,8 +1,10 @@
 import pytest
 import torch
 
+from ssl_zoo.errors import UserError
+
 from ssl_zoo.data.base import BatchedTensors, ProbeSplits
-from ssl_zoo.eval.probe import ProbeConfig, evaluate_encoder, fit_linear, knn_accuracy, linear_probe
+from ssl_zoo.eval.probe import ProbeConfig, evaluate_encoder, fit_linear, grid_end_warning, knn_accuracy, linear_probe
 
 CFG = ProbeConfig(weight_decays=[0.0, 1e-3], steps=200)
 
@@ -45,6 +47,15 @@ def test_the_penalty_grid_is_log_spaced_and_a_choice_at_its_end_is_flagged():
     # The weakest penalties tie on these features (they separate the 300): a plateau at the low end is no warning.
     _, tied, _ = linear_probe(x, y, x_test, y_test, 2, ProbeConfig(val_fraction=0.5, weight_decays=[1e-6, 1e-5]))
     assert tied["weight_decay"] == 1e-6 and "warning" not in tied
+    # A list of penalties is widened by listing more: the warning names that setting, and a duplicate is tried once.
+    _, listed, _ = linear_probe(x, y, x_test, y_test, 2, ProbeConfig(val_fraction=0.5, weight_decays=[1e-2, 1e-1, 1e-1]))
+    assert listed["weight_decays"] == [1e-2, 1e-1] and "widen the grid (probe.weight_decays)" in listed["warning"]
+    assert ProbeConfig(l2_low=-1, weight_decays=[0.0]).penalties() == [0.0]  # a list given: the grid's ends are not read
+    from ssl_zoo.build import check_settings
+    check_settings({"probe": {"l2_low": -1, "weight_decays": [0.0]}})
+    with pytest.raises(UserError, match="probe.l2_points=0 must be a whole number"):
+        check_settings({"probe": {"l2_low": 1e-6, "l2_points": 0, "weight_decays": None}})
+    assert grid_end_warning({(None, 0.0): 0.9, (None, 1e-3): 0.8}, 0.0, [0.0, 1e-3], ProbeConfig()) is None  # nothing below 0
 
 
 def correlated(n=1500, d=24, classes=5, seed=0):

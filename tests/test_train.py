@@ -65,20 +65,49 @@ class SeedOfEachMicroBatch(Callback):
 
 
 def test_under_gradient_accumulation_each_micro_batch_draws_its_own_views_and_resume_is_exact(tmp_path):
-    overrides = ["method=simclr", *RESUMABLE, "trainer.accumulate_grad_batches=2"]  # 2 steps an epoch of 4 batches
+    import os
+    import signal
+
+    from ssl_zoo.checkpoint import RunInterrupted
+
+    # 256 images in batches of 32, 2 per step: 4 steps an epoch, so the checkpoint of step 2 is mid-epoch.
+    overrides = ["method=simclr", *TINY, "data.num_train=256", "trainer.max_steps=8", "checkpoint_every_n_steps=2",
+                 "probe.enabled=false", "trainer.accumulate_grad_batches=2"]
     watch = SeedOfEachMicroBatch()
     train(compose_train(*overrides), tmp_path / "straight", callbacks=[watch])
     assert sorted(watch.seeds) == [(step, micro) for step in range(8) for micro in (0, 1)]
     for step in range(8):  # the two halves of one step's batch get different crops
         assert watch.seeds[(step, 0)] != watch.seeds[(step, 1)]
         assert watch.seeds[(step, 0)] == hash((0, step, 0)) & 0xFFFF_FFFF_FFFF  # a run without accumulation draws the same
-    with pytest.raises(Interrupt):
-        train(compose_train(*overrides), tmp_path / "resumed", callbacks=[InterruptAt(5)])
-    train(compose_train(*overrides, "resume=auto"), tmp_path / "resumed")
     straight = read_checkpoint(tmp_path / "straight" / "checkpoints" / "last.ckpt")["state_dict"]
-    resumed = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "last.ckpt")["state_dict"]
+
+    class CtrlCBetweenMicroBatches(Callback):  # a signal after the first half of step 5's batch
+        def on_before_backward(self, trainer, method, loss):
+            if trainer.global_step == 5 and method.micro_batch == 0:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupt):  # killed in step 3: resumed from the mid-epoch checkpoint of step 2
+        train(compose_train(*overrides), tmp_path / "killed", callbacks=[InterruptAt(3)])
+    with pytest.raises(RunInterrupted, match="SIGINT at step 6"):  # the step under way is finished, both halves
+        train(compose_train(*overrides, "resume=auto"), tmp_path / "killed", callbacks=[CtrlCBetweenMicroBatches()])
+    train(compose_train(*overrides, "resume=auto"), tmp_path / "killed")
+    resumed = read_checkpoint(tmp_path / "killed" / "checkpoints" / "last.ckpt")["state_dict"]
     for key, value in straight.items():
         torch.testing.assert_close(resumed[key], value, msg=key)
+
+
+def test_a_checkpoint_whose_optimizer_left_a_parameter_out_is_refused_in_one_line(tmp_path):
+    """Before every trainable parameter was optimised, MAE's checkpoints held the optimizer state of all but
+    its mask token: resuming one says so in one line."""
+    overrides = ["method=mae", "model=vit_nano", *TINY, "data.num_train=64", "trainer.max_steps=2", "probe.enabled=false"]
+    train(compose_train(*overrides), tmp_path)
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=True)
+    groups = ckpt["optimizer_states"][0]["param_groups"]
+    groups[-1]["params"] = groups[-1]["params"][1:]  # as the old optimizer had it: one parameter fewer
+    torch.save(ckpt, path)
+    with pytest.raises(UserError, match="cannot be resumed: its optimizer state does not match this version's parameter groups"):
+        train(compose_train(*overrides[:-2], "trainer.max_steps=4", "probe.enabled=false", "resume=auto"), tmp_path)
 
 
 def test_same_seed_same_run_other_seed_other_run(tmp_path):

@@ -61,13 +61,13 @@ class ProbeConfig:
     def __post_init__(self):
         if self.solver not in DEFAULT_STEPS:
             raise UserError(f"probe.solver={self.solver} is not one of: {', '.join(DEFAULT_STEPS)}")
-        if problem := l2_grid_problem(self.l2_low, self.l2_high, self.l2_points):
+        if self.weight_decays is None and (problem := l2_grid_problem(self.l2_low, self.l2_high, self.l2_points)):
             raise UserError(problem)
 
     def penalties(self) -> list[float]:
         """The weight decays (L2 penalties) the sweep tries, lowest first."""
         if self.weight_decays is not None:
-            return sorted(self.weight_decays)
+            return sorted(set(self.weight_decays))
         if self.solver == "adamw":
             return list(ADAMW_DECAYS)
         return torch.logspace(math.log10(self.l2_low), math.log10(self.l2_high), self.l2_points, dtype=torch.float64).tolist()
@@ -162,16 +162,27 @@ def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeC
     layer = fit_linear(x_train, y_train, num_classes, lr, wd, steps, cfg.seed)
     chosen = {"weight_decay": wd, "val_acc": val_acc} if lr is None else {"lr": lr, "weight_decay": wd, "val_acc": val_acc}
     chosen["weight_decays"] = penalties
-    alone_best = all(score < val_acc for key, score in scores.items() if key != (lr, wd))
-    if len(penalties) > 1 and wd in (penalties[0], penalties[-1]) and alone_best:
-        # Better than every other penalty, at an end: the validation accuracy may still rise past it (a
-        # tie with the next penalty inward is a plateau that the grid does bracket).
-        side, key = ("lowest", "probe.l2_low") if wd == penalties[0] else ("highest", "probe.l2_high")
-        chosen["warning"] = (f"the chosen L2 penalty {wd:g} is the {side} of the grid ({penalties[0]:g} .. {penalties[-1]:g}); "
-                             f"the best may lie beyond it: widen the grid ({key}, or probe.weight_decays)")
+    if (warning := grid_end_warning(scores, wd, penalties, cfg)) is not None:
+        chosen["warning"] = warning
     if layer.layer_logits is not None:
         chosen["layer_weights"] = [round(w, 4) for w in layer.layer_logits.softmax(0).tolist()]
     return accuracy(layer, x_test, y_test), chosen, layer
+
+
+def grid_end_warning(scores: dict, wd: float, penalties: list[float], cfg: ProbeConfig) -> str | None:
+    """A warning when the chosen penalty wd is an end of the grid and scored better on validation than
+    every other (lr, penalty): the validation accuracy may still rise past that end. A tie with the next
+    penalty inward is a plateau that the grid brackets; below a penalty of 0 there is nothing."""
+    best = max(scores.values())  # scores: {(lr, penalty): validation accuracy}
+    alone_best = all(score < best for (_, penalty), score in scores.items() if penalty != wd)
+    low, high = penalties[0], penalties[-1]
+    if len(penalties) < 2 or not alone_best or wd not in (low, high) or wd == 0:
+        return None
+    side = "lowest" if wd == low else "highest"
+    where = "probe.weight_decays" if cfg.weight_decays is not None or cfg.solver != "lbfgs" else (
+        "probe.l2_low" if wd == low else "probe.l2_high")
+    return (f"the chosen L2 penalty {wd:g} is the {side} of the grid ({low:g} .. {high:g}); the best may lie beyond it: "
+            f"widen the grid ({where})")
 
 
 @torch.no_grad()
@@ -321,7 +332,8 @@ def probe_method(method, splits: ProbeSplits, cfg: ProbeConfig, random_init=None
         method.train(was_training)
     result = {
         "task": splits.task,
-        "protocol": {"name": cfg.name, "solver": cfg.solver, "knn_k": cfg.knn_k, "knn_temperature": cfg.knn_temperature, "max_train": cfg.max_train},
+        "protocol": {"name": cfg.name, "solver": cfg.solver, "knn_k": cfg.knn_k, "knn_temperature": cfg.knn_temperature,
+                     "max_train": cfg.max_train, "weight_decays": cfg.penalties()},
         "num_classes": splits.num_classes,
         "linear_acc": scores["linear_acc"],
         "knn_acc": scores["knn_acc"],
