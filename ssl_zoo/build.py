@@ -69,7 +69,7 @@ SETTINGS = {
 
 # Settings that name one of a few choices.
 CHOICES = {"method.optim.name": ("adamw", "lars", "sgd"), "method.centre_positions": (True, False), "compile": (True, False),
-           "probe.solver": ("lbfgs", "adamw")}
+           "probe.solver": ("lbfgs", "adamw"), "method.target_norm": (None, "instance", "layer")}
 
 
 def _lookup(values: dict, key: str):

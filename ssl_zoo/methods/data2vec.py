@@ -62,7 +62,12 @@ class Data2Vec:
                     "set data.batch_size=2 or more, or method.centre_positions=false")
         return None
 
-    def init_teacher(self, top_k: int, tau_base: float, tau_end: float) -> None:
+    def init_teacher(self, top_k: int, tau_base: float, tau_end: float, target_norm: str | None) -> None:
+        """target_norm: how each target layer is normalised, "instance" (over time) or "layer" (over the
+        channels); None: the paper's choice for the modality (the class's target_norm)."""
+        if target_norm not in (None, "instance", "layer"):
+            raise UserError(f"method.target_norm={target_norm} is not one of: null (the paper's for the modality), instance, layer")
+        self.target_norm = target_norm or self.target_norm
         n_layer = len(self.encoder_blocks())
         check_range("method.top_k", top_k, 1, n_layer, whole=True)
         check_range("method.tau_base", tau_base, 0.0, 1.0)
@@ -99,11 +104,11 @@ class Data2VecText(Data2Vec, TextMethod):
     causal = False
     target_norm = "layer"
 
-    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, select_prob: float = 0.15,
-                 centre_positions: bool = True, **settings):
+    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, target_norm: str | None = None,
+                 select_prob: float = 0.15, centre_positions: bool = True, **settings):
         super().__init__(backbone, **others_dropped(settings, "text"))
         self.select_prob, self.centre_positions = select_prob, centre_positions
-        self.init_teacher(top_k, tau_base, tau_end)
+        self.init_teacher(top_k, tau_base, tau_end, target_norm)
 
     def ssl_step(self, ids):
         ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
@@ -122,11 +127,11 @@ class Data2VecSpeech(Data2Vec, SpeechMethod):
     causal = False
     target_norm = "instance"
 
-    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
+    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, target_norm: str | None = None,
                  speech_mask_prob: float = 0.5, speech_span: int = 10, **settings):
         super().__init__(backbone, **others_dropped(settings, "speech"))
         self.mask_prob, self.span = speech_mask_prob, speech_span
-        self.init_teacher(top_k, tau_base, tau_end)
+        self.init_teacher(top_k, tau_base, tau_end, target_norm)
 
     def ssl_step(self, waves):
         feats, real = self.log_mel(waves)  # (B, T, F), (B, T)
@@ -142,12 +147,12 @@ class Data2VecImage(Data2Vec, ImageMethod):
     target_norm = "layer"
 
     def __init__(self, backbone, views: nn.Module, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
-                 image_mask_ratio: float = 0.6, image_block: int = 2, **settings):
+                 target_norm: str | None = None, image_mask_ratio: float = 0.6, image_block: int = 2, **settings):
         super().__init__(backbone, [views], **others_dropped(settings, "image"))
         check_range("method.image_mask_ratio", image_mask_ratio, 0.0, 0.99, above=True)
         self.mask_ratio, self.block = image_mask_ratio, image_block
         self.mask_patch = nn.Parameter(torch.zeros(backbone.patch_dim))  # what a hidden patch reads as, learned
-        self.init_teacher(top_k, tau_base, tau_end)
+        self.init_teacher(top_k, tau_base, tau_end, target_norm)
 
     def ssl_step(self, images):
         g = self.step_generator()
