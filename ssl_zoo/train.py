@@ -28,6 +28,7 @@ from ssl_zoo.results import RESULTS_FILE, read_json, record, write_json
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")  # a teacher, on purpose
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resume_step: int | None = None) -> pl.Trainer:
