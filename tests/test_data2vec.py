@@ -9,7 +9,7 @@ from conftest import TINY, run_cli
 from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.losses import data2vec_targets, instance_norm
 from ssl_zoo.masking import block_patches
-from ssl_zoo.methods.data2vec import Data2Vec, Data2VecImage, Data2VecSpeech, Data2VecText, linear_tau
+from ssl_zoo.methods.data2vec import Data2Vec, Data2VecImage, Data2VecSpeech, Data2VecText
 from ssl_zoo.nn.transformer import Transformer
 from ssl_zoo.nn.vit import ViT
 from ssl_zoo.views import ImageViews
@@ -133,12 +133,6 @@ def test_the_image_student_reads_a_mask_patch_where_blocks_are_hidden():
     assert (hidden.float().mean(1) == 0.5).all()  # 8 of the 16 blocks, for each image
     odd = block_patches(4, 5, 2, 0.5, g)  # blocks that hang over the edge are cut
     assert odd.shape == (4, 25)
-
-
-def test_teacher_momentum_rises_linearly():
-    assert linear_tau(0, 100, 0.99, 0.999) == 0.99
-    assert abs(linear_tau(50, 100, 0.99, 0.999) - 0.9945) < 1e-12
-    assert linear_tau(200, 100, 0.99, 0.999) == 0.999
 
 
 def test_data2vec_trains_and_probes_on_images(tmp_path):

@@ -13,30 +13,22 @@ reading.
     transformer (text), a vector transformer (speech) or a ViT (images).
 """
 
-import copy
-
 import torch
 from torch import nn
 
+from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.losses import IGNORE, data2vec_targets, masked_mse
-from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.masking import block_patches, mask_tokens, span_mask
-from ssl_zoo.methods.byol import update_momentum
 from ssl_zoo.methods.image import ImageMethod
 from ssl_zoo.methods.speech import SpeechMethod
+from ssl_zoo.methods.teacher import MomentumTeacher, ema_copy
 from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer, mean_pool
 from ssl_zoo.nn.vit import ViT
 
 
-def linear_tau(step: int, total_steps: int, tau_base: float, tau_end: float) -> float:
-    """The teacher's EMA momentum, raised linearly from tau_base to tau_end over the run (the paper:
-    0.999 to 0.9999 over its first updates, then constant)."""
-    return tau_base + (tau_end - tau_base) * min(1.0, step / max(1, total_steps))
-
-
-class Data2Vec:
+class Data2Vec(MomentumTeacher):
     """The objective; the classes below give it each modality's inputs and masking."""
 
     name = "data2vec"
@@ -70,10 +62,9 @@ class Data2Vec:
         self.target_norm = target_norm or self.target_norm
         n_layer = len(self.encoder_blocks())
         check_range("method.top_k", top_k, 1, n_layer, whole=True)
-        check_range("method.tau_base", tau_base, 0.0, 1.0)
-        check_range("method.tau_end", tau_end, 0.0, 1.0)
-        self.top_k, self.tau_base, self.tau_end = top_k, tau_base, tau_end
-        self.teacher = copy.deepcopy(self.backbone).requires_grad_(False).eval()  # moved only by EMA of the student
+        self.init_momentum("linear", tau_base, tau_end)  # the paper: 0.999 -> 0.9999 over its first updates, then constant
+        self.top_k = top_k
+        self.teacher = ema_copy(self.backbone).eval()  # moved only by EMA of the student
         self.regression_head = nn.Linear(self.backbone.out_dim, self.backbone.out_dim)
 
     def encoder_blocks(self):
@@ -92,11 +83,8 @@ class Data2Vec:
         self.teacher.eval()  # the targets come without dropout, as the reference's teacher reads in eval mode
         return self
 
-    def optimizer_step(self, *args, **kwargs) -> None:
-        super().optimizer_step(*args, **kwargs)  # as BYOL: the EMA follows each optimizer step
-        tau = linear_tau(self.global_step, int(self.trainer.estimated_stepping_batches), self.tau_base, self.tau_end)
-        update_momentum(self.backbone, self.teacher, tau)
-        self.log("train/tau", tau)
+    def teacher_pairs(self):
+        return [(self.backbone, self.teacher)]
 
 
 class Data2VecText(Data2Vec, TextMethod):
