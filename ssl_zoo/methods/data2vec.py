@@ -93,7 +93,7 @@ class Data2VecText(Data2Vec, TextMethod):
     target_norm = "layer"
 
     def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, target_norm: str | None = None,
-                 select_prob: float = 0.15, centre_positions: bool = True, **settings):
+                 select_prob: float = 0.15, centre_positions: bool = False, **settings):
         super().__init__(backbone, **others_dropped(settings, "text"))
         self.select_prob, self.centre_positions = select_prob, centre_positions
         self.init_teacher(top_k, tau_base, tau_end, target_norm)
