@@ -3,7 +3,7 @@ seed, `linear % (gain over the random-init encoder)`, then the mean and 95% t-in
 the seeds given. The README's per-seed tables are this script's output:
 
     python results/seed_table.py results/grid_fixes
-    python results/seed_table.py results/grid_fixes/data2vec_text results/data2vec_text --seeds 1,2,3,4
+    python results/seed_table.py results/grid_fixes --seeds 1,2,3
 """
 
 import argparse
