@@ -80,6 +80,7 @@ CASES = [
     ("train method=data2vec model=vit_nano data=shapes", "method.top_k=3 is more than the model's 2 layers; set method.top_k=1..2"),
     ("train method=data2vec method.top_k=0", "method.top_k=0 is out of range; it must be a whole number at least 1"),
     ("train method=data2vec method.centre_positions=true data.batch_size=1", "method.centre_positions needs batches of 2 sequences or more, not 1"),
+    ("train method=data2vec method.target_norm=batch", "method.target_norm=batch is not one of: null, instance, layer"),
     ("train method=data2vec method.centre_positions=abc", "method.centre_positions=abc is not one of: true, false"),
     ("train method=data2vec data=shapes", "model 'transformer_tiny' reads text or speech, but data 'shapes' is image; pick a model for image"),
     ("train method=data2vec model=vit_tiny", "model 'vit_tiny' reads image, but data 'python_stdlib' is text"),
