@@ -1,7 +1,7 @@
 """Attention on a CPU in bf16: ssl-zoo's `attention()` (nn/transformer.py: two matmuls and a softmax up to
 EXPLICIT_MAX_KEYS keys, SDPA past them) against SDPA's fused kernel, both measured in this run, and the
 default models' training steps in fp32 and bf16 autocast with each kernel (what trainer.precision=auto
-compares, ssl_zoo/precision.py).
+compares, ssl_zoo/run/precision.py).
 
     python bench/attention_cpu.py              # attention alone, then the demo's and grid's models
     python bench/attention_cpu.py --no-models  # attention alone
@@ -70,13 +70,14 @@ def attention_alone(rows, backward: bool, repeats: int) -> None:
 def models(overrides: list[str]) -> None:
     from hydra import compose, initialize_config_dir
 
-    from ssl_zoo import build, config_dir, precision
+    from ssl_zoo import build, config_dir
+    from ssl_zoo.run import precision
 
     warnings.filterwarnings("ignore")
     for over in overrides:
         with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
             cfg = compose(config_name="train", overrides=over.split())
-        datamodule, method = build.for_training(cfg)
+        cfg, datamodule, method = build.for_training(cfg)
         inputs, _ = next(iter(datamodule.train_dataloader()))
         probe = copy.deepcopy(method).train()
         fp32 = precision.step_seconds(probe, inputs, False)

@@ -3,9 +3,10 @@
 Runs each of the six methods for 30 steps at seed 0 on its embedded data, with a small probe, in two
 source trees (the code before the change, e.g. a git worktree of an earlier commit, and this
 checkout), and compares their results.json figure by figure: training steps and final loss, the
-encoder's size, every probe figure, the validation figures and the final logged metrics. Timings are
-left out. Exits 1 if any figure of the code before differs or is gone; figures that only the code
-after has (new keys) are listed, not counted against it.
+encoder's size, every probe figure, the validation figures and the final logged metrics (timings are
+left out), and every tensor of their checkpoints/last.ckpt, bit for bit. Exits 1 if any figure of the
+code before differs or is gone, or any tensor differs; figures that only the code after has (new keys)
+are listed, not counted against it.
 
     git worktree add /tmp/before <the commit before the change>
     python bench/same_figures.py --before /tmp/before            # --after defaults to this checkout
@@ -49,6 +50,21 @@ def figures(source: Path, out: Path, methods: list[str], cache: Path) -> dict:
     return found
 
 
+def tensors_that_differ(out: Path, methods: list[str]) -> list[str]:
+    """The state-dict tensors of last.ckpt that are not bitwise equal before and after (or not on both sides)."""
+    import torch
+
+    differ = []
+    for name in methods:
+        before, after = (torch.load(out / side / name / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+                         for side in ("before", "after"))
+        keys = sorted(set(before) | set(after))
+        bad = [k for k in keys if k not in before or k not in after or not torch.equal(before[k], after[k])]
+        print(f"{name}: {len(keys) - len(bad)} of the {len(keys)} tensors of last.ckpt bitwise equal")
+        differ += [f"{name}: {k}" for k in bad]
+    return differ
+
+
 def flat(tree, prefix="") -> dict:
     if isinstance(tree, dict):
         return {k: v for key, value in tree.items() for k, v in flat(value, f"{prefix}{key}.").items()}
@@ -66,14 +82,19 @@ def main():
     out = Path(args.out or tempfile.mkdtemp(prefix="same_figures_"))
     runs = {side: flat(figures(Path(getattr(args, side)).resolve(), out / side, methods, out / "cache")) for side in ("before", "after")}
     before, after = runs["before"], runs["after"]
-    changed = [k for k in sorted(before) if after.get(k, "(absent)") != before[k]]
+    # Both sides share one cache, so that trainer.precision=auto picks the same precision for both: the second
+    # side reads the first side's timing (source "cached"), the figures it chose by are the same.
+    changed = [k for k in sorted(before) if after.get(k, "(absent)") != before[k] and not k.endswith("precision_choice.source")]
     added = [k for k in sorted(after) if k not in before]
     for key in changed:
         print(f"changed {key}: before {before[key]}, after {after.get(key, '(absent)')}")
     for key in added:
         print(f"new {key}: {after[key]}")
     print(f"{len(before)} figures before: {len(changed)} changed or gone; {len(added)} new (runs in {out})")
-    sys.exit(1 if changed else 0)
+    differ = tensors_that_differ(out, methods)
+    for key in differ:
+        print(f"tensor differs: {key}")
+    sys.exit(1 if changed or differ else 0)
 
 
 if __name__ == "__main__":

@@ -79,8 +79,8 @@ async def client(url: str, number: int, deadline: float, max_new_tokens: int, re
 
 def in_process_reference(checkpoint: Path, seconds: float, max_new_tokens: int) -> float:
     """tokens/s of the same generator called directly, one stream at a time."""
-    from ssl_zoo.commands.generate import load_text_model
-    from ssl_zoo.eval.generate import SamplingSettings, generate_text
+    from ssl_zoo.infer.load import load_text_model
+    from ssl_zoo.infer.text import SamplingSettings, generate_text
 
     method = load_text_model(str(checkpoint), "gpt", "cpu")
     tokens, start, n = 0, time.perf_counter(), 0

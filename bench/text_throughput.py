@@ -3,10 +3,10 @@
 1. GPT training: tokens/s of a full step (forward, next-token loss, backward, AdamW) against
    GPT2LMHeadModel with the same shape (layers, heads, width, context, vocabulary, tied output
    layer, no dropout) and batch.
-2. Generation: new tokens/s of greedy decoding with the KV cache (ssl_zoo.nn.transformer.generate)
+2. Generation: new tokens/s of greedy decoding with the KV cache (ssl_zoo.infer.decode.generate)
    against `GPT2LMHeadModel.generate(use_cache=True)`, same prompt and length: one prompt, and
    --gen-batch prompts of mixed lengths decoded together. Ours is loaded as `ssl-zoo generate` loads
-   a checkpoint: linear layers prepacked for oneDNN on a CPU (ssl_zoo/nn/packed.py); then again with
+   a checkpoint: linear layers prepacked for oneDNN on a CPU (ssl_zoo/infer/packed.py); then again with
    its decoding steps through torch.compile (`compile=true`; the compile time printed, not timed).
 3. BERT training: time of a masked-LM step against BertForMaskedLM of the same shape, on the same
    masked batch.
@@ -29,9 +29,12 @@ import torch.nn.functional as F
 from ssl_zoo.masking import mask_tokens
 from ssl_zoo.methods.bert import BERT
 from ssl_zoo.methods.gpt import GPT
-from ssl_zoo.nn.packed import pack_linears
-from ssl_zoo.nn.transformer import Transformer, generate
-from ssl_zoo.precision import MARGIN, computes_bf16, inference_dtype
+from ssl_zoo.device import computes_bf16
+from ssl_zoo.infer.decode import generate
+from ssl_zoo.infer.load import inference_dtype
+from ssl_zoo.infer.packed import pack_linears
+from ssl_zoo.nn.transformer import Transformer
+from ssl_zoo.run.precision import MARGIN
 
 
 # nanoGPT's baby GPT (Shakespeare characters) and GPT-2 small at a 256 context, as measured in issue 19
@@ -197,7 +200,7 @@ def main():
           f"vocab {args.vocab_size}, batch {args.batch_size}, bf16 {args.bf16}")
     a, b, a_bf16 = gpt_training(args, device)
     print(f"GPT training   tokens/s  ssl-zoo {a:10.0f}   transformers GPT-2 {b:10.0f}   ratio {a / b:.2f}")
-    if a_bf16:  # trainer.precision=auto takes bf16 where its step is under 0.8 of fp32's (ssl_zoo/precision.py)
+    if a_bf16:  # trainer.precision=auto takes bf16 where its step is under 0.8 of fp32's (ssl_zoo/run/precision.py)
         auto = a_bf16 if a / a_bf16 < MARGIN else a
         print(f"GPT training   tokens/s  ssl-zoo bf16 autocast {a_bf16:.0f}; at precision=auto ({'bf16' if auto == a_bf16 else 'fp32'} "
               f"here) {auto:.0f} against transformers' default fp32 {b:.0f}   ratio {auto / b:.2f}")

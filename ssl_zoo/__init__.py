@@ -13,7 +13,7 @@ def config_dir() -> Path:
 
 def cpu_precision() -> str:
     """bf16-mixed where this CPU computes bf16 natively (AMX or AVX512-BF16), 32-true elsewhere (emulated
-    bf16 is slower): where trainer.precision=auto may consider bf16 at all (ssl_zoo/precision.py)."""
+    bf16 is slower): where trainer.precision=auto may consider bf16 at all (ssl_zoo/run/precision.py)."""
     import torch
 
     checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")  # private in torch.cpu: absent means no

@@ -11,6 +11,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from ssl_zoo import config_dir
+from ssl_zoo.run.folder import RunFolder
 
 
 def compose(*overrides: str, config_name: str = "train") -> DictConfig:
@@ -27,13 +28,13 @@ def compose(*overrides: str, config_name: str = "train") -> DictConfig:
 
 def train(*overrides: str, run_dir: str | Path) -> dict:
     """Pretrain and probe as `ssl-zoo train overrides...`, into run_dir; the results.json contents."""
-    from ssl_zoo.train import train as train_run
+    from ssl_zoo.run.train import train as train_run
 
     return train_run(compose(*overrides), run_dir)
 
 
 def checkpoint_of(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "checkpoints" / "last.ckpt"
+    return RunFolder(run_dir).last_checkpoint
 
 
 def probe(run_dir: str | Path, *overrides: str) -> dict:
@@ -80,8 +81,8 @@ def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temper
              compile: bool = False) -> str:
     """A GPT run's continuation of prompt, as `ssl-zoo generate` prints it (precision: its weights', compile:
     the decoding steps through torch.compile, as there)."""
-    from ssl_zoo.commands.generate import load_text_model
-    from ssl_zoo.eval.generate import SamplingSettings, generate_text
+    from ssl_zoo.infer.load import load_text_model
+    from ssl_zoo.infer.text import SamplingSettings, generate_text
 
     settings = SamplingSettings(max_new_tokens, temperature, top_k, top_p, seed)
     settings.check()
@@ -91,7 +92,7 @@ def generate(run_dir: str | Path, prompt: str, max_new_tokens: int = 100, temper
 
 def fill(run_dir: str | Path, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """A BERT run's top_k (token, probability) for each [MASK] in text, as `ssl-zoo fill` lists them."""
-    from ssl_zoo.commands.generate import load_text_model
-    from ssl_zoo.eval.generate import fill_masks
+    from ssl_zoo.infer.load import load_text_model
+    from ssl_zoo.infer.text import fill_masks
 
     return fill_masks(load_text_model(checkpoint_of(run_dir), "bert", "cpu"), text, top_k)

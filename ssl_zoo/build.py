@@ -1,6 +1,8 @@
 """From a config to objects: the datamodule (`data`), the encoder (`model`) fitted to it, and the
 method (`method`) around the encoder. Every command builds through here."""
 
+import copy
+
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
@@ -140,10 +142,10 @@ NULLABLE = {"trainer.max_epochs", "probe.max_train", "probe.steps", "method.temp
 
 
 def check_modalities(cfg: DictConfig) -> None:
-    """The method, the data and the encoder agree on the modality (data2vec's is the encoder's), and
-    data2vec's centred text targets get batches of two sequences or more."""
+    """The method, the data and the encoder agree on the modality, and data2vec's centred text targets
+    get batches of two sequences or more."""
     method, data, model = (get_class(cfg[group]._target_) for group in ("method", "data", "model"))
-    if method.modality not in (data.modality, "any"):
+    if method.modality != data.modality:
         raise UserError(
             f"method '{cfg.method.name}' is for {method.modality} but data '{cfg.data.name}' is {data.modality}; "
             f"pick a {method.modality} dataset (data=...) or another method"
@@ -165,13 +167,15 @@ def build_datamodule(cfg: DictConfig, **settings):
     return _build(cfg.data, **settings)
 
 
-def fit_to_data(cfg: DictConfig, datamodule) -> None:
+def fit_to_data(cfg: DictConfig, datamodule) -> DictConfig:
     """Record in cfg.model and cfg.method what the data dictates (a text model's vocabulary size and
     context; a speech model's input size and frames, and its front end's sample rate and features),
-    so that the stored config rebuilds the same method without the data."""
-    with open_dict(cfg):
-        cfg.model.update(datamodule.encoder_settings())
-        cfg.method.update(datamodule.method_settings())
+    so that the stored config rebuilds the same method without the data. A new config: cfg is left as it is."""
+    fitted = copy.deepcopy(cfg)
+    with open_dict(fitted):
+        fitted.model.update(datamodule.encoder_settings())
+        fitted.method.update(datamodule.method_settings())
+    return fitted
 
 
 def build_method(cfg: DictConfig):
@@ -186,15 +190,16 @@ def random_init(cfg: DictConfig):
     return build_method(cfg)
 
 
-def for_training(cfg: DictConfig, **data_settings):
-    """(datamodule, method) of a training run: the data set up, the encoder fitted to it and freshly
-    initialised, the method told about its data. data_settings: what a resumed run's model needs its
-    data read with (SSLMethod.data_settings)."""
+def for_training(cfg: DictConfig, **data_settings) -> tuple[DictConfig, object, object]:
+    """(config, datamodule, method) of a training run: the data set up, the config with what the data
+    dictates (fit_to_data: computed here, once), the encoder built from it and freshly initialised, the
+    method told about its data. data_settings: what a resumed run's model needs its data read with
+    (SSLMethod.data_settings)."""
     datamodule = build_datamodule(cfg, **data_settings)
     datamodule.setup()
     if cfg.probe.enabled:  # a probe with nothing to test (one class, no test items) is refused now, not after training
         datamodule.probe_splits()
-    fit_to_data(cfg, datamodule)
+    cfg = fit_to_data(cfg, datamodule)
     method = random_init(cfg)  # re-built the same way for the random-init probe
     method.use_data(datamodule.info())
-    return datamodule, method
+    return cfg, datamodule, method

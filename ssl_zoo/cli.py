@@ -1,5 +1,5 @@
 """`ssl-zoo <command> [key=value ...]`: one Hydra app per command (train, probe, generate, fill, icl,
-embed-plot, serve), plus `compare`. Each command lives in its own module (train.py, commands/*.py);
+embed-plot, serve), plus `compare`. Each command lives in its own module (run/train.py, commands/*.py);
 this file only dispatches.
 
 `python -m ssl_zoo ...` is the same. Config group choices are checked before Hydra starts, so that
@@ -158,9 +158,9 @@ def train_task(original_argv: list[str], cfg):
     from hydra.core.hydra_config import HydraConfig
 
     from ssl_zoo.report import summary
-    from ssl_zoo.train import train
+    from ssl_zoo.run.train import train
 
-    from ssl_zoo.checkpoint import RunInterrupted
+    from ssl_zoo.run.signals import RunInterrupted
 
     sys.argv = original_argv  # Lightning's DDP launcher starts the other ranks by re-running this command line
     run_dir = Path(HydraConfig.get().runtime.output_dir)

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ssl_zoo.atomic import atomic_write  # noqa: E402
 from ssl_zoo.results import experiments, group_order, icl_groups, run_label, scaling_rows  # noqa: E402
+from ssl_zoo.run.folder import RunFolder  # noqa: E402
 from ssl_zoo.stats import wilson_interval  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def method_label(row: dict) -> str:
 
 def read_loss_curve(run_dir: Path) -> tuple[list[int], list[float]]:
     """(steps, train/loss) from a run's metrics.csv (Lightning's CSV logger); empty if there is none."""
-    path = run_dir / "metrics.csv"
+    path = RunFolder(run_dir).metrics
     steps, losses = [], []
     if not path.is_file():
         return steps, losses

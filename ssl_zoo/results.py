@@ -17,9 +17,9 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from ssl_zoo.atomic import atomic_write
+from ssl_zoo.run.folder import RunFolder
 from ssl_zoo.stats import t_interval
 
-RESULTS_FILE = "results.json"
 REQUIRED = ("method", "modality", "data", "model", "params", "seed", "train", "probe")
 NO_TRAINING = {"steps": None, "seconds": None, "final_loss": None}  # a record whose training is not known
 
@@ -59,16 +59,10 @@ def read_json(path: Path) -> dict:
         return {}
 
 
-def run_dir_of(checkpoint: str | Path) -> Path:
-    """The run folder of a checkpoint (<run dir>/checkpoints/last.ckpt, or a checkpoint beside results)."""
-    ckpt = Path(checkpoint)
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-
-
 def add_icl_to_results(checkpoint: str | Path, icl: dict) -> Path:
     """Merge in-context scores (evaluate_gpt's keys) into the results.json of the checkpoint's run
     (created if there is none): a task's scores replace that task's, the others stay."""
-    path = run_dir_of(checkpoint) / RESULTS_FILE
+    path = RunFolder.of_checkpoint(checkpoint).results
     results = read_json(path)
     results["icl"] = {**(results.get("icl") or {}), **icl["icl"]}
     old_meta = results.get("icl_meta") or {}
@@ -155,7 +149,7 @@ def experiment_of(row: dict) -> str:
         return [strip(v) for v in node] if isinstance(node, list) else node
 
     try:
-        config = OmegaConf.to_container(OmegaConf.load(Path(row["path"]).parent / "config.yaml"))
+        config = OmegaConf.to_container(OmegaConf.load(RunFolder(Path(row["path"]).parent).config))
     except Exception:  # no config.yaml (a results.json copied alone, an older run), or not a readable one
         config = None
     if not isinstance(config, dict):
@@ -214,7 +208,7 @@ def experiments(rows: list[dict]) -> list[dict]:
             "data": first["data"], "task": (first["probe"] or {}).get("task"),
             "protocol": protocol_label(first["probe"]),
             "method": first["method"], "model": first["model"], "params": first["params"],
-            "baseline": bool((first.get("extra") or {}).get("baseline")),  # an encoder trained elsewhere (commands/baselines.py)
+            "baseline": bool((first.get("extra") or {}).get("baseline")),  # an encoder trained elsewhere (eval/baselines.py)
             "steps": (first.get("train") or {}).get("steps"), "seeds": [r["seed"] for r in runs],
             "figures": {name: t_interval(v) if v else None for name, v in values.items()},
             "per_run": per_run,  # each seed's own figures, in the order of seeds

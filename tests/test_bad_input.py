@@ -13,7 +13,7 @@ import torch
 
 from conftest import TINY, compose_train, run_cli
 from ssl_zoo import cli
-from ssl_zoo.train import train
+from ssl_zoo.run.train import train
 
 TINY_SPEECH = ["data=spoken_words", "data.words=[yes,no]", "data.num_voices=3", "data.takes=4", "data.test_takes=1",
                "data.batch_size=8", "model=transformer_nano", "trainer=debug"]
@@ -77,23 +77,24 @@ CASES = [
     ("train method=aim data=spoken_words", "method 'aim' is for image but data 'spoken_words' is speech"),
     ("train method=mae model=small_cnn data.num_train=256", "method=mae reads image patches: it needs a ViT encoder"),
     ("train method=aim model=small_cnn data.num_train=256", "method=aim reads image patches: it needs a ViT encoder"),
-    ("train method=data2vec model=vit_nano data=shapes", "method.top_k=3 is more than the model's 2 layers; set method.top_k=1..2"),
-    ("train method=data2vec method.top_k=0", "method.top_k=0 is out of range; it must be a whole number at least 1"),
-    ("train method=data2vec method.centre_positions=true data.batch_size=1", "method.centre_positions needs batches of 2 sequences or more, not 1"),
-    ("train method=data2vec method.target_norm=batch", "method.target_norm=batch is not one of: null, instance, layer"),
-    ("train method=data2vec method.centre_positions=abc", "method.centre_positions=abc is not one of: true, false"),
-    ("train method=data2vec data=shapes", "model 'transformer_tiny' reads text or speech, but data 'shapes' is image; pick a model for image"),
-    ("train method=data2vec model=vit_tiny", "model 'vit_tiny' reads image, but data 'python_stdlib' is text"),
-    ("train method=data2vec data=shapes model=small_cnn data.num_train=256", "method=data2vec runs on the shared transformer"),
+    ("train method=data2vec_image model=vit_nano", "method.top_k=3 is more than the model's 2 layers; set method.top_k=1..2"),
+    ("train method=data2vec_text method.top_k=0", "method.top_k=0 is out of range; it must be a whole number at least 1"),
+    ("train method=data2vec_text method.centre_positions=true data.batch_size=1", "method.centre_positions needs batches of 2 sequences or more, not 1"),
+    ("train method=data2vec_text method.target_norm=batch", "method.target_norm=batch is not one of: null, instance, layer"),
+    ("train method=data2vec_text method.centre_positions=abc", "method.centre_positions=abc is not one of: true, false"),
+    ("train method=data2vec_text data=shapes", "method 'data2vec' is for text but data 'shapes' is image"),
+    ("train method=data2vec_text model=vit_tiny", "model 'vit_tiny' reads image, but data 'python_stdlib' is text"),
+    ("train method=data2vec_image model=small_cnn data.num_train=256", "method=data2vec_image reads image patches: it needs a ViT encoder"),
+    ("train method=data2vec_text method.image_block=3", "method.image_block"),
     ("train method=simclr model=transformer_tiny", "model 'transformer_tiny' reads text or speech, but data 'shapes' is image"),
-    ("train method=data2vec method.image_mask_ratio=1 data=shapes model=vit_tiny", "method.image_mask_ratio=1 is out of range"),
+    ("train method=data2vec_image method.image_mask_ratio=1", "method.image_mask_ratio=1 is out of range"),
     ("train seed=[1", "cannot read 'seed=[1'"),
     ("train +seed=3", "Could not append to config. An item is already at 'seed'"),
     ("train ~nope", "Could not delete from config. 'nope' does not exist"),
     ("train hydra.run.nope=1", "hydra.run.nope is not a setting; the settings of hydra.run are: dir"),
     ("train checkpoint_every_n_steps=0", "checkpoint_every_n_steps=0 is out of range"),
     ("train knn_monitor_every_n_steps=-1", "knn_monitor_every_n_steps=-1 is out of range"),
-    ("train method=nope", "unknown method 'nope'; choose one of: aim, apc, bert, byol, data2vec, gpt, mae, masked_speech, simclr"),
+    ("train method=nope", "unknown method 'nope'; choose one of: aim, apc, bert, byol, data2vec_image, data2vec_speech, data2vec_text, gpt, mae, masked_speech, simclr"),
     ("train data=nope", "unknown data 'nope'; choose one of:"),
     ("train model=nope", "unknown model 'nope'; choose one of:"),
     ("train trainer=nope", "unknown trainer 'nope'; choose one of:"),

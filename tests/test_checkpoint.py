@@ -14,7 +14,7 @@ from ssl_zoo.build import build_method
 from ssl_zoo.checkpoint import CONFIG_KEY, FORMAT, FORMAT_KEY, load_method, read_checkpoint
 from ssl_zoo.commands.probe import probe
 from ssl_zoo.errors import UserError
-from ssl_zoo.train import train
+from ssl_zoo.run.train import train
 
 PROBE = ["probe.max_train=200", "probe.steps=50", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]"]
 

@@ -79,7 +79,7 @@ def test_multirun_sweep_then_compare(tmp_path):
 
 def test_runs_from_any_folder(tmp_path):
     result = run_cli("train", "method=nope", cwd=tmp_path)
-    assert "choose one of: aim, apc, bert, byol, data2vec, gpt, mae, masked_speech, simclr" in one_error_line(result)
+    assert "choose one of: aim, apc, bert, byol, data2vec_image, data2vec_speech, data2vec_text, gpt, mae, masked_speech, simclr" in one_error_line(result)
 
 
 def test_probe_a_saved_run_on_other_data(tmp_path):

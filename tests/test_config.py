@@ -36,7 +36,7 @@ def test_trainer_configs_are_trainer_arguments(trainer):
 
 def test_every_method_trains_at_the_precision_it_is_fastest_in_unless_told():
     for method in ("simclr", "byol", "gpt", "bert", "masked_speech", "mae"):
-        assert compose_train(f"method={method}").trainer.precision == "auto", method  # ssl_zoo/precision.py decides
+        assert compose_train(f"method={method}").trainer.precision == "auto", method  # ssl_zoo/run/precision.py decides
     assert compose_train("method=byol").trainer.max_steps == 1500  # BYOL's own budget
     assert compose_train("method=byol", "trainer=debug").trainer.precision == "32-true"  # trainer= wins
     assert compose_train("method=byol", "trainer.precision=bf16-mixed").trainer.precision == "bf16-mixed"
@@ -133,7 +133,7 @@ def test_every_speech_combination_composes(method, data):
     assert get_class(cfg.method._target_).modality == get_class(cfg.data._target_).modality == "speech"
     from ssl_zoo.build import build_datamodule, fit_to_data
 
-    fit_to_data(cfg, build_datamodule(cfg))  # as build.for_training does: the data hands the method its front end
+    cfg = fit_to_data(cfg, build_datamodule(cfg))  # as build.for_training does: the data hands the method its front end
     assert cfg.method.features == resolved["data"]["features"]  # one set of settings, the data's
     assert cfg.method.sample_rate == resolved["data"]["sample_rate"] == 16_000
 

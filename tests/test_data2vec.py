@@ -1,6 +1,7 @@
 """data2vec: its targets are the average of the teacher's top-K blocks' feed-forward outputs (each
-normalised) at the masked positions only, the teacher gets no gradient, one config builds the class of the encoder's modality,
-and the three modalities train and probe from the command line."""
+normalised) at the masked positions only, the teacher gets no gradient, each modality's class takes its
+own settings only (and a checkpoint of the one-config format loads as its modality's class), and
+training and probing run from the command line."""
 
 import pytest
 import torch
@@ -9,7 +10,7 @@ from conftest import TINY, run_cli
 from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.losses import data2vec_targets, instance_norm
 from ssl_zoo.masking import block_patches
-from ssl_zoo.methods.data2vec import Data2Vec, Data2VecImage, Data2VecSpeech, Data2VecText
+from ssl_zoo.methods.data2vec import Data2VecImage, Data2VecSpeech, Data2VecText
 from ssl_zoo.nn.transformer import Transformer
 from ssl_zoo.nn.vit import ViT
 from ssl_zoo.views import ImageViews
@@ -20,17 +21,15 @@ VIEWS = ImageViews(16, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), jitter_prob=0.0, gra
 def text_method(**settings):
     torch.manual_seed(0)
     backbone = Transformer(vocab_size=50, block_size=16, n_layer=3, n_head=2, n_embd=16)
-    return Data2Vec(backbone, top_k=2, views=VIEWS, online_probe=False, **settings)
+    return Data2VecText(backbone, top_k=2, online_probe=False, **settings)
 
 
-def test_one_config_builds_the_class_of_the_encoders_modality():
-    assert type(text_method()) is Data2VecText
-    speech = Data2Vec(Transformer(input_dim=8, block_size=20, n_layer=2, n_head=2, n_embd=16), top_k=2, views=VIEWS,
-                      select_prob=0.15, image_block=2, online_probe=False)
-    assert type(speech) is Data2VecSpeech
-    image = Data2Vec(ViT(16, patch_size=4, n_layer=2, n_head=2, n_embd=16), top_k=2, views=VIEWS, probe_layer="weighted",
-                     speech_span=10, online_probe=False)
-    assert type(image) is Data2VecImage and image.name == "data2vec" and image.modality == "image"
+def test_each_modality_has_its_class_and_takes_its_own_settings_only():
+    speech = Data2VecSpeech(Transformer(input_dim=8, block_size=20, n_layer=2, n_head=2, n_embd=16), top_k=2, online_probe=False)
+    image = Data2VecImage(ViT(16, patch_size=4, n_layer=2, n_head=2, n_embd=16), views=VIEWS, top_k=2, online_probe=False)
+    assert [(m.name, m.modality) for m in (text_method(), speech, image)] == [("data2vec", "text"), ("data2vec", "speech"), ("data2vec", "image")]
+    with pytest.raises(TypeError, match="image_block"):  # another modality's setting is not silently dropped
+        text_method(image_block=2)
 
 
 def test_targets_are_the_top_k_layers_each_normalised_then_averaged():
@@ -137,7 +136,20 @@ def test_the_image_student_reads_a_mask_patch_where_blocks_are_hidden():
 
 def test_data2vec_trains_and_probes_on_images(tmp_path):
     # Text and speech run end to end in notebooks/05_grid.ipynb (tests/test_notebooks.py).
-    result = run_cli("train", "method=data2vec", "data=shapes", "model=vit_nano", "method.top_k=2", *TINY,
+    result = run_cli("train", "method=data2vec_image", "model=vit_nano", "method.top_k=2", *TINY,
                      f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "checkpoints" / "last.ckpt").exists()
+    # The same run as a checkpoint of the earlier format (one config for every modality, the encoder
+    # choosing the class, every modality's settings in it) loads as the image class, weights intact.
+    from ssl_zoo.checkpoint import CONFIG_KEY, FORMAT_KEY, load_method, read_checkpoint
+
+    ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    ckpt[FORMAT_KEY] = 2
+    ckpt[CONFIG_KEY]["method"].update(_target_="ssl_zoo.methods.data2vec.Data2Vec", select_prob=0.15, centre_positions=False,
+                                      speech_mask_prob=0.5, speech_span=10, probe_layer="weighted")
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    old, cfg = load_method(tmp_path / "old.ckpt")
+    new, _ = load_method(tmp_path / "checkpoints" / "last.ckpt")
+    assert type(old) is Data2VecImage and "select_prob" not in cfg.method
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values()))

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ssl_zoo.checkpoint import load_method
-from ssl_zoo.eval.generate import SamplingSettings, generate_text
+from ssl_zoo.infer.text import SamplingSettings, generate_text
 from conftest import one_error_line, run_cli
 
 transformers = pytest.importorskip("transformers")
@@ -90,7 +90,7 @@ def test_transformers_loads_the_exported_bert_and_its_logits_are_ours(exported_b
 
 def test_the_fill_mask_pipeline_gives_our_candidates(exported_bert):
     from ssl_zoo.data.tokenizer import MASK_ID
-    from ssl_zoo.eval.generate import fill_masks
+    from ssl_zoo.infer.text import fill_masks
 
     method, out = exported_bert
     text = "the cat [MASK] on the mat"

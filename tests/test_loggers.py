@@ -4,7 +4,7 @@ beside it, each writing in the run folder; an unknown logger is one line."""
 import csv
 import struct
 
-from ssl_zoo.train import train
+from ssl_zoo.run.train import train
 from conftest import TINY, compose_train, one_error_line, run_cli
 
 STEPS = ["trainer.max_steps=3", "trainer.log_every_n_steps=1", "probe.enabled=false"]

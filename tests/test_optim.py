@@ -55,7 +55,7 @@ def test_a_method_trains_in_bf16_mixed_with_gradient_clipping(corpus):
     from conftest import compose_train, tiny_text
     from ssl_zoo import build
 
-    datamodule, method = build.for_training(compose_train(*tiny_text("gpt", corpus, "unused")[1:-1]))
+    _, datamodule, method = build.for_training(compose_train(*tiny_text("gpt", corpus, "unused")[1:-1]))
     before = [p.detach().clone() for p in method.backbone.parameters()]
     trainer = pl.Trainer(max_steps=2, precision="bf16-mixed", gradient_clip_val=1.0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0)

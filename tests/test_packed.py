@@ -4,9 +4,10 @@ import pytest
 import torch
 from torch import nn
 
-from ssl_zoo.nn import packed
-from ssl_zoo.nn.packed import PackedLinear, can_pack, pack_linears, packs
-from ssl_zoo.nn.transformer import Transformer, TransformerConfig, generate
+from ssl_zoo.infer import packed
+from ssl_zoo.infer.decode import generate
+from ssl_zoo.infer.packed import PackedLinear, can_pack, pack_linears, packs
+from ssl_zoo.nn.transformer import Transformer, TransformerConfig
 
 pytestmark = pytest.mark.skipif(not can_pack(), reason="this torch has no oneDNN prepacked linear")
 needs_bf16 = pytest.mark.skipif(can_pack() and not packs(torch.bfloat16), reason="no oneDNN bf16 path on this CPU")

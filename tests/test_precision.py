@@ -7,15 +7,17 @@ import pytest
 import torch
 
 from conftest import TINY, compose_train, run_cli
-from ssl_zoo import build, precision
+from ssl_zoo import build
+from ssl_zoo.run import precision
 from ssl_zoo.errors import BadValue
+from ssl_zoo.infer.load import inference_dtype
 
 
 @pytest.fixture
 def tiny_run(tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_ZOO_CACHE", str(tmp_path / "cache"))
     cfg = compose_train("method=simclr", *TINY, "trainer.precision=auto")
-    datamodule, method = build.for_training(cfg)
+    cfg, datamodule, method = build.for_training(cfg)
     return cfg, method, datamodule
 
 
@@ -67,8 +69,8 @@ def test_the_choice_is_in_results_and_a_given_precision_wins(tmp_path):
 def test_inference_weights_are_bf16_only_where_asked_or_native(monkeypatch, has_native_bf16):
     native(monkeypatch, has_native_bf16)
     cpu = torch.device("cpu")
-    assert precision.inference_dtype("auto", cpu) == (torch.bfloat16 if has_native_bf16 else torch.float32)
-    assert precision.inference_dtype("32", cpu) == torch.float32 and precision.inference_dtype(32, cpu) == torch.float32
-    assert precision.inference_dtype("bf16", cpu) == torch.bfloat16
+    assert inference_dtype("auto", cpu) == (torch.bfloat16 if has_native_bf16 else torch.float32)
+    assert inference_dtype("32", cpu) == torch.float32 and inference_dtype(32, cpu) == torch.float32
+    assert inference_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(BadValue, match="precision=fp16 is not one of: auto, 32, bf16"):
-        precision.inference_dtype("fp16", cpu)
+        inference_dtype("fp16", cpu)

@@ -16,8 +16,9 @@ from fastapi.testclient import TestClient
 from conftest import free_port, one_error_line, run_cli
 from ssl_zoo.commands.serve import Limits, create_app, load_models, serve
 from ssl_zoo.errors import BadValue
-from ssl_zoo.eval.generate import ContinuousBatcher, SamplingSettings, prompt_ids
-from ssl_zoo.nn.transformer import generate
+from ssl_zoo.infer.batcher import ContinuousBatcher
+from ssl_zoo.infer.decode import generate
+from ssl_zoo.infer.text import SamplingSettings, prompt_ids
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +289,7 @@ def test_a_client_that_goes_away_stops_its_generation(server):
 def test_the_engine_drops_cancelled_streams_ends_failed_ones_and_goes_on(models):
     from multiprocessing import Pipe
 
-    from ssl_zoo.commands.engine import run_engine
+    from ssl_zoo.infer.engine import run_engine
 
     method = models["gpt-text_file"].method
     ours, theirs = Pipe()

@@ -9,7 +9,7 @@ from conftest import TINY, compose_train
 from ssl_zoo.build import check_modalities
 from ssl_zoo.checkpoint import read_checkpoint
 from ssl_zoo.errors import UserError
-from ssl_zoo.train import train
+from ssl_zoo.run.train import train
 
 
 class Interrupt(Exception):
@@ -68,7 +68,7 @@ def test_under_gradient_accumulation_each_micro_batch_draws_its_own_views_and_re
     import os
     import signal
 
-    from ssl_zoo.checkpoint import RunInterrupted
+    from ssl_zoo.run.signals import RunInterrupted
 
     # 256 images in batches of 32, 2 per step: 4 steps an epoch, so the checkpoint of step 2 is mid-epoch.
     overrides = ["method=simclr", *TINY, "data.num_train=256", "trainer.max_steps=8", "checkpoint_every_n_steps=2",
@@ -229,7 +229,7 @@ def test_sigint_finishes_the_step_saves_it_and_resume_continues_exactly(tmp_path
     import os
     import signal
 
-    from ssl_zoo.checkpoint import RunInterrupted
+    from ssl_zoo.run.signals import RunInterrupted
 
     class CtrlCAt(Callback):  # what a user's Ctrl-C (or a scheduler's SIGTERM) does, in the middle of step 3
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
@@ -273,3 +273,27 @@ def test_a_full_disk_gives_one_line_leaves_no_temp_file_and_keeps_the_last_good_
         train(compose_train(*overrides), tmp_path)
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["last.ckpt"]  # no temp file left filling the disk
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["global_step"] == 2  # the last good one
+
+
+def test_the_settings_the_data_dictates_are_computed_once_and_the_run_config_is_final(tmp_path, corpus):
+    """train() leaves the caller's config as it was; the config the run keeps (in every checkpoint and in
+    config.yaml) holds what the data dictated and the precision chosen, and nothing can edit it after."""
+    from omegaconf import OmegaConf
+
+    from conftest import tiny_text
+
+    cfg = compose_train(*tiny_text("gpt", corpus, "unused")[1:-1], "trainer.precision=auto", "probe.enabled=false")
+    before = OmegaConf.to_yaml(cfg)
+    seen = []
+
+    class Look(Callback):
+        def on_train_start(self, trainer, method):
+            run_config = next(c for c in trainer.callbacks if type(c).__name__ == "RunRecord").config
+            seen.append(run_config)
+
+    train(cfg, tmp_path, callbacks=[Look()])
+    assert OmegaConf.to_yaml(cfg) == before  # nothing written into the caller's config
+    kept = OmegaConf.load(tmp_path / "config.yaml")
+    assert kept.model.vocab_size is not None and kept.trainer.precision in ("32-true", "bf16-mixed")
+    assert seen[0] == OmegaConf.to_container(kept, resolve=True)  # the checkpoints' config is config.yaml's
+    assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["ssl_zoo_config"] == seen[0]

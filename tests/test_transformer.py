@@ -4,8 +4,11 @@ import torch
 import torch.nn.functional as F
 
 from ssl_zoo.errors import UserError
+from ssl_zoo.infer import decode
 from ssl_zoo.nn import transformer
-from ssl_zoo.nn.transformer import StaticCache, Transformer, TransformerConfig, attention, generate, sample_next
+from ssl_zoo.infer.decode import generate, sample_next
+from ssl_zoo.nn.kv_cache import StaticCache
+from ssl_zoo.nn.transformer import Transformer, TransformerConfig, attention
 
 
 def gpt(causal=True, **kw):
@@ -87,11 +90,11 @@ def test_a_ragged_batch_decodes_as_each_prompt_alone_without_a_cache(new_tokens)
 def quick_compile(monkeypatch):
     """generate(compile=True) without max_autotune's search among GEMMs (half the compile time; the
     choice of kernel is inductor's, the cache and the graphs' lifetime ours), compiled afresh."""
-    options = {k: v for k, v in transformer.CPU_COMPILE_OPTIONS.items() if "autotune" not in k}
-    monkeypatch.setattr(transformer, "CPU_COMPILE_OPTIONS", options)
-    transformer.compiled_next_logits.cache_clear()
+    options = {k: v for k, v in decode.CPU_COMPILE_OPTIONS.items() if "autotune" not in k}
+    monkeypatch.setattr(decode, "CPU_COMPILE_OPTIONS", options)
+    decode.compiled_next_logits.cache_clear()
     yield
-    transformer.compiled_next_logits.cache_clear()
+    decode.compiled_next_logits.cache_clear()
 
 
 def decisive_gpt(seed: int) -> Transformer:

@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from ssl_zoo.atomic import check_can_write
 from ssl_zoo.build import random_init
-from ssl_zoo.commands.probe import beside_run, load_for_probe
+from ssl_zoo.run.probe import beside_run, load_for_probe
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import extract_features, standardise, subsample
 from ssl_zoo.plots import embedding_maps

@@ -48,6 +48,7 @@ from ssl_zoo.errors import UserError
 from ssl_zoo.nn.resnet import ResNet
 from ssl_zoo.nn.transformer import Transformer
 from ssl_zoo.nn.vit import ViT
+from ssl_zoo.run.folder import LAST_CHECKPOINT
 
 FORMATS = {"hf": ("gpt", "bert"), "torchvision": ("simclr", "byol"),  # format: the methods it takes
            "timm": ("simclr", "byol", "mae", "aim", "data2vec"),
@@ -254,7 +255,7 @@ def export_files(fmt: str, method, checkpoint: Path) -> tuple[dict[str, bytes | 
         if method.modality != "speech":
             raise UserError(f"{checkpoint} holds a {method.name} model of {method.modality}; format=s3prl exports "
                             "speech encoders only")
-        return ({"hubconf.py": HUBCONF, "last.ckpt": checkpoint.read_bytes()},
+        return ({"hubconf.py": HUBCONF, LAST_CHECKPOINT: checkpoint.read_bytes()},
                 "torch.hub.load('{out}', 'ssl_zoo_upstream', source='local'): an s3prl upstream")
     if fmt == "torchvision" or (fmt == "timm" and not isinstance(method.backbone, ViT)):
         return resnet_files(method.backbone, fmt), f"a {fmt} state dict; {{out}}/config.json says how to rebuild the model"

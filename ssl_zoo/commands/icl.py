@@ -10,12 +10,13 @@ from omegaconf import DictConfig
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.build import build_datamodule, require_values
-from ssl_zoo.commands.generate import load_text_model
-from ssl_zoo.checkpoint import pick_device
-from ssl_zoo.commands.baselines import HFScorer, hf_folder
+from ssl_zoo.device import pick_device
+from ssl_zoo.infer.load import load_text_model
+from ssl_zoo.eval.baselines import HFScorer, hf_folder
 from ssl_zoo.eval.icl import GPTScorer, ICLConfig, evaluate_gpt, icl_block, longest, prompted, prompts_of
 from ssl_zoo.report import icl_table
-from ssl_zoo.results import NO_TRAINING, RESULTS_FILE, add_icl_to_results, write_json
+from ssl_zoo.results import NO_TRAINING, add_icl_to_results, write_json
+from ssl_zoo.run.folder import RunFolder
 
 
 def run(cfg: DictConfig) -> dict:
@@ -47,7 +48,7 @@ def icl_foreign(cfg: DictConfig, icl_cfg: ICLConfig) -> dict:
                "params": sum(p.numel() for p in scorer.model.parameters()), "seed": None, "train": dict(NO_TRAINING),
                "probe": None, "extra": {"baseline": True, "encoder": str(cfg.checkpoint)}, **icl}
     out = Path(cfg.out) if cfg.out else Path("outputs") / "baselines" / f"hf-{folder.name}-icl"
-    print(f"written to {write_json(out / RESULTS_FILE, results)}")
+    print(f"written to {write_json(RunFolder(out).results, results)}")
     return icl
 
 

@@ -25,10 +25,10 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
-from ssl_zoo.commands.generate import load_text_model
+from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.data.tokenizer import EOS_ID
 from ssl_zoo.eval.icl import GPTScorer
-from ssl_zoo.nn.transformer import generate
+from ssl_zoo.infer.decode import generate
 
 
 @register_model("ssl-zoo")

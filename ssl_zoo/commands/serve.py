@@ -13,7 +13,7 @@
 
 Bad requests get a 4xx with {"error": one line, "field": the field at fault} and the server goes on:
 whatever a request fails with is turned into that answer in one place (`refusal`). Generation is
-continuously batched (eval/generate.py, ContinuousBatcher) by each GPT's engine (commands/engine.py: a
+continuously batched (infer/batcher.py, ContinuousBatcher) by each GPT's engine (infer/engine.py: a
 process of its own with engine=process, `ssl-zoo serve`'s default, or a thread): it computes the next token of every live stream in one forward pass, streams join
 and leave between steps, and a client that disconnects (or presses stop) leaves at the next step. The
 handlers share one `Server` (app.state.server): the models, the limits, the engines and what is running.
@@ -41,10 +41,10 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict
 
 from ssl_zoo.build import require_values
-from ssl_zoo.commands.engine import ENGINES, Engine
-from ssl_zoo.commands.generate import load_text_model, top_1
+from ssl_zoo.infer.engine import ENGINES, Engine
+from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.errors import BadValue, UserError, check_range
-from ssl_zoo.eval.generate import SamplingSettings, TextPieces, fill_masks, prompt_ids
+from ssl_zoo.infer.text import SamplingSettings, TextPieces, fill_masks, prompt_ids, top_1
 from ssl_zoo.results import encoder_parameters
 
 TASK_OF = {"gpt": "generate", "bert": "fill"}
@@ -367,7 +367,7 @@ class BodyLimit:
 
 def create_app(models: dict[str, Served], limits: Limits = Limits(), engine: str = "thread",
                ready_message: str | None = None) -> FastAPI:
-    """The app. engine: where each GPT generates (commands/engine.py): "thread" (in this process, on the
+    """The app. engine: where each GPT generates (infer/engine.py): "thread" (in this process, on the
     models given) or "process" (each loads its checkpoint again: what `ssl-zoo serve` runs; a script
     that asks for it needs the `if __name__ == "__main__":` guard of multiprocessing's spawn).
     ready_message: printed once the engines are loaded and the server takes requests."""

@@ -27,7 +27,7 @@ import torch
 from ssl_zoo.data.icl_tasks import (FAMILIES, Example, Family, Task, check_task_name, example_line, is_user_task,
                                     made_up_words, read_jsonl_task)
 from ssl_zoo.errors import UserError, check_range
-from ssl_zoo.nn.transformer import generate
+from ssl_zoo.infer.decode import generate
 from ssl_zoo.stats import wilson_interval
 
 LABELS = ("gold", "random", "flipped")

@@ -9,8 +9,8 @@ option for text, not in the paper: centre_positions takes each position's batch 
 targets, against a small model's targets becoming mostly position, which the student predicts without
 reading.
 
-    Data2Vec(backbone, ...) builds the modality's class from the encoder it is given: a token
-    transformer (text), a vector transformer (speech) or a ViT (images).
+One class per modality (method=data2vec_text, data2vec_speech, data2vec_image), each with its own
+settings only; Data2Vec holds what they share: the teacher, the targets and the loss.
 """
 
 import torch
@@ -20,7 +20,7 @@ from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.errors import UserError, check_range
 from ssl_zoo.losses import IGNORE, data2vec_targets, masked_mse
 from ssl_zoo.masking import block_patches, mask_tokens, span_mask
-from ssl_zoo.methods.image import ImageMethod
+from ssl_zoo.methods.image import ImageMethod, require_vit
 from ssl_zoo.methods.speech import SpeechMethod
 from ssl_zoo.methods.teacher import MomentumTeacher, ema_copy
 from ssl_zoo.methods.text import TextMethod
@@ -29,30 +29,12 @@ from ssl_zoo.nn.vit import ViT
 
 
 class Data2Vec(MomentumTeacher):
-    """The objective; the classes below give it each modality's inputs and masking."""
+    """The objective, shared: the teacher, its targets, the loss. The classes below give it each
+    modality's inputs and masking."""
 
     name = "data2vec"
-    modality = "any"  # the encoder decides: see __new__
     objective = "joint-embedding"  # two encoders' embeddings of one input made to agree (targets in latent space, as BYOL's)
-
-    def __new__(cls, backbone: nn.Module | None = None, *args, **settings):
-        if cls is Data2Vec:  # method=data2vec: the class of the modality the encoder reads
-            if isinstance(backbone, ViT):
-                cls = Data2VecImage
-            elif isinstance(backbone, Transformer):
-                cls = Data2VecText if backbone.cfg.vocab_size is not None else Data2VecSpeech
-            else:
-                raise UserError(f"method=data2vec runs on the shared transformer: model=vit_tiny for images, "
-                                f"model=transformer_tiny for text and speech (not {type(backbone).__name__})")
-        return super().__new__(cls)
-
-    @staticmethod
-    def centred_batch_problem(batch_size: int) -> str | None:
-        """Centred text targets need two sequences or more per batch: one sequence's are all 0."""
-        if batch_size < 2:
-            return (f"method.centre_positions needs batches of 2 sequences or more, not {batch_size}: "
-                    "set data.batch_size=2 or more, or method.centre_positions=false")
-        return None
+    target_norm: str  # each modality's class: the paper's normalisation of a target layer (method.target_norm=null)
 
     def init_teacher(self, top_k: int, tau_base: float, tau_end: float, target_norm: str | None) -> None:
         """target_norm: how each target layer is normalised, "instance" (over time) or "layer" (over the
@@ -92,11 +74,19 @@ class Data2VecText(Data2Vec, TextMethod):
     causal = False
     target_norm = "layer"
 
-    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, target_norm: str | None = None,
-                 select_prob: float = 0.15, centre_positions: bool = False, **settings):
-        super().__init__(backbone, **others_dropped(settings, "text"))
+    def __init__(self, backbone: Transformer, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
+                 target_norm: str | None = None, select_prob: float = 0.15, centre_positions: bool = False, **settings):
+        super().__init__(backbone, **settings)
         self.select_prob, self.centre_positions = select_prob, centre_positions
         self.init_teacher(top_k, tau_base, tau_end, target_norm)
+
+    @staticmethod
+    def centred_batch_problem(batch_size: int) -> str | None:
+        """Centred text targets need two sequences or more per batch: one sequence's are all 0."""
+        if batch_size < 2:
+            return (f"method.centre_positions needs batches of 2 sequences or more, not {batch_size}: "
+                    "set data.batch_size=2 or more, or method.centre_positions=false")
+        return None
 
     def ssl_step(self, ids):
         ids = ids[:, : self.backbone.cfg.block_size]  # (B, T): the windows carry one id more, for GPT
@@ -115,9 +105,9 @@ class Data2VecSpeech(Data2Vec, SpeechMethod):
     causal = False
     target_norm = "instance"
 
-    def __init__(self, backbone, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999, target_norm: str | None = None,
-                 speech_mask_prob: float = 0.5, speech_span: int = 10, **settings):
-        super().__init__(backbone, **others_dropped(settings, "speech"))
+    def __init__(self, backbone: Transformer, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
+                 target_norm: str | None = None, speech_mask_prob: float = 0.5, speech_span: int = 10, **settings):
+        super().__init__(backbone, **settings)
         self.mask_prob, self.span = speech_mask_prob, speech_span
         self.init_teacher(top_k, tau_base, tau_end, target_norm)
 
@@ -134,9 +124,10 @@ class Data2VecImage(Data2Vec, ImageMethod):
     modality = "image"
     target_norm = "layer"
 
-    def __init__(self, backbone, views: nn.Module, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
+    def __init__(self, backbone: ViT, views: nn.Module, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
                  target_norm: str | None = None, image_mask_ratio: float = 0.6, image_block: int = 2, **settings):
-        super().__init__(backbone, [views], **others_dropped(settings, "image"))
+        require_vit(backbone, "data2vec_image")
+        super().__init__(backbone, [views], **settings)
         check_range("method.image_mask_ratio", image_mask_ratio, 0.0, 0.99, above=True)
         self.mask_ratio, self.block = image_mask_ratio, image_block
         self.mask_patch = nn.Parameter(torch.zeros(backbone.patch_dim))  # what a hidden patch reads as, learned
@@ -152,13 +143,3 @@ class Data2VecImage(Data2Vec, ImageMethod):
         with torch.no_grad():
             teacher = self.teacher.tokens(x, ffn_outputs=True)
         return self.regress(student, teacher, chosen), mean_pool(student)
-
-
-# One config serves the three modalities: each class leaves out the settings that are not its own.
-OWN = {"text": {"select_prob", "probe_layer", "centre_positions"}, "speech": {"speech_mask_prob", "speech_span", "probe_layer"},
-       "image": {"image_mask_ratio", "image_block", "views"}}
-
-
-def others_dropped(settings: dict, modality: str) -> dict:
-    foreign = set().union(*OWN.values()) - OWN[modality]
-    return {k: v for k, v in settings.items() if k not in foreign}

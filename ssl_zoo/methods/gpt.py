@@ -60,7 +60,7 @@ class GPT(TextMethod):
 
     def report(self) -> dict:
         """A sample of the trained model, printed in the summary."""
-        from ssl_zoo.eval.generate import SamplingSettings, generate_text
+        from ssl_zoo.infer.text import SamplingSettings, generate_text
 
         was_training = self.training
         self.eval()

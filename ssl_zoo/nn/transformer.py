@@ -1,15 +1,13 @@
-"""One transformer for GPT, BERT and the speech models: pre-LN blocks, SDPA attention (two matmuls on a CPU in bf16 at short contexts) with a causal
-flag (the method sets it: `use_attention`), a key/value cache for generation, and optional weight tying.
+"""One transformer for GPT, BERT, the speech models and the ViT: pre-LN blocks, SDPA attention (two matmuls on a
+CPU in bf16 at short contexts) with a causal flag (the method sets it: `use_attention`), optional weight
+tying, and a key/value cache to read and write when it decodes (nn/kv_cache.py; decoding: infer/decode.py).
 
 Inputs are token ids (B, T) when `vocab_size` is set, or feature vectors (B, T, input_dim) (log-mel
 frames) when `input_dim` is set. The model returns hidden states (B, T, n_embd); `logits()` maps them
 to the vocabulary with the (tied) output layer.
 """
 
-import functools
-import logging
 import math
-import weakref
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ssl_zoo.errors import UserError
+from ssl_zoo.nn.kv_cache import CacheWrite, StaticCache
 
 
 @dataclass
@@ -37,85 +36,6 @@ class TransformerConfig:
             raise ValueError("set exactly one of vocab_size (token inputs) and input_dim (vector inputs)")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-
-
-class StaticCache:
-    """The keys and values of every layer for generation, preallocated (B, n_head, capacity, head_dim) and
-    written in place; `lengths` (B,) counts the positions each row holds, so the rows of a batch may be
-    at different positions (prompts of different lengths decode together). Row b's next token goes to
-    position lengths[b] and sees keys 0..lengths[b]: slots beyond a row's length (its padding) are never
-    read, and are overwritten as the row grows. On a CPU they are kept in fp32 whatever the weights'
-    dtype: SDPA reads fp32 keys 2-4x quicker than bf16 ones there (docs/benchmarks.md).
-
-    fixed_shapes: every forward attends over the whole capacity (masked past each row's position) and
-    writes by index, and the keys keep the weights' dtype: no shape and no branch depends on the
-    lengths, so that torch.compile compiles one decoding step for all of them (`generate(compile=True)`;
-    compiled, bf16 keys are the quicker ones). The caller keeps the lengths within the capacity."""
-
-    def __init__(self, batch: int, capacity: int, device=None, fixed_shapes: bool = False):
-        self.capacity, self.fixed_shapes = capacity, fixed_shapes
-        self.lengths = torch.zeros(batch, dtype=torch.long, device=device)
-        self.keys: dict[int, torch.Tensor] = {}  # per layer, allocated at its first write
-        self.values: dict[int, torch.Tensor] = {}
-        self.rows: torch.Tensor | None = None  # the rows the next forward reads and writes (None: all, in order)
-        self.block: slice | None = slice(None)  # the same rows as a slice, when they are consecutive
-
-    def using(self, rows: list[int] | None) -> "StaticCache":
-        """The next forwards go to these rows only (slots of a server's batch: streams join and leave).
-        Consecutive rows (ascending) are read as a view; others are gathered (a copy) at every layer."""
-        self.rows, self.block = None, slice(None)
-        if rows is not None:
-            self.rows = torch.tensor(rows, device=self.lengths.device)
-            consecutive = rows == list(range(rows[0], rows[0] + len(rows)))
-            self.block = slice(rows[0], rows[0] + len(rows)) if consecutive else None
-        return self
-
-    def row_lengths(self) -> torch.Tensor:
-        return self.lengths[self.block] if self.block is not None else self.lengths[self.rows]
-
-    def set_lengths(self, lengths: torch.Tensor) -> None:
-        if self.rows is None and self.fixed_shapes:
-            self.lengths.copy_(lengths)  # in place: a compiled step mutates its input, with no attribute to replay
-        elif self.rows is None:
-            self.lengths = lengths
-        else:
-            self.lengths[self.block if self.block is not None else self.rows] = lengths
-
-    def writer(self, positions: torch.Tensor) -> "CacheWrite":
-        """Where one forward's new keys go, worked out once for all layers. positions: (B, T)."""
-        b, t = positions.shape
-        rows = torch.arange(b, device=positions.device) if self.block is not None else self.rows
-        if self.fixed_shapes:  # no host sync: the whole capacity is read, the new keys written by index
-            return CacheWrite(self, positions, self.capacity, None, rows[:, None])
-        start = None  # set when every row writes the same positions start..start+T-1: a slice, no index
-        if self.block is not None and bool((positions == positions[:1, :1] + torch.arange(t, device=positions.device)).all()):
-            start = int(positions[0, 0])
-        return CacheWrite(self, positions, int(positions.max()) + 1, start, rows[:, None])
-
-
-@dataclass
-class CacheWrite:
-    cache: StaticCache
-    positions: torch.Tensor  # (B, T) where the new keys go
-    end: int  # 1 + the last position written in any row: the keys attention reads
-    start: int | None  # set when all rows write the same positions start..start+T-1
-    rows: torch.Tensor  # (B, 1) the rows written: of the cache's block when it has one, else of the cache
-
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the layer's new keys and values (B, nh, T, hs) at their rows' positions; return the keys
-        and values of positions 0..end-1 (B, nh, end, hs)."""
-        out, block = [], self.cache.block
-        for store, new in ((self.cache.keys, k), (self.cache.values, v)):
-            if layer not in store:
-                dtype = torch.float32 if new.device.type == "cpu" and not self.cache.fixed_shapes else new.dtype
-                store[layer] = new.new_zeros(len(self.cache.lengths), new.shape[1], self.cache.capacity, new.shape[3], dtype=dtype)
-            tensor = store[layer] if block is None else store[layer][block]  # a view of the rows, when consecutive
-            if self.start is not None:
-                tensor[:, :, self.start: self.start + new.shape[2]] = new
-            else:
-                tensor[self.rows, :, self.positions] = new.transpose(1, 2).to(tensor.dtype)  # (B, T, nh, hs) in place
-            out.append(tensor[:, :, : self.end] if block is not None else tensor[self.rows[:, 0], :, : self.end])
-        return out[0], out[1]
 
 
 # On a CPU in bf16, SDPA's fused kernel is slower than two matmuls and a softmax up to a few hundred keys
@@ -154,7 +74,7 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=cfg.bias)
         self.resid_dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, key_padding_mask=None, cache: tuple["CacheWrite", int] | None = None, attn_mask=None):
+    def forward(self, x, key_padding_mask=None, cache: tuple[CacheWrite, int] | None = None, attn_mask=None):
         b, t, c = x.shape
         q, k, v = self.qkv(x).split(c, dim=2)
         q, k, v = (z.view(b, t, self.n_head, c // self.n_head).transpose(1, 2) for z in (q, k, v))  # (B, nh, T, hs)
@@ -193,7 +113,7 @@ class Block(nn.Module):
             nn.Dropout(cfg.dropout),
         )
 
-    def forward(self, x, key_padding_mask=None, cache: tuple["CacheWrite", int] | None = None, attn_mask=None,
+    def forward(self, x, key_padding_mask=None, cache: tuple[CacheWrite, int] | None = None, attn_mask=None,
                 ffn_outputs: list | None = None):
         """ffn_outputs: a list that the feed-forward layer's output (B, T, C), before the residual is
         added, is appended to (data2vec's targets)."""
@@ -263,16 +183,8 @@ class Transformer(nn.Module):
             raise ValueError("the attention is not set: build with causal=True/False, or let a method set it (use_attention)")
         t = inputs.shape[1]
         write = None
-        if cache is not None:
-            if positions is None:
-                positions = cache.row_lengths()[:, None] + torch.arange(t, device=inputs.device)  # (B, T)
-            write = cache.writer(positions)
-            if not cache.fixed_shapes and write.end > min(cache.capacity, self.cfg.block_size):
-                raise ValueError(f"sequence of {write.end} exceeds the cache ({cache.capacity}) or block_size {self.cfg.block_size}")
-            # query at position p sees the keys at positions 0..p of its own row: (B, T, end)
-            attn_mask = torch.arange(write.end, device=inputs.device) <= positions[:, :, None]
-            if t == 1 and not cache.fixed_shapes and bool(attn_mask.all()):  # every row sees every key: no mask to apply
-                attn_mask = None
+        if cache is not None:  # each row continues from its length; attn_mask: which cached keys each query sees
+            positions, write, attn_mask = cache.begin(t, positions, self.cfg.block_size)
         elif t > self.cfg.block_size:
             raise ValueError(f"sequence of {t} exceeds block_size {self.cfg.block_size}")
         if positions is None:
@@ -320,139 +232,3 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor | None = None) -> torch.T
     return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
 
-def sample_next(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                generator: torch.Generator | list[torch.Generator | None] | None = None) -> torch.Tensor:
-    """One token per row of logits (B, V): greedy at temperature 0, else sampled from the top-k /
-    nucleus (top-p) filtered distribution, (B, 1). generator: one for the batch, or one per row; each
-    row's token is its cumulative distribution at one uniform draw from its own generator, so a seeded
-    stream gets the same tokens alone and batched with others (the row-wise ops here compute a row
-    the same in any batch). Logits of bf16 weights are sampled in fp32."""
-    logits = logits.float()
-    if temperature == 0:
-        return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
-    if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if top_p is not None:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cumulative - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(drop.scatter(1, order, drop), float("-inf"))
-    cdf = logits.softmax(dim=-1).cumsum(dim=-1)  # (B, V)
-    if isinstance(generator, list):
-        uniform = torch.cat([torch.rand(1, generator=g, device=logits.device) for g in generator])
-    else:
-        uniform = torch.rand(len(logits), generator=generator, device=logits.device)
-    # the first token whose cumulative probability passes the draw (right=True: never a token of probability 0)
-    return torch.searchsorted(cdf, (uniform * cdf[:, -1])[:, None], right=True).clamp_max(logits.shape[-1] - 1)
-
-
-@torch.inference_mode()  # no autograd bookkeeping at all: 11% quicker than no_grad at batch 1 (baby GPT, bf16)
-def generate(model: Transformer, prompts: torch.Tensor | list[list[int]], max_new_tokens: int, temperature: float = 1.0,
-             top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | list[torch.Generator | None] | None = None, use_cache: bool = True,
-             compile: bool = False):
-    """Continue each prompt by max_new_tokens tokens, yielding each step's new tokens (B, 1) as chosen.
-
-    prompts: ids (B, T), or a list of B token lists of different lengths (decoded together: each row
-    has its own positions in the static cache). generator: one for the batch, or one per row.
-    With the cache each prompt is read once and each later step feeds one token per row. A row longer
-    than block_size re-reads its last block_size tokens at every step (as without the cache).
-    compile: the one-token steps go through torch.compile (`compiled_for`) over a cache of fixed shapes
-    (block_size positions): compiled at the first call of a model and batch size (10-30 s on 2 cores,
-    in every process: inductor cannot cache frozen graphs on disk), then 2-2.7x quicker a token
-    (docs/benchmarks.md); worth it for long or repeated generation with one model.
-    """
-    rows = [list(p) for p in prompts.tolist()] if torch.is_tensor(prompts) else [list(p) for p in prompts]
-    device = next(model.parameters()).device
-    block = model.cfg.block_size
-    capacity = block if compile else min(block, max(map(len, rows)) + max_new_tokens)  # compiled: one shape for all calls
-    cache = None
-    if use_cache and max(map(len, rows)) <= block:
-        cache = StaticCache(len(rows), capacity, device, fixed_shapes=compile)
-    step = compiled_for(model) if compile and cache is not None else next_logits
-    fresh = None  # the tokens the cache has not read yet: (B, 1)
-    for _ in range(max_new_tokens):
-        if cache is not None and fresh is None:  # the prompts, right-padded; each row then continues at its length
-            ids, lengths = padded(rows, device)
-            hidden = model(ids, cache=cache)
-            cache.set_lengths(lengths)
-            logits = model.logits(hidden[torch.arange(len(rows), device=device), lengths - 1])  # (B, V)
-        elif cache is not None and int(cache.lengths.max()) < capacity:
-            logits = step(model, fresh, cache)
-        else:  # past the context: every row re-reads its last block_size tokens
-            cache = None
-            ids, lengths = padded([r[-block:] for r in rows], device)
-            hidden = model(ids)
-            logits = model.logits(hidden[torch.arange(len(rows), device=device), lengths - 1])
-        fresh = sample_next(logits, temperature, top_k, top_p, generator)
-        for row, token in zip(rows, fresh[:, 0].tolist()):
-            row.append(token)
-        yield fresh
-
-
-def next_logits(model: Transformer, tokens: torch.Tensor, cache: StaticCache) -> torch.Tensor:
-    """One decoding step: each row's new token (B, 1) read into the cache; the next-token logits (B, V)."""
-    return model.logits(model(tokens, cache=cache)[:, -1])
-
-
-# inductor's settings for the compiled decoding step on a CPU (compiled_next_logits says why each)
-CPU_COMPILE_OPTIONS = dict(freezing=True, cpp_wrapper=True, max_autotune=True, max_autotune_gemm_backends="CPP,ATEN",
-                           autotune_num_choices_displayed=0, max_autotune_report_choices_stats=False)  # prints nothing
-
-
-@functools.cache
-def compiled_next_logits(device_type: str):
-    """next_logits through torch.compile, for generate(compile=True)'s one-token steps. On a CPU
-    what makes a step quick (baby GPT, 8 rows, AMX: eager 3.6 ms, compiled 2.1, these options 1.4):
-    freezing (the weights become constants), inductor's own C++ GEMMs chosen by autotuning against
-    oneDNN's (max_autotune: few rows, so a call's overhead matters; it adds seconds to the compile),
-    and the C++ wrapper (no Python between kernels); all need a C++ compiler. One compiled graph per
-    batch size (dynamo's guards); compiled_for() keeps them to one model's current weights."""
-    options = {"freezing": True}
-    if device_type == "cpu":
-        from torch._inductor.cpp_builder import get_cpp_compiler
-        from torch._inductor.exc import InvalidCxxCompiler
-
-        try:
-            get_cpp_compiler()  # $CXX, else g++: where inductor looks
-        except InvalidCxxCompiler:
-            raise UserError("compile=true needs a working C++ compiler for torch.compile on a CPU ($CXX, else g++): "
-                            "install g++ or set CXX to one, or leave compile=false") from None
-        options = dict(CPU_COMPILE_OPTIONS)
-        # torch's CUDA build, compiling C++ for the CPU, warns that it found no CUDA runtime: not news here
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    step = torch.compile(next_logits, dynamic=False, options=options)
-
-    def compiled(model: Transformer, tokens: torch.Tensor, cache: StaticCache) -> torch.Tensor:
-        # dynamo reads inductor's global freezing flag when it traces (the weights become constants only
-        # with it on then): set around each call (15 us; patching all the options costs ~1 ms)
-        with torch._inductor.config.patch(freezing=True):
-            return step(model, tokens, cache)
-
-    compiled.model, compiled.weights = None, None  # what its graphs were compiled from (compiled_for)
-    return compiled
-
-
-def compiled_for(model: Transformer):
-    """compiled_next_logits for this model. Freezing made the weights constants of the graphs, so
-    graphs compiled from another model, or from this one before its weights changed (in place, or
-    moved), are dropped first: they would compute with the old weights. (Their weights stay in memory
-    all the same: torch keeps them, docs/benchmarks.md.)"""
-    step = compiled_next_logits(next(model.parameters()).device.type)
-    weights = [(p.data_ptr(), p.dtype, p._version) for p in model.parameters()]
-    if step.model is None or step.model() is not model or step.weights != weights:
-        torch._dynamo.eval_frame.remove_from_cache(next_logits)  # this function's graphs only
-        step.model, step.weights = weakref.ref(model), weights
-    return step
-
-
-def padded(rows: list[list[int]], device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Token lists as one right-padded batch (B, T_max) (the padding after each row's tokens is never
-    seen by them: causal attention), and their lengths (B,)."""
-    lengths = torch.tensor([len(r) for r in rows], device=device)
-    ids = torch.zeros(len(rows), int(lengths.max()), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-    return ids.to(device), lengths

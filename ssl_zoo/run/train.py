@@ -12,16 +12,18 @@ from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from ssl_zoo import build
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.checkpoint import (AtomicCheckpointIO, RunInterrupted, RunRecord, StopOnSignal, checkpoint_for_resume,
-                                method_from)
-from ssl_zoo.commands.probe import probe_block, probe_config
-from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.checkpoint import method_from
+from ssl_zoo.errors import UserError
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
-from ssl_zoo.eval.monitor import KNNMonitor
-from ssl_zoo.loggers import make_loggers
-from ssl_zoo.precision import settle_precision
 from ssl_zoo.report import icl_table
-from ssl_zoo.results import RESULTS_FILE, read_json, record, write_json
+from ssl_zoo.results import read_json, record, write_json
+from ssl_zoo.run.checkpoint_io import AtomicCheckpointIO, checkpoint_for_resume
+from ssl_zoo.run.folder import RunFolder
+from ssl_zoo.run.loggers import make_loggers
+from ssl_zoo.run.precision import settle_precision
+from ssl_zoo.run.probe import knn_monitor, probe_block
+from ssl_zoo.run.record import RunRecord
+from ssl_zoo.run.signals import RunInterrupted, StopOnSignal
 
 # Lightning advice that does not apply here: in-memory datasets are batched without workers, and
 # Hydra has written its .hydra/ folder into the run dir before the CSV logger looks at it.
@@ -34,7 +36,7 @@ warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the s
 def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resume_step: int | None = None) -> pl.Trainer:
     """Lightning's Trainer of cfg.trainer, with a CSV logger (metrics.csv, continued on a resume from
     resume_step) and logger='s choice beside it, and an atomically written checkpoints/last.ckpt refreshed every checkpoint_every_n_steps."""
-    checkpointing = ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0,
+    checkpointing = ModelCheckpoint(dirpath=RunFolder(run_dir).checkpoints, save_last=True, save_top_k=0,
                                     every_n_train_steps=cfg.checkpoint_every_n_steps, enable_version_counter=False)
     try:
         return pl.Trainer(
@@ -51,10 +53,24 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resu
         raise UserError(f"a trainer setting is invalid: {e}; fix it on the command line (trainer.<name>=...)") from None
 
 
+def fit(trainer: pl.Trainer, method, datamodule, ckpt_path: str | None) -> None:
+    """trainer.fit, from the checkpoint when resuming; a checkpoint this version cannot resume is one line."""
+    try:
+        trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except ValueError as e:
+        if ckpt_path is None or "parameter group that doesn't match the size" not in str(e):
+            raise
+        # A checkpoint written before the method optimised all of its parameters (MAE's mask token, data2vec's
+        # mask patch): its optimizer state has one parameter fewer than this version's.
+        raise UserError(f"{ckpt_path} cannot be resumed: its optimizer state does not match this version's parameter groups "
+                        "(it was written by an ssl-zoo that left a parameter out of the optimizer); start a new run "
+                        "(another hydra.run.dir, or resume=false)") from None
+
+
 def finished_run(cfg: DictConfig, run_dir: Path, resumed: dict) -> dict | None:
     """The results of a run that resume=auto finds finished (trained to max_steps, results.json
     written): said in one line, nothing rewritten. None when there is more to do."""
-    results = read_json(run_dir / RESULTS_FILE)
+    results = read_json(RunFolder(run_dir).results)
     steps = resumed.get("global_step", 0)
     if not results or (results.get("train") or {}).get("steps") != steps or 0 < cfg.trainer.max_steps != steps:
         return None  # interrupted (in training or in the probe), or asked to train on
@@ -66,6 +82,7 @@ def finished_run(cfg: DictConfig, run_dir: Path, resumed: dict) -> dict | None:
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
+    folder = RunFolder(run_dir)
     build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
     build.require_values(cfg)
     ckpt_path, resumed = checkpoint_for_resume(cfg, run_dir)
@@ -73,35 +90,27 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         return finished
     reads_as = method_from(resumed)[0].data_settings() if resumed else {}  # a resumed run reads its data as before
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule, method = build.for_training(cfg, **reads_as)
+    cfg, datamodule, method = build.for_training(cfg, **reads_as)  # the settings the data dictates, computed once
     if cfg.get("compile"):
         method.backbone.compile()  # in place: checkpoint keys stay the same
-    chosen = settle_precision(cfg, method, datamodule)  # trainer.precision=auto: bf16 where it is faster here
+    cfg, chosen = settle_precision(cfg, method, datamodule)  # trainer.precision=auto: bf16 where it is faster here
+    OmegaConf.set_readonly(cfg, True)  # the run's config, final: what every checkpoint and config.yaml keep
     run_record = RunRecord(build.require_values(cfg))
     monitor = knn_monitor(cfg, datamodule)
-    stopper = StopOnSignal(run_dir / "checkpoints" / "last.ckpt")
+    stopper = StopOnSignal(folder.last_checkpoint)
     trainer = make_trainer(cfg, run_dir, [run_record, stopper, *([monitor] if monitor else []), *callbacks],
                            resumed["global_step"] if resumed else None)
     if trainer.is_global_zero:
-        atomic_write(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        atomic_write(folder.config, OmegaConf.to_yaml(cfg, resolve=True))
         device = type(trainer.accelerator).__name__.removesuffix("Accelerator").lower()
         print(f"training {cfg.method.name} on {cfg.data.name}: {trainer.num_devices} {device} device(s), precision {trainer.precision}")
-    try:
-        trainer.fit(method, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    except ValueError as e:
-        if ckpt_path is None or "parameter group that doesn't match the size" not in str(e):
-            raise
-        # A checkpoint written before the method optimised all of its parameters (MAE's mask token, data2vec's
-        # mask patch): its optimizer state has one parameter fewer than this version's.
-        raise UserError(f"{ckpt_path} cannot be resumed: its optimizer state does not match this version's parameter groups "
-                        "(it was written by an ssl-zoo that left a parameter out of the optimizer); start a new run "
-                        "(another hydra.run.dir, or resume=false)") from None
+    fit(trainer, method, datamodule, ckpt_path)
     if stopper.received:
         if trainer.is_global_zero:  # the one that wrote it
             stopper.keep_checkpoint()
-        raise RunInterrupted(f"{stopper.received} at step {trainer.global_step}: checkpoint saved in {run_dir / 'checkpoints'}; "
+        raise RunInterrupted(f"{stopper.received} at step {trainer.global_step}: checkpoint saved in {folder.checkpoints}; "
                              f"continue with the same command and resume=auto hydra.run.dir={run_dir}")
-    trainer.save_checkpoint(run_dir / "checkpoints" / "last.ckpt", weights_only=False)  # full: resumable
+    trainer.save_checkpoint(folder.last_checkpoint, weights_only=False)  # full: resumable
     val_metrics = {}
     if is_overridden("validation_step", method) and is_overridden("val_dataloader", datamodule):
         [val_metrics] = trainer.validate(method, datamodule=datamodule, verbose=False)  # the whole held-out set
@@ -120,22 +129,8 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     }
     probe = probe_block(method, datamodule, cfg) if cfg.probe.enabled else None
     results = record(cfg, method, steps, probe, extra, icl=in_context_scores(method, datamodule, cfg))
-    write_json(run_dir / RESULTS_FILE, results)
+    write_json(folder.results, results)
     return results
-
-
-def knn_monitor(cfg: DictConfig, datamodule) -> KNNMonitor | None:
-    """With knn_monitor_every_n_steps > 0 and a probe task: lightly's kNN monitor during pretraining."""
-    every = cfg.get("knn_monitor_every_n_steps") or 0
-    check_range("knn_monitor_every_n_steps", every, 0, whole=True)
-    if not every:
-        return None
-    datamodule.setup()
-    splits = datamodule.probe_splits()
-    if splits is None:
-        print(f"data '{cfg.data.name}' has no probe task: no kNN monitor")
-        return None
-    return KNNMonitor(splits, probe_config(cfg), every)
 
 
 def in_context_scores(method, datamodule, cfg: DictConfig) -> dict | None:

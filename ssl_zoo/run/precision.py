@@ -16,12 +16,11 @@ import time
 import warnings
 
 import torch
-from omegaconf import open_dict
+from omegaconf import DictConfig, open_dict
 
-from ssl_zoo import cpu_precision
 from ssl_zoo.data.base import cache_root, digest
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.errors import BadValue
+from ssl_zoo.device import computes_bf16
 
 MARGIN = 0.8  # bf16 is chosen when its step takes under 80% of fp32's: the timed forward and backward
 # leave out the optimizer and the data, and GPT at 4 x 128 timed at 0.89 trained no faster (grid, seed 0)
@@ -38,13 +37,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def computes_bf16(device: torch.device) -> bool:
-    """Whether the device computes bf16 natively: a GPU that supports it, a CPU with AMX or AVX512-BF16."""
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_precision() == "bf16-mixed"
 
 
 def step_seconds(method, inputs, bf16: bool) -> float:
@@ -95,27 +87,13 @@ def choose_precision(cfg, method, datamodule) -> dict:
     return {"precision": "bf16-mixed" if faster else "32-true", **timed, "source": source}
 
 
-def settle_precision(cfg, method, datamodule) -> dict:
-    """With trainer.precision=auto, set it to choose_precision's answer and return {"precision_choice":
-    how it was chosen} for results.json; with a precision given, leave it and return {}."""
+def settle_precision(cfg: DictConfig, method, datamodule) -> tuple[DictConfig, dict]:
+    """With trainer.precision=auto: a new config whose trainer.precision is choose_precision's answer,
+    and {"precision_choice": how it was chosen} for results.json; with a precision given, (cfg, {})."""
     if cfg.trainer.precision != "auto":
-        return {}
+        return cfg, {}
     choice = choose_precision(cfg, method, datamodule)
-    with open_dict(cfg):
-        cfg.trainer.precision = choice["precision"]
-    return {"precision_choice": choice}
-
-
-INFERENCE = {"auto": None, "32": torch.float32, "bf16": torch.bfloat16}
-
-
-def inference_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The dtype a trained text model's weights are used in (`ssl-zoo generate` / `serve`: precision=).
-    auto: bf16 where the device computes it natively, fp32 elsewhere; bf16: always. Decoding reads every
-    weight once per token, so half the bytes is most of the speed (1.3-1.6x on an AVX512-BF16 CPU,
-    docs/benchmarks.md). 32 (the default) writes fp32's text, the same for a stream alone and batched."""
-    if str(precision) not in INFERENCE:
-        raise BadValue("precision", f"precision={precision} is not one of: {', '.join(INFERENCE)}")
-    if str(precision) != "auto":
-        return INFERENCE[str(precision)]
-    return torch.bfloat16 if computes_bf16(device) else torch.float32
+    settled = copy.deepcopy(cfg)
+    with open_dict(settled):
+        settled.trainer.precision = choice["precision"]
+    return settled, {"precision_choice": choice}

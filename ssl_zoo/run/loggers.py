@@ -1,6 +1,7 @@
 """The `logger=` group: metrics.csv always (plots, compare and resume read it), and one of TensorBoard,
 Weights & Biases or MLflow beside it, each writing inside the run folder unless told otherwise."""
 
+import csv
 import netrc
 import os
 from pathlib import Path
@@ -9,12 +10,34 @@ from urllib.parse import urlparse
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import Logger
+from pytorch_lightning.loggers import CSVLogger, Logger
 
-from ssl_zoo.checkpoint import ContinuedCSVLogger
 from ssl_zoo.errors import UserError
+from ssl_zoo.run.folder import RunFolder
 
 PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow-skinny"}  # what pip installs for each
+
+
+class ContinuedCSVLogger(CSVLogger):
+    """Lightning's CSV logger (<run dir>/metrics.csv) that, on a resume from step S, keeps the rows the
+    interrupted run logged before S (those after it are logged again) instead of starting the file
+    anew: the file ends as the uninterrupted run's would."""
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
+        super().__init__(run_dir, name="", version="")
+        path, self._kept = RunFolder(run_dir).metrics, []
+        if resume_step is not None and path.is_file():
+            with open(path, newline="") as f:
+                rows = list(csv.DictReader(f))
+            self._kept = [{k: v for k, v in row.items() if v != ""} for row in rows
+                          if str(row.get("step", "")).isdigit() and int(row["step"]) < resume_step]
+
+    @property
+    def experiment(self):
+        writer = super().experiment  # created on first use: it removes the old metrics.csv
+        if self._kept:
+            writer.metrics[:0], self._kept = self._kept, []  # written back with the first new rows
+        return writer
 
 
 def wandb_key_set() -> bool:

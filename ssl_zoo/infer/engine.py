@@ -1,4 +1,4 @@
-"""The generation engine of `ssl-zoo serve`: one GPT's ContinuousBatcher (eval/generate.py) in a process of
+"""The generation engine of `ssl-zoo serve`: one GPT's ContinuousBatcher (infer/batcher.py) in a process of
 its own (the default) or in a thread, fed through a pipe.
 
 Why a process: in a thread, the batcher's Python (some 60 module calls a step) and the event loop that
@@ -26,7 +26,8 @@ from multiprocessing.process import BaseProcess
 
 import torch
 
-from ssl_zoo.eval.generate import ContinuousBatcher, SamplingSettings
+from ssl_zoo.infer.batcher import ContinuousBatcher
+from ssl_zoo.infer.text import SamplingSettings
 
 ENGINES = ("process", "thread")
 
@@ -77,7 +78,7 @@ def run_engine(connection, method, slots: int) -> None:
 def engine_process(connection, checkpoint: str, device: str, precision: str, slots: int) -> None:
     """A spawned process's entry: load the GPT as the server did, then run the engine."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C stops the server, which stops this process
-    from ssl_zoo.commands.generate import load_text_model
+    from ssl_zoo.infer.load import load_text_model
 
     try:
         method = load_text_model(checkpoint, "gpt", device, command="serve", precision=precision)

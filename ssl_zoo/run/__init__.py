@@ -1,0 +1,1 @@
+"""A training run: its folder, the trainer and its callbacks, the precision choice, checkpoint IO, the probe step."""
