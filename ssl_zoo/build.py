@@ -9,7 +9,9 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
-from ssl_zoo.errors import BadValue, UserError, check_range, l2_grid_problem, patch_grid_problem
+from ssl_zoo import settings
+from ssl_zoo.errors import BadValue, UserError, l2_grid_problem, patch_grid_problem
+from ssl_zoo.settings import Range
 
 
 def _build(node: DictConfig, **kwargs):
@@ -24,87 +26,54 @@ def _build(node: DictConfig, **kwargs):
         raise
 
 
-def require_values(cfg: DictConfig) -> dict:
-    """The resolved config as plain data, its numbers checked (check_settings); a mandatory value left
-    unset (??? in conf/, e.g. data.path) is refused, naming it."""
+def require_values(cfg: DictConfig, **own) -> dict:
+    """The resolved config as plain data, its settings checked (check_settings); a mandatory value left
+    unset (??? in conf/, e.g. data.path) is refused, naming it. own: what the command's nodes that no
+    component builds may be ({"": its top-level keys, "trainer": ..., "probe": ProbeConfig}; a tuple of
+    declarations for a node several declare)."""
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as e:
         raise UserError(f"{e.full_key} has no value; set it on the command line ({e.full_key}=...)") from None
-    check_settings(values)
+    check_settings(values, own)
     return values
 
 
-# Every numeric setting a command reads, with its valid range: (low, high, whole, low excluded).
-# Checked at start-up, before any data is built, so that a bad value costs one line and no wait.
-SETTINGS = {
-    "seed": (0, None, True, False), "checkpoint_every_n_steps": (1, None, True, False),
-    "method.optim.lr": (0, None, False, True), "method.optim.weight_decay": (0, None, False, False),
-    "method.optim.momentum": (0, 1, False, False), "method.optim.warmup": (0, None, False, False),
-    "method.optim.min_lr_ratio": (0, 1, False, False), "method.temperature": (0, None, False, True),
-    "method.mask_prob": (0, 1, False, True), "method.span": (1, None, True, False),
-    "method.select_prob": (0, 1, False, True), "method.mask_frac": (0, 1, False, False),
-    "method.random_frac": (0, 1, False, False), "method.tau_base": (0, 1, False, False),
-    "method.decoder_layers": (1, None, True, False), "method.top_k": (1, None, True, False),
-    "method.tau_end": (0, 1, False, False), "method.speech_mask_prob": (0, 1, False, True),
-    "method.speech_span": (1, None, True, False), "method.image_mask_ratio": (0, 0.99, False, True),
-    "method.image_block": (1, None, True, False), "method.head_hidden_dim": (1, None, True, False),
-    "method.decoder_dim": (1, None, True, False), "model.patch_size": (1, None, True, False),
-    "data.batch_size": (1, None, True, False), "data.num_workers": (0, None, True, False),
-    "data.image_size": (1, None, True, False), "data.block_size": (1, None, True, False),
-    "data.vocab_size": (8, None, True, False), "data.val_fraction": (0, 0.99, False, True),
-    "data.probe_length": (1, None, True, False),
-    "data.sample_rate": (1, None, True, False), "data.test_fraction": (0, 1, False, False),
-    "trainer.max_steps": (-1, None, True, False),
-    "trainer.max_epochs": (-1, None, True, False), "trainer.accumulate_grad_batches": (1, None, True, False),
-    "probe.batch_size": (1, None, True, False), "probe.max_train": (1, None, True, False),
-    "probe.val_fraction": (0, 0.99, False, True), "probe.steps": (1, None, True, False),
-    "probe.knn_k": (1, None, True, False), "probe.knn_temperature": (0, None, False, True),
-    "probe.finetune_steps": (0, None, True, False), "probe.finetune_lr": (0, None, False, True),
-    "probe.finetune_batch_size": (1, None, True, False),
-    "port": (1, 65535, True, False), "limits.max_prompt_chars": (1, None, True, False),
-    "limits.max_new_tokens": (1, None, True, False), "limits.max_top_k": (1, None, True, False),
-    "limits.max_concurrent": (1, None, True, False), "limits.max_body_bytes": (1, None, True, False),
-    "max_points": (2, None, True, False), "perplexity": (0, None, False, True),
-}
+COMMON = {"seed": Range(0, whole=True)}  # the one setting every command has
 
 
-# Settings that name one of a few choices.
-CHOICES = {"method.optim.name": ("adamw", "lars", "sgd"), "method.centre_positions": (True, False), "compile": (True, False),
-           "probe.solver": ("lbfgs", "adamw"), "method.target_norm": (None, "instance", "layer")}
+def check_settings(values: dict, own: dict | None = None) -> None:
+    """Refuse, in one line naming key, value and what it may be, a setting that is not what its component
+    declares (settings.py): every node that names its class (`_target_`: method, model, data, views, ...)
+    against that class's declarations, the command's other nodes against `own`; then the settings that
+    must agree with each other (check_relations). Before any data is built: a bad value costs no wait."""
+    _check_built(values, "")
+    settings.check("", values, COMMON)
+    for path, components in (own or {}).items():
+        node = values if path == "" else values.get(path)
+        for component in components if isinstance(components, tuple) else (components,):
+            if isinstance(node, dict):
+                settings.check(f"{path}." if path else "", node, component)
+    check_relations(values)
 
 
-def _lookup(values: dict, key: str):
-    """The value at a dotted key of plain config data, or _ABSENT."""
-    for part in key.split("."):
-        if not isinstance(values, dict) or part not in values:
-            return _ABSENT
-        values = values[part]
-    return values
+def _check_built(node: dict, prefix: str) -> None:
+    """Each node below `node` that names its class, against what the class declares (recursively)."""
+    for key, child in node.items():
+        if not isinstance(child, dict):
+            continue
+        if isinstance(target := child.get("_target_"), str):
+            try:
+                component = get_class(target)
+            except Exception:  # a class that does not exist: building it says so, naming the node
+                component = None
+            if component is not None:
+                settings.check(f"{prefix}{key}.", child, component)
+        _check_built(child, f"{prefix}{key}.")
 
 
-_ABSENT = object()
-
-
-def _as_typed(value) -> str:
-    """A config value as it is typed on the command line (true, null)."""
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def check_settings(values: dict) -> None:
-    """Refuse a numeric setting outside its range (SETTINGS), or a choice not among CHOICES, in one
-    line naming key, value and what it may be."""
-    for key, (low, high, whole, above) in SETTINGS.items():
-        if (value := _lookup(values, key)) is not _ABSENT:
-            check_range(key, value, low, high, allow_none=key in NULLABLE, whole=whole, above=above)
-    for key, choices in CHOICES.items():
-        value = _lookup(values, key)
-        # of the same type too: 1 == True in Python, and a flag takes true or false only
-        if value is not _ABSENT and not any(value == c and type(value) is type(c) for c in choices):
-            shown = _as_typed(value)
-            if isinstance(value, str) and value.lower() in map(_as_typed, choices):
-                shown = f"'{value}' (a string)"  # a quoted 'true', not the flag
-            raise BadValue(key, f"{key}={shown} is not one of: {', '.join(map(_as_typed, choices))}")
+def check_relations(values: dict) -> None:
+    """Settings that must agree with each other (each alone is in its range)."""
     if _lookup(values, "trainer.max_steps") == 0:
         raise BadValue("trainer.max_steps", "trainer.max_steps=0 trains nothing; give a number of steps, or -1 to train by epochs")
     for key, low, allowed in (("probe.weight_decays", "at least 0", lambda v: v >= 0), ("probe.lrs", "above 0", lambda v: v > 0)):
@@ -121,10 +90,6 @@ def check_settings(values: dict) -> None:
     if "mask_frac" in method and "random_frac" in method and method["mask_frac"] + method["random_frac"] > 1:
         raise BadValue("method.random_frac", f"method.mask_frac={method['mask_frac']} + method.random_frac="
                        f"{method['random_frac']} is more than 1 (the shares of the selected tokens masked and made random)")
-    if (ratio := _lookup(values, "method.mask_ratio")) is not _ABSENT:  # an open interval: 1 would hide every patch
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio < 1:
-            raise BadValue("method.mask_ratio", f"method.mask_ratio={ratio} is out of range; it must be a number above 0 and "
-                           "below 1 (MAE: 0.75)")
     model = values.get("model") or {}
     if isinstance(model.get("patch_size"), int) and isinstance(model.get("image_size"), int) and (
             problem := patch_grid_problem(model["image_size"], model["patch_size"])):
@@ -138,7 +103,16 @@ def check_settings(values: dict) -> None:
                        "trainer.max_steps=N, or trainer.max_epochs=N to train by epochs")
 
 
-NULLABLE = {"trainer.max_epochs", "probe.max_train", "probe.steps", "method.temperature", "data.vocab_size", "data.block_size", "data.image_size"}
+def _lookup(values: dict, key: str):
+    """The value at a dotted key of plain config data, or _ABSENT."""
+    for part in key.split("."):
+        if not isinstance(values, dict) or part not in values:
+            return _ABSENT
+        values = values[part]
+    return values
+
+
+_ABSENT = object()
 
 
 def check_modalities(cfg: DictConfig) -> None:

@@ -14,16 +14,17 @@ class BadValue(UserError):
 
 
 def check_range(name: str, value, low=None, high=None, allow_none: bool = False, whole: bool = False,
-                above: bool = False) -> None:
+                above: bool = False, below: bool = False) -> None:
     """Refuse a setting that is not a number (whole: a whole number) within [low, high] (above: low
-    itself excluded), naming it (BadValue)."""
+    itself excluded; below: high itself excluded), naming it (BadValue)."""
     if value is None and allow_none:
         return
     ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
-    ok = ok and (low is None or (value > low if above else value >= low)) and (high is None or value <= high)
+    ok = ok and (low is None or (value > low if above else value >= low))
+    ok = ok and (high is None or (value < high if below else value <= high))
     if not ok:
         if above:
-            bounds = f"above {low}" + (f" and at most {high}" if high is not None else "")
+            bounds = f"above {low}" + (f" and {'below' if below else 'at most'} {high}" if high is not None else "")
         else:
             bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
         kind = "a whole number" if whole else "a number"

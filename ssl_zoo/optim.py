@@ -4,23 +4,25 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from typing import Annotated
 
 import torch
 from torch import nn
 
 from ssl_zoo.errors import UserError
+from ssl_zoo.settings import OneOf, Range
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"  # adamw | sgd | lars
-    lr: float = 1e-3  # peak learning rate (for a global batch of 256 when scale_lr)
-    weight_decay: float = 1e-4
-    momentum: float = 0.9  # sgd, lars
+    name: Annotated[str, OneOf(("adamw", "lars", "sgd"))] = "adamw"
+    lr: Annotated[float, Range(0, above=True)] = 1e-3  # peak learning rate (for a global batch of 256 when scale_lr)
+    weight_decay: Annotated[float, Range(0)] = 1e-4
+    momentum: Annotated[float, Range(0, 1)] = 0.9  # sgd, lars
     trust: float = 1e-3  # lars: trust coefficient (the papers' 1e-3 assumes batches of thousands; solo-learn uses 0.02 at 256)
     betas: tuple[float, float] = (0.9, 0.999)  # adamw
-    warmup: float = 0.05  # warmup length: a fraction of all steps if < 1, else a number of steps
-    min_lr_ratio: float = 0.0  # cosine decays from lr to lr * min_lr_ratio
+    warmup: Annotated[float, Range(0)] = 0.05  # warmup length: a fraction of all steps if < 1, else a number of steps
+    min_lr_ratio: Annotated[float, Range(0, 1)] = 0.0  # cosine decays from lr to lr * min_lr_ratio
     scale_lr: bool = False  # linear scaling rule: lr * global_batch / 256 (SimCLR, BYOL)
     exclude_bias_and_norm: bool = True  # biases and norm weights: no weight decay, no LARS adaptation
 

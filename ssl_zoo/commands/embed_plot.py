@@ -8,10 +8,13 @@ from omegaconf import DictConfig
 
 from ssl_zoo.atomic import check_can_write
 from ssl_zoo.build import random_init
-from ssl_zoo.run.probe import beside_run, load_for_probe
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import extract_features, standardise, subsample
 from ssl_zoo.plots import embedding_maps
+from ssl_zoo.run.probe import beside_run, load_for_probe
+from ssl_zoo.settings import Range
+
+EMBED_PLOT = {"max_points": Range(2, whole=True), "perplexity": Range(0, above=True)}  # t-SNE's points and perplexity
 
 
 def embed_plot(cfg: DictConfig) -> Path:
@@ -19,7 +22,7 @@ def embed_plot(cfg: DictConfig) -> Path:
 
     if cfg.split not in ("train", "test"):
         raise UserError(f"split must be train or test, got '{cfg.split}'")
-    method, train_cfg, run_cfg, datamodule = load_for_probe(cfg)
+    method, train_cfg, run_cfg, datamodule = load_for_probe(cfg, **{"": EMBED_PLOT})
     path = Path(cfg.out) if cfg.get("out") else beside_run(cfg.checkpoint, train_cfg, run_cfg, "embeddings", ".png")
     check_can_write(path, "out")  # before the t-SNE, not after
     datamodule.setup()

@@ -5,12 +5,12 @@ from omegaconf import DictConfig
 from ssl_zoo.build import require_values
 from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.infer.text import SamplingSettings, fill_masks, generate_text, top_1
+from ssl_zoo.settings import FLAG
 
 
 def generate(cfg: DictConfig) -> None:
-    require_values(cfg)
+    require_values(cfg, **{"": (SamplingSettings, {"compile": FLAG})})
     settings = SamplingSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_k, cfg.top_p, cfg.seed)
-    settings.check()
     method = load_text_model(cfg.checkpoint, "gpt", cfg.device, precision=cfg.precision)
     pieces = generate_text(method, str(cfg.prompt), settings, compile=cfg.compile)  # refuses a bad prompt before printing it
     print(cfg.prompt, end="", flush=True)

@@ -11,7 +11,7 @@ from ssl_zoo.build import build_datamodule, require_values
 from ssl_zoo.device import pick_device
 from ssl_zoo.errors import UserError
 from ssl_zoo.eval.baselines import check_encoder, foreign_encoder
-from ssl_zoo.eval.probe import probe_method
+from ssl_zoo.eval.probe import ProbeConfig, probe_method
 from ssl_zoo.report import summary
 from ssl_zoo.results import NO_TRAINING, read_json, record, write_json
 from ssl_zoo.run.folder import RESULTS, RunFolder
@@ -45,7 +45,7 @@ def probe_foreign(cfg: DictConfig) -> dict:
     weights; results to cfg.out (default outputs/baselines/<kind>-<name>-<data>-seed<seed>/results.json)."""
     if cfg.get("data") is None:
         raise UserError(f"encoder={cfg.encoder} needs the data to probe on: data=python_stdlib, shapes, spoken_words, ...")
-    require_values(cfg)
+    require_values(cfg, probe=ProbeConfig)
     datamodule = build_datamodule(cfg)
     kind, name = check_encoder(cfg.encoder, cfg.weights, datamodule.modality, cfg.data.name)
     label = f"{kind}:{Path(name).name}"  # a folder's name, not its path

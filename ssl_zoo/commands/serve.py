@@ -28,24 +28,25 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib.resources import files
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import torch
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from starlette.background import BackgroundTask
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ssl_zoo.build import require_values
+from ssl_zoo.errors import BadValue, UserError, check_range
 from ssl_zoo.infer.engine import ENGINES, Engine
 from ssl_zoo.infer.load import load_text_model
-from ssl_zoo.errors import BadValue, UserError, check_range
 from ssl_zoo.infer.text import SamplingSettings, TextPieces, fill_masks, prompt_ids, top_1
 from ssl_zoo.results import encoder_parameters
+from ssl_zoo.settings import Range
 
 TASK_OF = {"gpt": "generate", "bert": "fill"}
 TEXT_FIELD = {"generate": "prompt", "fill": "text"}  # the field a request's text is in
@@ -55,11 +56,11 @@ TEXT_FIELD = {"generate": "prompt", "fill": "text"}  # the field a request's tex
 class Limits:
     """What keeps a shared server up: every request is bounded in size and in work."""
 
-    max_prompt_chars: int = 2000   # prompt (generate) and text (fill)
-    max_new_tokens: int = 500
-    max_top_k: int = 50            # candidates per [MASK]
-    max_concurrent: int = 8        # generations running at once; one more is told to retry (503)
-    max_body_bytes: int = 65536
+    max_prompt_chars: Annotated[int, Range(1, whole=True)] = 2000   # prompt (generate) and text (fill)
+    max_new_tokens: Annotated[int, Range(1, whole=True)] = 500
+    max_top_k: Annotated[int, Range(1, whole=True)] = 50            # candidates per [MASK]
+    max_concurrent: Annotated[int, Range(1, whole=True)] = 8        # generations running at once; one more is told to retry (503)
+    max_body_bytes: Annotated[int, Range(1, whole=True)] = 65536
 
 
 @dataclass
@@ -429,7 +430,7 @@ def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, dev
 
 def run(cfg: DictConfig) -> None:
     """The command: checkpoint, checkpoint2, ... (each a path or a list of them), in order."""
-    require_values(cfg)
+    require_values(cfg, limits=Limits, **{"": {"port": Range(1, 65535, whole=True)}})
     checkpoints = []
     for key in sorted((k for k in cfg if re.fullmatch(r"checkpoint\d*", str(k))), key=lambda k: int(k[10:] or 1)):
         value = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]

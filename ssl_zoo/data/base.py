@@ -13,7 +13,7 @@ import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, NamedTuple
 
 import pytorch_lightning as pl
 import torch
@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ssl_zoo.data.tokenizer import TextTokenizer
 from ssl_zoo.errors import UserError
+from ssl_zoo.settings import Range
 
 
 class Waves(NamedTuple):
@@ -133,7 +134,7 @@ class SSLDataModule(pl.LightningDataModule):
     # model probed on other data reads that data with the settings it was trained with.
     bound_to_encoder: tuple[str, ...] = ()
 
-    def __init__(self, batch_size: int = 256, num_workers: int = 0, seed: int = 0):
+    def __init__(self, batch_size: Annotated[int, Range(1, whole=True)] = 256, num_workers: Annotated[int, Range(0, whole=True)] = 0, seed: int = 0):
         super().__init__()
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.classes: list = []  # names of the probe task's classes, known after setup()

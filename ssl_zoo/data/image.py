@@ -6,6 +6,7 @@ draw their random views from them on the device (see ssl_zoo/views.py).
 
 import pickle
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -14,7 +15,8 @@ from torch.utils.data import Dataset, Subset
 
 from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule, content_digest, stable_fraction
 from ssl_zoo.data.shapes import SHAPES, make_shapes
-from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.errors import UserError
+from ssl_zoo.settings import Range
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -23,7 +25,8 @@ class ImageDataModule(SSLDataModule):
     modality = "image"
     leak_unit = "images, by their pixels (image folders: by their file's bytes)"
 
-    def __init__(self, image_size: int, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), **kwargs):
+    def __init__(self, image_size: Annotated[int | None, Range(1, whole=True, nullable=True)], mean=(0.5, 0.5, 0.5),
+                 std=(0.25, 0.25, 0.25), **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
 
@@ -31,13 +34,12 @@ class ImageDataModule(SSLDataModule):
 class Shapes(ImageDataModule):
     """Embedded: ten procedurally drawn shape classes (see shapes.py); pretraining and probe in one."""
 
-    def __init__(self, num_train: int = 20_000, num_test: int = 2_000, image_size: int = 32, **kwargs):
+    def __init__(self, num_train: Annotated[int, Range(1, whole=True)] = 20_000, num_test: Annotated[int, Range(1, whole=True)] = 2_000,
+                 image_size: int = 32, **kwargs):
         super().__init__(image_size=image_size, **kwargs)
         self.num_train, self.num_test = num_train, num_test
 
     def prepare(self) -> None:
-        check_range("data.num_train", self.num_train, 1, whole=True)
-        check_range("data.num_test", self.num_test, 1, whole=True)
         self.train_set = BatchedTensors(*make_shapes(self.num_train, self.image_size, seed=self.seed))
         # The test images come from another seed: none of them is a pretraining image.
         self.test_set = BatchedTensors(*make_shapes(self.num_test, self.image_size, seed=self.seed + 1_000_003))
@@ -230,9 +232,9 @@ class ImageFolder(ImageDataModule):
         self,
         path: str,
         image_size: int = 64,
-        test_fraction: float = 0.2,
+        test_fraction: Annotated[float, Range(0, 0.99)] = 0.2,
         test_path: str | None = None,
-        pretrain_crops: int = 2,
+        pretrain_crops: Annotated[int, Range(0, whole=True)] = 2,
         crop_scale=(0.08, 1.0),
         verify: bool = True,
         mean=(0.485, 0.456, 0.406),
@@ -242,7 +244,6 @@ class ImageFolder(ImageDataModule):
         super().__init__(image_size=image_size, mean=mean, std=std, **kwargs)
         self.path, self.test_fraction, self.verify = Path(path).expanduser(), test_fraction, verify
         self.test_path = Path(test_path).expanduser() if test_path else None
-        check_range("data.pretrain_crops", pretrain_crops, 0, whole=True)
         self.pretrain_crops, self.crop_scale = pretrain_crops, tuple(crop_scale)
 
     def read_folder(self, path: Path, key: str, classes: list[str] | None = None) -> tuple[list[Path], list[int], list[str]]:
@@ -277,7 +278,6 @@ class ImageFolder(ImageDataModule):
             self.test_images = ImageFiles(test_files, test_labels, self.image_size)
             self.train_images = ImageFiles(files, labels, self.image_size)
         else:
-            check_range("data.test_fraction", self.test_fraction, 0.0, 0.99)
             is_test = [y >= 0 and stable_fraction(f.relative_to(self.path).as_posix()) < self.test_fraction
                        for f, y in zip(files, labels)]
             if self.test_fraction > 0 and not any(is_test) and any(y >= 0 for y in labels):

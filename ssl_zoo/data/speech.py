@@ -15,6 +15,8 @@ import csv
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
 import torch
 import torchaudio
 from torch.utils.data import Dataset
@@ -22,6 +24,7 @@ from torch.utils.data import Dataset
 from ssl_zoo.data.base import DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, content_digest, digest, stable_fraction
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.logmel import logmel_settings
+from ssl_zoo.settings import Range
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
 
@@ -81,7 +84,7 @@ class SpeechDataModule(SSLDataModule):
     tasks: tuple[str, ...] = ()
     bound_to_encoder = ("sample_rate", "max_seconds", "features")
 
-    def __init__(self, task: str | None = None, sample_rate: int = 16_000, max_seconds: float = 1.0,
+    def __init__(self, task: str | None = None, sample_rate: Annotated[int, Range(1, whole=True)] = 16_000, max_seconds: float = 1.0,
                  features: dict | None = None, bad_files: str = "skip", **base):
         super().__init__(**base)
         if bad_files not in ("skip", "error"):
@@ -222,7 +225,7 @@ class AudioFolder(SpeechDataModule):
 
     name = "audio_folder"
 
-    def __init__(self, root: str, pattern: str | None = None, test_fraction: float = 0.2, **kwargs):
+    def __init__(self, root: str, pattern: str | None = None, test_fraction: Annotated[float, Range(0, 1)] = 0.2, **kwargs):
         super().__init__(**kwargs)
         self.path, self.test_fraction = Path(root).expanduser(), test_fraction
         try:

@@ -18,6 +18,7 @@ import sys
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -28,7 +29,8 @@ from ssl_zoo.data.base import BatchedTensors, DataInfo, ProbeSplits, SSLDataModu
 from ssl_zoo.data.icl_tasks import (EVAL_WORDS, FAMILIES, HELD_OUT, TRAIN_WORDS, VAL_WORDS, check_families, episode_text,
                                     example_line, operand_pairs)
 from ssl_zoo.data.tokenizer import KINDS, NUM_SPECIAL, TextTokenizer
-from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.errors import UserError
+from ssl_zoo.settings import Range
 
 
 class TokenWindows(Dataset):
@@ -84,12 +86,12 @@ class TextDataModule(SSLDataModule):
     def __init__(
         self,
         tokenizer: str = "char",
-        vocab_size: int = 2048,
-        block_size: int = 128,
+        vocab_size: Annotated[int | None, Range(8, whole=True, nullable=True)] = 2048,
+        block_size: Annotated[int | None, Range(1, whole=True, nullable=True)] = 128,
         stride: int | None = None,
-        val_fraction: float = 0.1,
+        val_fraction: Annotated[float, Range(0, 0.99, above=True)] = 0.1,
         val_windows: int = 256,
-        probe_length: int = 64,
+        probe_length: Annotated[int, Range(1, whole=True)] = 64,
         probe_train_per_class: int = 200,
         probe_test_per_class: int = 50,
         cache_dir: str | None = None,
@@ -354,10 +356,9 @@ class PythonStdlib(TextDataModule):
     name = "python_stdlib"
     probe_task = "stdlib_package"
 
-    def __init__(self, max_chars: int = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES, test_share: float = 0.2,
-                 **kwargs):
+    def __init__(self, max_chars: int = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES,
+                 test_share: Annotated[float, Range(0.01, 0.99)] = 0.2, **kwargs):
         super().__init__(**kwargs)
-        check_range("data.test_share", test_share, 0.01, 0.99)
         self.max_chars, self.packages, self.test_share = max_chars, list(packages), test_share
 
     def probe_files(self) -> dict[str, tuple[list[Path], list[Path]]]:
@@ -426,7 +427,8 @@ class ICLMix(TextDataModule):
 
     def __init__(self, families: list[str] | None = None, held_out: list[str] | None = None,
                  words: list[str] | None = None, episodes: int = 20_000, max_shots: int = 8,
-                 description_prob: float = 0.5, context_share: float | None = None, natural_chars: int = 500_000,
+                 description_prob: float = 0.5,
+                 context_share: Annotated[float | None, Range(0, 1, nullable=True)] = None, natural_chars: int = 500_000,
                  digits: int = 2, **kwargs):
         super().__init__(**kwargs)
         self.held_out = list(HELD_OUT if held_out is None else held_out)
@@ -437,7 +439,6 @@ class ICLMix(TextDataModule):
         if seen:
             raise UserError(f"data.words holds evaluation words ({', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''}): "
                             "evaluation would ask about words training saw; take them out")
-        check_range("data.context_share", context_share, 0.0, 1.0, allow_none=True)
         self.episodes, self.max_shots, self.description_prob = episodes, max_shots, description_prob
         self.context_share, self.natural_chars, self.digits = context_share, natural_chars, digits
 

@@ -21,13 +21,16 @@ whole line, and whose answer, occurs in the training text (GPT-3's appendix C, w
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import Annotated
 
 import torch
 
+from ssl_zoo import settings
 from ssl_zoo.data.icl_tasks import (FAMILIES, Example, Family, Task, check_task_name, example_line, is_user_task,
                                     made_up_words, read_jsonl_task)
-from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.errors import UserError
 from ssl_zoo.infer.decode import generate
+from ssl_zoo.settings import Range
 from ssl_zoo.stats import wilson_interval
 
 LABELS = ("gold", "random", "flipped")
@@ -40,12 +43,12 @@ SHORT_ANSWER = 4  # answers shorter than this (digits, a few letters) recur in a
 class ICLConfig:
     tasks: list[str] | None = None  # family names or .jsonl paths; None: every family
     shots: list[int] = field(default_factory=lambda: [0, 1, 4, 16])
-    num_queries: int = 50  # queries per task (a JSONL task uses at most this many)
+    num_queries: Annotated[int, Range(1, whole=True)] = 50  # queries per task (a JSONL task uses at most this many)
     describe: bool = True  # start each prompt with the task description
     labels: str = "gold"  # the demonstrations' outputs: gold | random | flipped
     controls: list[str] = field(default_factory=list)  # further label settings to score (random, flipped) ...
     control_tasks: list[str] | None = None  # ... on these tasks (None: the context families)
-    digits: int = 2  # number families: digits per operand
+    digits: Annotated[int, Range(1, 3, whole=True)] = 2  # number families: digits per operand (4: 81M operand pairs to split)
     seed: int = 1234  # draws the queries and their demonstrations (not the training data's seed)
     too_long: str = "skip"  # a shot count whose prompts exceed the context: skip (and say so) | error
 
@@ -60,8 +63,7 @@ class ICLConfig:
         bad = [k for k in self.shots if not isinstance(k, int) or isinstance(k, bool) or k < 0]
         if bad or not self.shots:
             raise UserError(f"shots must be a list of whole numbers >= 0, got {bad or self.shots}")
-        check_range("num_queries", self.num_queries, 1, whole=True)
-        check_range("digits", self.digits, 1, 3, whole=True)  # 4 digits: 81M operand pairs to split
+        settings.check("", vars(self), ICLConfig)  # num_queries, digits: as ICLConfig declares them
         for labels in [self.labels, *self.controls]:
             if labels not in LABELS:
                 raise UserError(f"unknown icl.labels '{labels}'; choose one of: {', '.join(LABELS)}")

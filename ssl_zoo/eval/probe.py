@@ -21,6 +21,7 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.data.base import ProbeSplits, cache_root, collate
-from ssl_zoo.errors import UserError, l2_grid_problem
 
+from ssl_zoo.settings import OneOf, Range
 
 DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
 DEFAULT_STEPS = {"lbfgs": 3000, "adamw": 300}  # probe.steps=null: iterations at most (L-BFGS stops once converged), or AdamW steps
@@ -39,30 +40,26 @@ DEFAULT_STEPS = {"lbfgs": 3000, "adamw": 300}  # probe.steps=null: iterations at
 class ProbeConfig:
     name: str = "default"  # the protocol's name (conf/probe/*.yaml), recorded with the figures
     enabled: bool = True
-    batch_size: int = 256  # for feature extraction
-    max_train: int | None = 10_000  # probe-train examples used (a seeded random subset), None = all
-    val_fraction: float = 0.2  # of probe-train, to choose the hyper-parameters
-    solver: str = "lbfgs"  # lbfgs: to convergence, the L2 penalty swept | adamw: the earlier protocol, lr and decay swept
+    batch_size: Annotated[int, Range(1, whole=True)] = 256  # for feature extraction
+    max_train: Annotated[int | None, Range(1, whole=True, nullable=True)] = 10_000  # probe-train examples used (a seeded subset), None = all
+    val_fraction: Annotated[float, Range(0, 0.99, above=True)] = 0.2  # of probe-train, to choose the hyper-parameters
+    solver: Annotated[str, OneOf(("lbfgs", "adamw"))] = "lbfgs"  # lbfgs: to convergence, the L2 penalty swept | adamw: the earlier
+    #                                                                protocol, lr and decay swept
     lrs: list[float] = field(default_factory=lambda: [0.1, 0.01])  # adamw only
     weight_decays: list[float] | None = None  # the L2 penalties tried; None: lbfgs the log grid below, adamw ADAMW_DECAYS
     l2_low: float = 1e-6  # lbfgs: the log-spaced grid of L2 penalties from l2_low to l2_high, l2_points of them
     l2_high: float = 1.0  #   (a converged logistic regression's best penalty ranges over orders of magnitude:
     l2_points: int = 7  #   CLIP sweeps 1e-6 to 1e6); a choice at an end of the grid is flagged in results.json
-    steps: int | None = None  # per fit: L-BFGS iterations at most (None: 3000; it stops once converged), or AdamW steps (None: 300)
-    knn_k: int = 20
-    knn_temperature: float = 0.07
+    steps: Annotated[int | None, Range(1, whole=True, nullable=True)] = None  # per fit: L-BFGS iterations at most (None: 3000;
+    #                                                                           it stops once converged), or AdamW steps (None: 300)
+    knn_k: Annotated[int, Range(1, whole=True)] = 20
+    knn_temperature: Annotated[float, Range(0, above=True)] = 0.07
     random_init_baseline: bool = True
-    finetune_steps: int = 0  # > 0: also fine-tune the whole encoder with a linear head (and the random-init one)
-    finetune_lr: float = 1e-4
-    finetune_batch_size: int = 32
+    finetune_steps: Annotated[int, Range(0, whole=True)] = 0  # > 0: also fine-tune the whole encoder with a linear head
+    finetune_lr: Annotated[float, Range(0, above=True)] = 1e-4  #   (and the random-init one)
+    finetune_batch_size: Annotated[int, Range(1, whole=True)] = 32
     cache_random_init: bool = False  # keep the random-init encoder's scores in the cache (conf: on), see random_init_scores
     seed: int = 0
-
-    def __post_init__(self):
-        if self.solver not in DEFAULT_STEPS:
-            raise UserError(f"probe.solver={self.solver} is not one of: {', '.join(DEFAULT_STEPS)}")
-        if self.weight_decays is None and (problem := l2_grid_problem(self.l2_low, self.l2_high, self.l2_points)):
-            raise UserError(problem)
 
     def penalties(self) -> list[float]:
         """The weight decays (L2 penalties) the sweep tries, lowest first."""

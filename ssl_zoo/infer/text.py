@@ -3,28 +3,31 @@
 the notebooks all go through these functions."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Annotated
 
 import torch
 
+from ssl_zoo import settings as declared
 from ssl_zoo.data.tokenizer import MASK_ID
 from ssl_zoo.errors import BadValue, check_range
 from ssl_zoo.infer.decode import compiled_next_logits, generate
+from ssl_zoo.settings import Range
+
 
 @dataclass
 class SamplingSettings:
-    max_new_tokens: int = 200
-    temperature: float = 0.8  # 0: greedy
-    top_k: int | None = 50
-    top_p: float | None = None
-    seed: int = 0
+    max_new_tokens: Annotated[int, Range(1, whole=True)] = 200
+    temperature: Annotated[float, Range(0.0, 100.0)] = 0.8  # 0: greedy
+    top_k: Annotated[int | None, Range(1, nullable=True)] = 50
+    top_p: Annotated[float | None, Range(1e-6, 1.0, nullable=True)] = None
+    seed: Annotated[int, Range(0, 2**64 - 1, whole=True)] = 0  # what torch.Generator takes
 
     def check(self, max_new_tokens_limit: int | None = None) -> None:
+        """A request's settings (serve, the API; the command line's are checked at start-up), and the
+        server's limit on its length."""
+        declared.check("", asdict(self), SamplingSettings)
         check_range("max_new_tokens", self.max_new_tokens, 1, max_new_tokens_limit, whole=True)
-        check_range("temperature", self.temperature, 0.0, 100.0)
-        check_range("top_k", self.top_k, 1, allow_none=True)
-        check_range("top_p", self.top_p, 1e-6, 1.0, allow_none=True)
-        check_range("seed", self.seed, 0, 2**64 - 1, whole=True)  # what torch.Generator takes
 
 
 def prompt_ids(method, prompt: str) -> list[int]:

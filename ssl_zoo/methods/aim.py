@@ -3,21 +3,24 @@ are read by a transformer with prefix-causal attention (a random prefix sees its
 later patch sees only those before it), and an MLP head predicts each next patch's normalised pixels.
 Training with a prefix lets the probe read the encoder with bidirectional attention."""
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
-from ssl_zoo.losses import normalised_patches, masked_mse
+from ssl_zoo.losses import masked_mse, normalised_patches
 from ssl_zoo.masking import prefix_causal_mask
 from ssl_zoo.methods.image import ImageMethod, require_vit
 from ssl_zoo.nn.transformer import mean_pool
 from ssl_zoo.nn.vit import ViT
+from ssl_zoo.settings import Range
 
 
 class AIM(ImageMethod):
     name = "aim"
     objective = "autoregressive"
 
-    def __init__(self, backbone: ViT, views: nn.Module, prefix: bool = True, head_hidden_dim: int = 256,
+    def __init__(self, backbone: ViT, views: nn.Module, prefix: bool = True, head_hidden_dim: Annotated[int, Range(1, whole=True)] = 256,
                  norm_pix_loss: bool = True, **base):
         require_vit(backbone, self.name)
         super().__init__(backbone, [views], **base)

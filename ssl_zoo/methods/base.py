@@ -6,6 +6,8 @@ per-step randomness that survives a resume, the NaN guard and the optional onlin
 it needs to know about the data it is handed (`use_data`); it never reads a datamodule.
 """
 
+from typing import Annotated
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -15,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from ssl_zoo.data.base import DataInfo
 from ssl_zoo.errors import UserError
 from ssl_zoo.optim import OptimConfig, build_optimizer, param_groups, warmup_cosine_scheduler
+from ssl_zoo.settings import Nested
 
 
 class SSLMethod(pl.LightningModule):
@@ -22,7 +25,8 @@ class SSLMethod(pl.LightningModule):
     modality: str = "?"  # text | image | speech
     objective: str = "?"  # masked | autoregressive | joint-embedding: the row of the grid (compare --grid)
 
-    def __init__(self, backbone: nn.Module, optim: dict | None = None, online_probe: bool = True, seed: int = 0):
+    def __init__(self, backbone: nn.Module, optim: Annotated[dict | None, Nested(OptimConfig)] = None, online_probe: bool = True,
+                 seed: int = 0):
         super().__init__()
         self.backbone = backbone
         self.embed_dim = backbone.out_dim  # width of embed()'s features

@@ -1,5 +1,7 @@
 """BERT (Devlin et al., 2019): a bidirectional transformer that fills in masked tokens."""
 
+from typing import Annotated
+
 import torch
 from torchmetrics import MeanMetric
 
@@ -7,6 +9,7 @@ from ssl_zoo.losses import IGNORE, token_cross_entropy
 from ssl_zoo.masking import mask_tokens
 from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer
+from ssl_zoo.settings import Range
 
 
 class BERT(TextMethod):
@@ -14,8 +17,8 @@ class BERT(TextMethod):
     objective = "masked"
     causal = False  # every position sees the whole sequence
 
-    def __init__(self, backbone: Transformer, select_prob: float = 0.15, mask_frac: float = 0.8,
-                 random_frac: float = 0.1, **text):
+    def __init__(self, backbone: Transformer, select_prob: Annotated[float, Range(0, 1, above=True)] = 0.15,
+                 mask_frac: Annotated[float, Range(0, 1)] = 0.8, random_frac: Annotated[float, Range(0, 1)] = 0.1, **text):
         super().__init__(backbone, **text)
         self.select_prob, self.mask_frac, self.random_frac = select_prob, mask_frac, random_frac
         self.val_loss, self.val_acc = MeanMetric(), MeanMetric()

@@ -13,11 +13,13 @@ One class per modality (method=data2vec_text, data2vec_speech, data2vec_image), 
 settings only; Data2Vec holds what they share: the teacher, the targets and the loss.
 """
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
 from ssl_zoo.data.tokenizer import MASK_ID
-from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.errors import UserError
 from ssl_zoo.losses import IGNORE, data2vec_targets, masked_mse
 from ssl_zoo.masking import block_patches, mask_tokens, span_mask
 from ssl_zoo.methods.image import ImageMethod, require_vit
@@ -26,6 +28,12 @@ from ssl_zoo.methods.teacher import MomentumTeacher, ema_copy
 from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer, mean_pool
 from ssl_zoo.nn.vit import ViT
+from ssl_zoo.settings import FLAG, OneOf, Range
+
+# The settings the three classes share: the teacher's top layers averaged, its EMA momentum, the targets' norm.
+TopK = Annotated[int, Range(1, whole=True)]
+Tau = Annotated[float, Range(0, 1)]
+TargetNorm = Annotated[str | None, OneOf((None, "instance", "layer"))]
 
 
 class Data2Vec(MomentumTeacher):
@@ -39,11 +47,7 @@ class Data2Vec(MomentumTeacher):
     def init_teacher(self, top_k: int, tau_base: float, tau_end: float, target_norm: str | None) -> None:
         """target_norm: how each target layer is normalised, "instance" (over time) or "layer" (over the
         channels); None: the paper's choice for the modality (the class's target_norm)."""
-        if target_norm not in (None, "instance", "layer"):
-            raise UserError(f"method.target_norm={target_norm} is not one of: null (the paper's for the modality), instance, layer")
         self.target_norm = target_norm or self.target_norm
-        n_layer = len(self.encoder_blocks())
-        check_range("method.top_k", top_k, 1, n_layer, whole=True)
         self.init_momentum("linear", tau_base, tau_end)  # the paper: 0.999 -> 0.9999 over its first updates, then constant
         self.top_k = top_k
         self.teacher = ema_copy(self.backbone).eval()  # moved only by EMA of the student
@@ -74,8 +78,9 @@ class Data2VecText(Data2Vec, TextMethod):
     causal = False
     target_norm = "layer"
 
-    def __init__(self, backbone: Transformer, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
-                 target_norm: str | None = None, select_prob: float = 0.15, centre_positions: bool = False, **settings):
+    def __init__(self, backbone: Transformer, top_k: TopK = 3, tau_base: Tau = 0.99, tau_end: Tau = 0.999,
+                 target_norm: TargetNorm = None, select_prob: Annotated[float, Range(0, 1, above=True)] = 0.15,
+                 centre_positions: Annotated[bool, FLAG] = False, **settings):
         super().__init__(backbone, **settings)
         self.select_prob, self.centre_positions = select_prob, centre_positions
         self.init_teacher(top_k, tau_base, tau_end, target_norm)
@@ -105,8 +110,9 @@ class Data2VecSpeech(Data2Vec, SpeechMethod):
     causal = False
     target_norm = "instance"
 
-    def __init__(self, backbone: Transformer, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
-                 target_norm: str | None = None, speech_mask_prob: float = 0.5, speech_span: int = 10, **settings):
+    def __init__(self, backbone: Transformer, top_k: TopK = 3, tau_base: Tau = 0.99, tau_end: Tau = 0.999,
+                 target_norm: TargetNorm = None, speech_mask_prob: Annotated[float, Range(0, 1, above=True)] = 0.5,
+                 speech_span: Annotated[int, Range(1, whole=True)] = 10, **settings):
         super().__init__(backbone, **settings)
         self.mask_prob, self.span = speech_mask_prob, speech_span
         self.init_teacher(top_k, tau_base, tau_end, target_norm)
@@ -124,11 +130,11 @@ class Data2VecImage(Data2Vec, ImageMethod):
     modality = "image"
     target_norm = "layer"
 
-    def __init__(self, backbone: ViT, views: nn.Module, top_k: int = 3, tau_base: float = 0.99, tau_end: float = 0.999,
-                 target_norm: str | None = None, image_mask_ratio: float = 0.6, image_block: int = 2, **settings):
+    def __init__(self, backbone: ViT, views: nn.Module, top_k: TopK = 3, tau_base: Tau = 0.99, tau_end: Tau = 0.999,
+                 target_norm: TargetNorm = None, image_mask_ratio: Annotated[float, Range(0, 0.99, above=True)] = 0.6,
+                 image_block: Annotated[int, Range(1, whole=True)] = 2, **settings):
         require_vit(backbone, "data2vec_image")
         super().__init__(backbone, [views], **settings)
-        check_range("method.image_mask_ratio", image_mask_ratio, 0.0, 0.99, above=True)
         self.mask_ratio, self.block = image_mask_ratio, image_block
         self.mask_patch = nn.Parameter(torch.zeros(backbone.patch_dim))  # what a hidden patch reads as, learned
         self.init_teacher(top_k, tau_base, tau_end, target_norm)

@@ -1,15 +1,18 @@
 """MAE (He et al. 2022): hide most of an image's patches, encode only the visible ones, and let a light
 decoder reconstruct the hidden patches' (per-patch normalised) pixels."""
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
-from ssl_zoo.errors import UserError, check_range
-from ssl_zoo.losses import normalised_patches, masked_mse
+from ssl_zoo.errors import UserError
+from ssl_zoo.losses import masked_mse, normalised_patches
 from ssl_zoo.masking import random_patches
 from ssl_zoo.methods.image import ImageMethod, require_vit
 from ssl_zoo.nn.transformer import Transformer, mean_pool
 from ssl_zoo.nn.vit import ViT
+from ssl_zoo.settings import Range
 
 
 def place(visible: torch.Tensor, encoded: torch.Tensor, filler: torch.Tensor, num_patches: int) -> torch.Tensor:
@@ -24,11 +27,11 @@ class MAE(ImageMethod):
     name = "mae"
     objective = "masked"
 
-    def __init__(self, backbone: ViT, views: nn.Module, mask_ratio: float = 0.75, decoder_layers: int = 2,
-                 decoder_dim: int = 64, decoder_heads: int = 4, norm_pix_loss: bool = True, **base):
+    def __init__(self, backbone: ViT, views: nn.Module, mask_ratio: Annotated[float, Range(0, 1, above=True, below=True)] = 0.75,
+                 decoder_layers: Annotated[int, Range(1, whole=True)] = 2, decoder_dim: Annotated[int, Range(1, whole=True)] = 64,
+                 decoder_heads: int = 4, norm_pix_loss: bool = True, **base):
         require_vit(backbone, self.name)
-        check_range("method.mask_ratio", mask_ratio, 0.0, 1.0, above=True)
-        if mask_ratio >= 1 or round((1 - mask_ratio) * backbone.num_patches) < 1:
+        if round((1 - mask_ratio) * backbone.num_patches) < 1:
             raise UserError(f"method.mask_ratio={mask_ratio} leaves no patch of the {backbone.num_patches} visible; "
                             "pick a ratio in (0, 1), e.g. 0.75")
         super().__init__(backbone, [views], **base)  # one recipe: random resized crop and flip only

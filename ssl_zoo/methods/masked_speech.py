@@ -1,11 +1,14 @@
 """Masked speech prediction (Mockingjay, Liu et al. 2020; TERA, Liu et al. 2021): a bidirectional
 transformer reconstructs spans of log-mel frames that were hidden from it."""
 
+from typing import Annotated
+
 from ssl_zoo.data.base import DataInfo
 from ssl_zoo.losses import masked_l1
 from ssl_zoo.masking import mask_frames
 from ssl_zoo.methods.speech import SpeechMethod
 from ssl_zoo.nn.transformer import Transformer, mean_pool
+from ssl_zoo.settings import Range
 
 
 class MaskedSpeech(SpeechMethod):
@@ -13,7 +16,8 @@ class MaskedSpeech(SpeechMethod):
     objective = "masked"
     causal = False  # every frame sees the whole utterance
 
-    def __init__(self, backbone: Transformer, mask_prob: float = 0.15, span: int = 7, zero_frac: float = 0.8,
+    def __init__(self, backbone: Transformer, mask_prob: Annotated[float, Range(0, 1, above=True)] = 0.15,
+                 span: Annotated[int, Range(1, whole=True)] = 7, zero_frac: float = 0.8,
                  replace_frac: float = 0.1, freq_mask_width: int = 0, **speech):
         super().__init__(backbone, **speech)
         self.mask_prob, self.span, self.zero_frac, self.replace_frac = mask_prob, span, zero_frac, replace_frac

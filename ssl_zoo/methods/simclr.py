@@ -1,17 +1,20 @@
 """SimCLR (Chen et al., 2020): pull two views of an image together, push other images away."""
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
 from ssl_zoo.losses import nt_xent
 from ssl_zoo.methods.image import ImageMethod
+from ssl_zoo.settings import Range
 
 
 class SimCLR(ImageMethod):
     name = "simclr"
     objective = "joint-embedding"
 
-    def __init__(self, backbone: nn.Module, views: nn.Module, temperature: float = 0.2, projector_hidden_dim: int = 512,
+    def __init__(self, backbone: nn.Module, views: nn.Module, temperature: Annotated[float, Range(0, above=True)] = 0.2, projector_hidden_dim: int = 512,
                  projector_dim: int = 128, **base):
         super().__init__(backbone, [views], projector_hidden_dim, projector_dim, **base)  # symmetric: one recipe
         self.temperature = temperature

@@ -5,11 +5,14 @@ per patch. The same blocks serve GPT, BERT and the speech models; image methods 
 final states (B, n_embd), as SimCLR and BYOL read a CNN's pooled features.
 """
 
+from typing import Annotated
+
 import torch
 from torch import nn
 
 from ssl_zoo.errors import UserError, patch_grid_problem
 from ssl_zoo.nn.transformer import Transformer, mean_pool
+from ssl_zoo.settings import Range
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -34,7 +37,7 @@ class ViT(nn.Module):
 
     reads = ("image",)
 
-    def __init__(self, image_size: int | None, patch_size: int = 4, channels: int = 3, n_layer: int = 4, n_head: int = 4,
+    def __init__(self, image_size: int | None, patch_size: Annotated[int, Range(1, whole=True)] = 4, channels: int = 3, n_layer: int = 4, n_head: int = 4,
                  n_embd: int = 128, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if image_size is None:

@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ssl_zoo.build import build_datamodule, check_modalities, random_init, require_values
 from ssl_zoo.checkpoint import load_method
-from ssl_zoo.errors import UserError, check_range
+from ssl_zoo.errors import UserError
 from ssl_zoo.eval.monitor import KNNMonitor
 from ssl_zoo.eval.probe import ProbeConfig, probe_method
 from ssl_zoo.run.folder import RunFolder
@@ -40,10 +40,11 @@ def probe_block(method, datamodule, cfg: DictConfig) -> dict | None:
     return result
 
 
-def load_for_probe(cfg: DictConfig):
+def load_for_probe(cfg: DictConfig, **own):
     """A saved run's method on cfg.device and the datamodule to read (cfg.data, or the run's own data),
-    set up as the encoder was trained: (method, train config, run config, datamodule)."""
-    require_values(cfg)
+    set up as the encoder was trained: (method, train config, run config, datamodule). own: what the
+    command's other settings may be (build.require_values)."""
+    require_values(cfg, probe=ProbeConfig, **own)
     if cfg.get("checkpoint") is None:
         raise UserError("give checkpoint=... (a saved run's last.ckpt), or encoder=hf:DIR / torchvision:NAME / timm:NAME "
                         "(an encoder trained elsewhere)")
@@ -57,7 +58,7 @@ def load_for_probe(cfg: DictConfig):
                     run_cfg.data[key] = train_cfg.data[key]
     run_cfg.probe = cfg.probe
     check_modalities(run_cfg)
-    require_values(run_cfg)
+    require_values(run_cfg, probe=ProbeConfig)
     return method, train_cfg, run_cfg, build_datamodule(run_cfg, **method.data_settings())
 
 
@@ -72,7 +73,6 @@ def beside_run(checkpoint, train_cfg: DictConfig, run_cfg: DictConfig, stem: str
 def knn_monitor(cfg: DictConfig, datamodule) -> KNNMonitor | None:
     """With knn_monitor_every_n_steps > 0 and a probe task: lightly's kNN monitor during pretraining."""
     every = cfg.get("knn_monitor_every_n_steps") or 0
-    check_range("knn_monitor_every_n_steps", every, 0, whole=True)
     if not every:
         return None
     datamodule.setup()

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
-from pytorch_lightning.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.utilities.model_helpers import is_overridden
 
 from ssl_zoo import build
@@ -17,13 +16,13 @@ from ssl_zoo.errors import UserError
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import read_json, record, write_json
-from ssl_zoo.run.checkpoint_io import AtomicCheckpointIO, checkpoint_for_resume
+from ssl_zoo.run.checkpoint_io import checkpoint_for_resume
 from ssl_zoo.run.folder import RunFolder
-from ssl_zoo.run.loggers import make_loggers
 from ssl_zoo.run.precision import settle_precision
 from ssl_zoo.run.probe import knn_monitor, probe_block
 from ssl_zoo.run.record import RunRecord
 from ssl_zoo.run.signals import RunInterrupted, StopOnSignal
+from ssl_zoo.run.trainer import TRAINING, make_trainer
 
 # Lightning advice that does not apply here: in-memory datasets are batched without workers, and
 # Hydra has written its .hydra/ folder into the run dir before the CSV logger looks at it.
@@ -31,26 +30,6 @@ warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")  # a teacher, on purpose
-
-
-def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resume_step: int | None = None) -> pl.Trainer:
-    """Lightning's Trainer of cfg.trainer, with a CSV logger (metrics.csv, continued on a resume from
-    resume_step) and logger='s choice beside it, and an atomically written checkpoints/last.ckpt refreshed every checkpoint_every_n_steps."""
-    checkpointing = ModelCheckpoint(dirpath=RunFolder(run_dir).checkpoints, save_last=True, save_top_k=0,
-                                    every_n_train_steps=cfg.checkpoint_every_n_steps, enable_version_counter=False)
-    try:
-        return pl.Trainer(
-            **OmegaConf.to_container(cfg.trainer, resolve=True),
-            default_root_dir=run_dir,
-            logger=make_loggers(cfg, run_dir, resume_step),
-            callbacks=[checkpointing, *callbacks],
-            plugins=[AtomicCheckpointIO()],
-            use_distributed_sampler=False,  # the datamodule shards by rank itself
-        )
-    except (MisconfigurationException, ModuleNotFoundError) as e:  # e.g. trainer=gpu on a machine without one
-        raise UserError(f"the trainer settings do not fit this machine ({e}); try trainer=cpu") from None
-    except (ValueError, TypeError) as e:  # e.g. trainer.precision=bf17
-        raise UserError(f"a trainer setting is invalid: {e}; fix it on the command line (trainer.<name>=...)") from None
 
 
 def fit(trainer: pl.Trainer, method, datamodule, ckpt_path: str | None) -> None:
@@ -84,7 +63,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
     build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
-    build.require_values(cfg)
+    build.require_values(cfg, **TRAINING)
     ckpt_path, resumed = checkpoint_for_resume(cfg, run_dir)
     if resumed and (finished := finished_run(cfg, run_dir, resumed)) is not None:
         return finished
