@@ -16,7 +16,6 @@ constructor of ours (Lightning's trainer, a command's own keys) are declared as 
 """
 
 import functools
-import typing
 from dataclasses import dataclass
 
 from ssl_zoo.errors import BadValue, check_range
@@ -76,7 +75,9 @@ def declared(component: type) -> dict[str, Range | OneOf | Nested]:
         init = vars(klass).get("__init__")
         if init is None or klass is object:
             continue
-        for name, hint in typing.get_type_hints(init, include_extras=True).items():
+        # the annotations as written, not evaluated: another library's class (a Lightning logger) may annotate
+        # with names it never imports, and ours are objects (Annotated[...]), never strings
+        for name, hint in getattr(init, "__annotations__", {}).items():
             found.update({name: m for m in getattr(hint, "__metadata__", ()) if isinstance(m, (Range, OneOf, Nested))})
     return found
 

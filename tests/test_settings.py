@@ -62,3 +62,12 @@ def test_no_constructor_checks_again_what_the_start_up_check_covers(name):
         if cls.__module__ == module.__name__:
             declared |= set(settings.declared(cls))
     assert not constructor_checks(module) & declared, "checked twice: declared, and checked again in the code"
+
+
+def test_another_librarys_class_declares_nothing_even_with_names_it_never_imports():
+    class Foreign:  # as a Lightning logger annotates: a forward reference that does not resolve here
+        def __init__(self, run: "Run | None" = None, offline: bool = False):  # noqa: F821
+            pass
+
+    assert settings.declared(Foreign) == {}
+    settings.check("logger.wandb.", {"run": None, "offline": True}, Foreign)
