@@ -2,7 +2,7 @@
 linear probe accuracy and the gain over the random-init encoder (mean ± 95% t-interval over the seeds),
 the paired difference (new sweep minus old) and the penalties each chose. The README's table is
 
-    python results/probe_sweeps.py results/default_budgets results/grid --old results/default_budgets_old_sweep
+    python results/probe_sweeps.py results/default_budgets --old results/default_budgets_old_sweep
 """
 
 import argparse
@@ -39,7 +39,10 @@ def main() -> None:
     parser.add_argument("new", nargs="+", help="folders of the runs probed with the new sweep (their own results.json)")
     parser.add_argument("--old", required=True, help="folder of the same checkpoints probed again with the old sweep")
     opts = parser.parse_args()
-    new = {k: v for folder in opts.new for k, v in runs(Path(folder)).items()}
+    new: dict[tuple[str, str], dict[int, dict]] = {}
+    for folder in opts.new:
+        for key, seeds in runs(Path(folder)).items():
+            new.setdefault(key, {}).update(seeds)
     old = runs(Path(opts.old))
     print("| modality | method | seeds | linear %, new sweep | linear %, old sweep | gain, new | gain, old "
           "| new - old (paired) | penalties chosen, new | old |")
