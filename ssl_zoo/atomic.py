@@ -3,6 +3,7 @@ results, tables, plots, the text cache, synthesised audio) goes through `atomic_
 reader, or a run that was killed, never finds half a file. (The run's logs grow line by line.)"""
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -41,10 +42,24 @@ def atomic_write(path: str | Path, data: str | bytes | Callable[[BinaryIO], obje
     except OSError as e:
         Path(tmp).unlink(missing_ok=True)
         raise cannot_write(path, e, written) from None
+    except RuntimeError as e:  # torch.save's C++ writer reports a failed write (a full disk) as a RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        if not any(sign in str(e) for sign in ("PytorchStreamWriter failed", "unexpected pos", "file write failed")):
+            raise
+        raise cannot_write(path, OSError(f"the write failed ({disk_space(path.parent)})"), written) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def disk_space(folder: Path) -> str:
+    """How much room is left where folder is, in words."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return "the disk's free space unknown"
+    return "the disk is full" if free < 1 << 20 else f"{free / 1e9:,.1f} GB free on the disk"
 
 
 def cannot_write(path: Path, error: OSError, written: int) -> UserError:
@@ -68,6 +83,10 @@ def check_can_write(path: str | Path, setting: str, folder: bool = False) -> Non
     elif not os.access(existing if existing.is_dir() else existing.parent, os.W_OK | os.X_OK):
         problem = f"{existing} is read-only"
     else:
-        return
+        try:  # what access() cannot tell (a root user in /proc, a full or read-only file system): try
+            os.rmdir(tempfile.mkdtemp(dir=existing if existing.is_dir() else existing.parent, prefix=".ssl_zoo_check."))
+            return
+        except OSError as e:
+            problem = f"{existing} takes no new files ({e.strerror})"
     raise UserError(f"cannot write {path}: {problem}; give {setting}=<a {'folder' if folder else 'path'} you can write>")
 

@@ -39,7 +39,8 @@ def require_values(cfg: DictConfig, **own) -> dict:
     return values
 
 
-COMMON = {"seed": Range(0, whole=True)}  # the one setting every command has
+MAX_STEPS = 2**53  # steps and epochs counted in a float stay exact below this; int64 and every schedule hold it
+COMMON = {"seed": Range(0, 2**32 - 1, whole=True)}  # the one setting every command has (numpy takes 0 .. 2**32 - 1)
 
 
 def check_settings(values: dict, own: dict | None = None) -> None:
@@ -68,8 +69,25 @@ def _check_built(node: dict, prefix: str) -> None:
             except Exception:  # a class that does not exist: building it says so, naming the node
                 component = None
             if component is not None:
+                _check_keys(f"{prefix}{key}", child, component)
                 settings.check(f"{prefix}{key}.", child, component)
         _check_built(child, f"{prefix}{key}.")
+
+
+NOT_ARGUMENTS = {"_target_", "name", "_partial_", "_convert_", "_recursive_", "_args_"}  # read by Hydra, or a label
+
+
+def _check_keys(path: str, node: dict, component) -> None:
+    """A key that the node's class does not take (`+method.foo=1`) is refused naming the ones it does
+    (instantiating would fail with a multi-line TypeError)."""
+    takes = settings.accepted(component)
+    if takes is None:
+        return
+    for key in node:
+        if key not in takes and key not in NOT_ARGUMENTS:
+            names = ", ".join(sorted(k for k in takes if k not in ("backbone", "cfg")))
+            raise BadValue(f"{path}.{key}", f"{path}.{key} is not a setting of {path}={node.get('name') or component.__name__}; "
+                           f"its settings are: {names}")
 
 
 def check_relations(values: dict) -> None:
@@ -97,10 +115,39 @@ def check_relations(values: dict) -> None:
     if isinstance(top_k := method.get("top_k"), int) and isinstance(n_layer := model.get("n_layer"), int) and top_k > n_layer:
         raise BadValue("method.top_k", f"method.top_k={top_k} is more than the model's {n_layer} layers; set "
                        f"method.top_k=1..{n_layer} (the teacher's top layers that give the targets)")
+    if isinstance(n_embd := model.get("n_embd"), int) and isinstance(n_head := model.get("n_head"), int) and n_embd % n_head:
+        raise BadValue("model.n_head", f"model.n_head={n_head} does not divide model.n_embd={n_embd} (each head reads "
+                       f"n_embd / n_head channels); pick a divisor, e.g. model.n_head={_divisor(n_embd, n_head)}")
+    n_mels = _lookup(values, "data.features.n_mels")
+    if isinstance(width := method.get("freq_mask_width"), int) and isinstance(n_mels, int) and width > n_mels:
+        raise BadValue("method.freq_mask_width", f"method.freq_mask_width={width} is wider than the {n_mels} mel bins "
+                       f"(data.features.n_mels); give 0..{n_mels}")
     trainer = values.get("trainer") or {}
+    for key in ("max_steps", "max_epochs", "val_check_interval"):
+        if isinstance(count := trainer.get(key), int) and count > MAX_STEPS:
+            raise BadValue(f"trainer.{key}", f"trainer.{key}={count} is more than a run can count (2**53 = {MAX_STEPS:,}); "
+                           f"give a smaller trainer.{key}")
+    if trainer.get("max_epochs") == 0:
+        raise BadValue("trainer.max_epochs", "trainer.max_epochs=0 trains nothing; give a number of epochs, or "
+                       "trainer.max_epochs=-1 to train by trainer.max_steps")
     if trainer.get("max_steps") == -1 and trainer.get("max_epochs", -1) in (-1, None):
         raise BadValue("trainer.max_steps", "trainer.max_steps=-1 with trainer.max_epochs=-1 never ends; give "
                        "trainer.max_steps=N, or trainer.max_epochs=N to train by epochs")
+
+
+def _divisor(n: int, near: int) -> int:
+    """The divisor of n nearest to `near` (a number of heads that fits a width)."""
+    return min((d for d in range(1, n + 1) if n % d == 0), key=lambda d: (abs(d - near), d))
+
+
+def doubtful(values: dict) -> list[str]:
+    """Settings that are allowed but probably not meant, each said in a line (the run goes on)."""
+    lines = []
+    warmup, steps = _lookup(values, "method.optim.warmup"), _lookup(values, "trainer.max_steps")
+    if isinstance(warmup, (int, float)) and warmup >= 1 and isinstance(steps, int) and steps > 0 and warmup >= steps:
+        lines.append(f"method.optim.warmup={warmup} steps is as long as the run or longer (trainer.max_steps={steps}): "
+                     "the learning rate never reaches method.optim.lr; give a shorter warmup, or a fraction of the run (e.g. 0.05)")
+    return lines
 
 
 def _lookup(values: dict, key: str):

@@ -97,6 +97,8 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
         except HydraException as e:
             raise UserError(f"cannot read {arg!r}: {one_line(e).split(' See https')[0]} (key=value, see "
                             "https://hydra.cc/docs/advanced/override_grammar/basic)") from None
+        if not override.key_or_group:
+            raise UserError(f"{arg!r} has no key; write key=value (e.g. seed=3)")
         sweep = override.is_sweep_override()
         first.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}" if sweep else arg)
 
@@ -118,6 +120,13 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
         except HydraException:
             names = ""
         raise UserError(f"{key} is not a setting{names} (to add a new one: +{key}=...)") from None
+    for arg in first:
+        key = arg[1:].partition("=")[0]
+        if arg.startswith("~") and "." in key and not key.startswith("hydra."):
+            kept = composed([a for a in first if a != arg])
+            if not OmegaConf.is_config(value := OmegaConf.select(kept, key)):
+                raise UserError(f"~{key} would remove a setting the run reads: the code would use a default that the run's "
+                                f"config.yaml does not record; set it instead ({key}={value})")
     sweep = "-m" in overrides or "--multirun" in overrides or str(cfg.hydra.mode).endswith("MULTIRUN")
     check_output_dir(cfg, "hydra.sweep.dir" if sweep else "hydra.run.dir")
 

@@ -1,5 +1,7 @@
 """Where a model runs: the device a command is told to use, and whether it computes bf16 natively."""
 
+import os
+
 import torch
 
 from ssl_zoo import cpu_precision
@@ -20,6 +22,21 @@ def pick_device(name: str = "auto") -> torch.device:
         raise BadValue("device", f"device={name}: no such device on this machine ({torch.cuda.device_count()} CUDA "
                        "device(s)); give device=auto or device=cpu")
     return device
+
+
+def memory_available() -> int:
+    """Bytes of memory this machine can give now (Linux: MemAvailable; elsewhere: all of its memory)."""
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def gigabytes(size: float) -> str:
+    return f"{size / 1e9:,.1f} GB"
 
 
 def computes_bf16(device: torch.device) -> bool:

@@ -1,5 +1,7 @@
 """Bad input is answered with one line that names the problem and the fix, never a traceback."""
 
+import math
+
 
 class UserError(Exception):
     """A problem with what the user asked for (config, file, checkpoint) that the user can fix."""
@@ -13,22 +15,33 @@ class BadValue(UserError):
         self.field = field
 
 
+def range_text(low=None, high=None, whole: bool = False, above: bool = False, below: bool = False) -> str:
+    """What a value within these bounds is, in words: "a whole number at least 1", "a number above 0 and below 1"."""
+    kind = "a whole number" if whole else "a number"
+    if above:
+        return f"{kind} above {low}" + (f" and {'below' if below else 'at most'} {high}" if high is not None else "")
+    if low is None:
+        return f"{kind} {'below' if below else 'at most'} {high}" if high is not None else kind
+    if high is None:
+        return f"{kind} at least {low}"
+    return f"{kind} at least {low} and below {high}" if below else f"{kind} between {low} and {high}"
+
+
+def in_range(value, low=None, high=None, whole: bool = False, above: bool = False, below: bool = False) -> bool:
+    """Whether value is a finite number (whole: an integer) within [low, high] (above / below: that end excluded)."""
+    ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if above else value >= low))
+    return ok and (high is None or (value < high if below else value <= high))
+
+
 def check_range(name: str, value, low=None, high=None, allow_none: bool = False, whole: bool = False,
                 above: bool = False, below: bool = False) -> None:
-    """Refuse a setting that is not a number (whole: a whole number) within [low, high] (above: low
+    """Refuse a setting that is not a finite number (whole: a whole number) within [low, high] (above: low
     itself excluded; below: high itself excluded), naming it (BadValue)."""
-    if value is None and allow_none:
+    if (value is None and allow_none) or in_range(value, low, high, whole, above, below):
         return
-    ok = isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
-    ok = ok and (low is None or (value > low if above else value >= low))
-    ok = ok and (high is None or (value < high if below else value <= high))
-    if not ok:
-        if above:
-            bounds = f"above {low}" + (f" and {'below' if below else 'at most'} {high}" if high is not None else "")
-        else:
-            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
-        kind = "a whole number" if whole else "a number"
-        raise BadValue(name, f"{name}={value} is out of range; it must be {kind} {bounds}" + (" (or null)" if allow_none else ""))
+    raise BadValue(name, f"{name}={value} is out of range; it must be {range_text(low, high, whole, above, below)}"
+                   + (" (or null)" if allow_none else ""))
 
 
 def patch_grid_problem(image_size: int, patch_size: int) -> str | None:

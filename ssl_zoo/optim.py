@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ssl_zoo.errors import UserError
-from ssl_zoo.settings import OneOf, Range
+from ssl_zoo.settings import Numbers, OneOf, Range
 
 
 @dataclass
@@ -19,8 +19,8 @@ class OptimConfig:
     lr: Annotated[float, Range(0, above=True)] = 1e-3  # peak learning rate (for a global batch of 256 when scale_lr)
     weight_decay: Annotated[float, Range(0)] = 1e-4
     momentum: Annotated[float, Range(0, 1)] = 0.9  # sgd, lars
-    trust: float = 1e-3  # lars: trust coefficient (the papers' 1e-3 assumes batches of thousands; solo-learn uses 0.02 at 256)
-    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    trust: Annotated[float, Range(0, above=True)] = 1e-3  # lars: trust coefficient (the papers' 1e-3 assumes batches of thousands; solo-learn uses 0.02 at 256)
+    betas: Annotated[tuple[float, float], Numbers(Range(0, 1, below=True), length=2)] = (0.9, 0.999)  # adamw
     warmup: Annotated[float, Range(0)] = 0.05  # warmup length: a fraction of all steps if < 1, else a number of steps
     min_lr_ratio: Annotated[float, Range(0, 1)] = 0.0  # cosine decays from lr to lr * min_lr_ratio
     scale_lr: bool = False  # linear scaling rule: lr * global_batch / 256 (SimCLR, BYOL)

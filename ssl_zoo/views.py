@@ -8,10 +8,13 @@ GaussianBlur, RandomSolarize), except that colour jitter applies its four parts 
 """
 
 import math
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ssl_zoo.settings import Numbers, Range
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # ITU-R 601 luma, the weights of torchvision rgb_to_grayscale
 
@@ -93,20 +96,21 @@ class ImageViews(nn.Module):
     def __init__(
         self,
         size: int,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
-        crop_scale: tuple[float, float] = (0.08, 1.0),
-        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-        flip_prob: float = 0.5,
-        jitter_prob: float = 0.8,
-        brightness: float = 0.4,
-        contrast: float = 0.4,
-        saturation: float = 0.4,
-        hue: float = 0.1,
-        grayscale_prob: float = 0.2,
-        blur_prob: float = 0.0,
-        blur_sigma: tuple[float, float] = (0.1, 2.0),  # pixels at 224 px, as in the papers; scaled to `size`
-        solarize_prob: float = 0.0,
+        mean: Annotated[tuple[float, float, float], Numbers(Range(), length=3)],
+        std: Annotated[tuple[float, float, float], Numbers(Range(0, above=True), length=3)],
+        crop_scale: Annotated[tuple[float, float], Numbers(Range(0, 1, above=True), length=2, ordered=True)] = (0.08, 1.0),
+        crop_ratio: Annotated[tuple[float, float], Numbers(Range(0, above=True), length=2, ordered=True)] = (3 / 4, 4 / 3),
+        flip_prob: Annotated[float, Range(0, 1)] = 0.5,
+        jitter_prob: Annotated[float, Range(0, 1)] = 0.8,
+        brightness: Annotated[float, Range(0)] = 0.4,
+        contrast: Annotated[float, Range(0)] = 0.4,
+        saturation: Annotated[float, Range(0)] = 0.4,
+        hue: Annotated[float, Range(0, 0.5)] = 0.1,
+        grayscale_prob: Annotated[float, Range(0, 1)] = 0.2,
+        blur_prob: Annotated[float, Range(0, 1)] = 0.0,
+        # pixels at 224 px, as in the papers; scaled to `size`
+        blur_sigma: Annotated[tuple[float, float], Numbers(Range(0, above=True), length=2, ordered=True)] = (0.1, 2.0),
+        solarize_prob: Annotated[float, Range(0, 1)] = 0.0,
     ):
         super().__init__()
         self.size = size

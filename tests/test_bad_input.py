@@ -64,7 +64,41 @@ CASES = [
     ("train method.temperature=0", "method.temperature=0 is out of range"),
     ("train method.projection_dim=0", "method.projection_dim is not a setting; the settings of method are: name, _target_, temperature"),
     ("train method=byol method.tau_base=2", "method.tau_base=2 is out of range; it must be a number between 0 and 1"),
-    ("train seed=-3", "seed=-3 is out of range; it must be a whole number at least 0"),
+    ("train seed=-3", "seed=-3 is out of range; it must be a whole number between 0 and 4294967295"),
+    ("train seed=18446744073709551616", "seed=18446744073709551616 is out of range; it must be a whole number between 0 and 4294967295"),
+    ("train =3", "'=3' has no key; write key=value"),
+    ("train hydra.run.dir=/proc/ssl_zoo_nope/run", "cannot write /proc/ssl_zoo_nope/run: /proc"),
+    ("train data.image_size=100000", "data.num_train=20000 + data.num_test=2000 images of data.image_size=100000 px need about"),
+    ("train data.num_train=1000000000", "data.num_train=1000000000 + data.num_test=2000 images of data.image_size=32 px need about"),
+    ("train method=gpt method.optim.betas=[0.9]", "method.optim.betas=[0.9] must be 2 numbers, each a number at least 0 and below 1"),
+    ("train method=gpt method.optim.betas=[2,0.9]", "method.optim.betas=[2, 0.9] must be 2 numbers, each a number at least 0 and below 1"),
+    ("train method.optim.weight_decay=inf", "method.optim.weight_decay=inf is out of range; it must be a number at least 0"),
+    ("train method.optim.lr=nan", "method.optim.lr=nan is out of range; it must be a number above 0"),
+    ("train ~method.optim.lr", "~method.optim.lr would remove a setting the run reads"),
+    ("train +method.foo=1", "method.foo is not a setting of method=simclr; its settings are: online_probe, optim, projector_dim"),
+    ("train method=gpt trainer.val_check_interval=0", "trainer.val_check_interval=0 is out of range; it must be a whole number of "
+     "steps at least 1, or a fraction of an epoch above 0 and at most 1"),
+    ("train trainer.max_epochs=0 trainer.max_steps=-1", "trainer.max_epochs=0 trains nothing"),
+    ("train trainer.max_steps=99999999999999999999", "trainer.max_steps=99999999999999999999 is more than a run can count"),
+    ("train trainer.gradient_clip_val=-1", "trainer.gradient_clip_val=-1 is out of range; it must be a number at least 0 (or null)"),
+    ("train model.widths=[0,0,0,0]", "model.widths=[0, 0, 0, 0] must be a list of one or more numbers, each a whole number at least 1"),
+    ("train model.widths=[]", "model.widths=[] must be a list of one or more numbers"),
+    ("train data.mean=[0.5]", "data.mean=[0.5] must be 3 numbers"),
+    ("train data.std=[0,0,0]", "data.std=[0, 0, 0] must be 3 numbers, each a number above 0"),
+    ("train method.views.crop_scale=[1.0,0.08]", "method.views.crop_scale=[1.0, 0.08] is not in order; give it low to high: [0.08, 1.0]"),
+    ("train method.views.jitter_prob=2", "method.views.jitter_prob=2 is out of range; it must be a number between 0 and 1"),
+    ("train method.projector_dim=0", "method.projector_dim=0 is out of range; it must be a whole number at least 1"),
+    ("train method=gpt model.n_head=3", "model.n_head=3 does not divide model.n_embd=128"),
+    ("train method=gpt model.n_embd=-8", "model.n_embd=-8 is out of range; it must be a whole number at least 1"),
+    ("train method=gpt model.n_layer=0", "model.n_layer=0 is out of range; it must be a whole number at least 1"),
+    ("train method=gpt model.dropout=2", "model.dropout=2 is out of range; it must be a number at least 0 and below 1"),
+    ("train method=gpt data.max_chars=0", "data.max_chars=0 is out of range; it must be a whole number at least 1"),
+    ("train method=gpt data.stride=0", "data.stride=0 is out of range; it must be a whole number at least 1 (or null)"),
+    ("train method=gpt method.sample_tokens=-5", "method.sample_tokens=-5 is out of range; it must be a whole number at least 0"),
+    ("train method=masked_speech method.zero_frac=2", "method.zero_frac=2 is out of range; it must be a number between 0 and 1"),
+    ("train method=masked_speech method.freq_mask_width=1000", "method.freq_mask_width=1000 is wider than the 80 mel bins"),
+    (["train", "method=apc", "data=audio_folder", "data.root={files}", "data.pattern='[0-9]+_x'", "data.task=digit"],
+     "data.task=digit is not a named group of data.pattern (its named groups: none)"),
     # the ViT and the patch methods
     ("train method=mae data.image_size=30", "data.image_size=30 is not a multiple of model.patch_size=4"),
     ("train method=simclr model=vit_nano model.patch_size=5", "data.image_size=32 is not a multiple of model.patch_size=5"),
@@ -179,9 +213,12 @@ CASES = [
     ("probe checkpoint={simclr} device=banana", "device=banana is not a device; give device=auto, cpu or cuda"),
     ("probe checkpoint={speech} probe.steps=0", "probe.steps=0 is out of range"),
     ("probe checkpoint={gpt} probe.max_train=0", "probe.max_train=0 is out of range"),
+    ("probe encoder=hf:{files}/hf_pickle data=python_stdlib", "the weights in {files}/hf_pickle were not loaded: their pickle holds more than tensors"),
+    ("train resume={simclr} method=byol", "is a checkpoint of method=simclr, not method=byol; resume it with method=simclr"),
     # generate
-    ("generate checkpoint={gpt} max_new_tokens=-1", "max_new_tokens=-1 is out of range; it must be a whole number at least 1"),
+    ("generate checkpoint={gpt} max_new_tokens=-1", "max_new_tokens=-1 is out of range; it must be a whole number between 1 and 100000"),
     ("generate checkpoint={gpt} max_new_tokens=abc", "max_new_tokens=abc is out of range"),
+    ("generate checkpoint={gpt} max_new_tokens=100000000", "max_new_tokens=100000000 is out of range; it must be a whole number between 1 and 100000"),
     ("generate checkpoint={gpt} temperature=-1", "temperature=-1 is out of range"),
     ("generate checkpoint={gpt} top_k=0", "top_k=0 is out of range"),
     ("generate checkpoint={gpt} top_p=1.5", "top_p=1.5 is out of range"),
@@ -198,6 +235,7 @@ CASES = [
     # fill
     ("fill checkpoint={bert} text=hello", "the text has no [MASK]; write [MASK] where a token should be filled in"),
     ("fill checkpoint={bert} text=[MASK] top_k=0", "top_k=0 is out of range"),
+    ("fill checkpoint={bert} text=[MASK] top_k=100000", "top_k=100000 is out of range; it must be a whole number between 1 and"),
     ("fill checkpoint={gpt} text=[MASK]", "holds a gpt model, but `fill` needs a bert checkpoint"),
     ("fill checkpoint={bert}", "text has no value; set it on the command line (text=...)"),
     # icl
@@ -213,6 +251,9 @@ CASES = [
     ("icl checkpoint=hf:{files}/a_file", "checkpoint=hf:{files}/a_file is not a Hugging Face model folder"),
     ("icl checkpoint={gpt} task={files}/missing.jsonl", "task file {files}/missing.jsonl does not exist"),
     ("icl checkpoint={gpt} task={files}/tasks.jsonl", "{files}/tasks.jsonl, line 1 is not a task example"),
+    ("icl checkpoint={gpt} task={files}/typed.jsonl", '{files}/typed.jsonl, line 1 is not a task example ("input" and "output" must be strings)'),
+    ("icl checkpoint={gpt} task=reverse shots=[100000] too_long=error", "task 'reverse' with 100000 shots needs prompts longer than this model's context"),
+    ("icl checkpoint=hf:{files}/hf_pickle", "the weights in {files}/hf_pickle were not loaded: their pickle holds more than tensors"),
     # embed-plot
     ("embed-plot checkpoint={simclr} max_points=0", "max_points=0 is out of range; it must be a whole number at least 2"),
     ("embed-plot checkpoint={simclr} perplexity=-1", "perplexity=-1 is out of range; it must be a number above 0"),
@@ -269,6 +310,11 @@ def bad_files(tmp_path_factory):
     torch.save({"weights": torch.zeros(2)}, files / "other.ckpt")  # a checkpoint, but not one of ours
     torch.save({"state_dict": RunsCode(files / "code_ran")}, files / "crafted.ckpt")
     (files / "tasks.jsonl").write_text("{not json\n")
+    (files / "typed.jsonl").write_text('{"input": 3, "output": null}\n{"input": "a", "output": "b"}\n')
+    (files / "hf_pickle").mkdir()  # a Hugging Face folder whose weights are a pickle that would run code
+    (files / "hf_pickle" / "config.json").write_text('{"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8, '
+                                                      '"vocab_size": 50, "n_positions": 16}')
+    torch.save({"wte.weight": RunsCode(files / "code_ran")}, files / "hf_pickle" / "pytorch_model.bin")
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), files / "r18.pth")  # a torchvision encoder's weights
     (files / "no_images" / "cat").mkdir(parents=True)

@@ -237,7 +237,7 @@ def test_bad_tasks_get_one_clear_line(tmp_path):
     with pytest.raises(UserError, match="line 2 is not a task example"):
         read_jsonl_task(path)
     path.write_text('{"input": "a", "output": "b", "choices": ["x", "y"]}\n{"input": "c", "output": "d"}\n')
-    with pytest.raises(UserError, match='line 1 .*"choices" must be a list that contains "output"'):
+    with pytest.raises(UserError, match='line 1 .*"choices" must be a list of strings that contains "output"'):
         read_jsonl_task(path)
 
 

@@ -297,3 +297,57 @@ def test_the_settings_the_data_dictates_are_computed_once_and_the_run_config_is_
     assert kept.model.vocab_size is not None and kept.trainer.precision in ("32-true", "bf16-mixed")
     assert seen[0] == OmegaConf.to_container(kept, resolve=True)  # the checkpoints' config is config.yaml's
     assert read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")["ssl_zoo_config"] == seen[0]
+
+
+def test_a_resume_with_other_settings_is_refused_and_one_that_trains_longer_records_the_change(tmp_path):
+    """A resumed run's record is the truth: a setting that shapes training cannot change on resume (config.yaml
+    is left as it was); one that may (how long it trains) is recorded with the step it changed at."""
+    overrides = [*TINY, "data.num_train=128", "trainer.max_steps=2", "probe.enabled=false"]
+    train(compose_train(*overrides), tmp_path)
+    config = (tmp_path / "config.yaml").read_bytes()
+    with pytest.raises(UserError, match=r"resuming .*last\.ckpt with other settings than it was trained with: "
+                                        r"method\.optim\.lr=0\.0005 \(the run's: 0\.002\); resume with the run's own settings"):
+        train(compose_train(*overrides[:-2], "method.optim.lr=0.0005", "trainer.max_steps=4", "probe.enabled=false",
+                            "resume=auto"), tmp_path)
+    assert (tmp_path / "config.yaml").read_bytes() == config
+    longer = train(compose_train(*overrides[:-2], "trainer.max_steps=4", "probe.enabled=false", "resume=auto"), tmp_path)
+    assert longer["train"]["steps"] == 4
+    assert longer["extra"]["changed_on_resume"] == [{"step": 2, "key": "trainer.max_steps", "from": 2, "to": 4}]
+    assert "max_steps: 4" in (tmp_path / "config.yaml").read_text()
+
+
+def test_a_warmup_as_long_as_the_run_is_said_in_a_warning_line_and_the_run_goes_on(tmp_path, capsys):
+    results = train(compose_train(*TINY, "data.num_train=64", "trainer.max_steps=2", "method.optim.warmup=5",
+                                  "probe.enabled=false"), tmp_path)
+    assert results["train"]["steps"] == 2
+    assert "ssl-zoo: warning: method.optim.warmup=5 steps is as long as the run or longer (trainer.max_steps=2)" in capsys.readouterr().err
+
+
+def test_a_write_that_fails_inside_torch_save_is_one_line_and_the_last_good_checkpoint_stays(tmp_path):
+    """torch.save reports a failed write (a full disk) as a RuntimeError, not an OSError. A real process whose
+    files may not grow past half a checkpoint (RLIMIT_FSIZE, as a full disk refuses the write) resumes a run
+    to train it on: its next checkpoint cannot be written."""
+    import os
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import ROOT, one_error_line
+
+    overrides = [*TINY, "data.num_train=128", "trainer.max_steps=2", "probe.enabled=false"]
+    train(compose_train(*overrides), tmp_path)
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    half = last.stat().st_size // 2
+
+    def small_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG) instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (half, half))
+
+    result = subprocess.run([sys.executable, "-m", "ssl_zoo", "train", *overrides[:-2], "trainer.max_steps=4",
+                             "probe.enabled=false", "resume=auto", f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, preexec_fn=small_files, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    line = one_error_line(result)
+    assert line.startswith(f"ssl-zoo: error: cannot write {last}") and "last.ckpt is left as it was" in line, line
+    assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]  # no temp file left
+    assert read_checkpoint(last)["global_step"] == 2

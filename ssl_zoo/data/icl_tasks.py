@@ -281,15 +281,16 @@ def read_jsonl_task(path: str | Path, description: str = "") -> Task:
             continue
         try:
             row = json.loads(line)
-            ex = Example(str(row["input"]), str(row["output"]), row.get("choices"))
-            if ex.choices is not None and (not isinstance(ex.choices, list) or ex.output not in map(str, ex.choices)):
-                raise ValueError('"choices" must be a list that contains "output"')
+            ex = Example(row["input"], row["output"], row.get("choices"))
+            if not (isinstance(ex.input, str) and isinstance(ex.output, str)):  # str(None) would be a silent "None"
+                raise ValueError('"input" and "output" must be strings')
+            if ex.choices is not None and (not isinstance(ex.choices, list) or not all(isinstance(c, str) for c in ex.choices)
+                                           or ex.output not in ex.choices):
+                raise ValueError('"choices" must be a list of strings that contains "output"')
         except (ValueError, KeyError, TypeError) as e:
             reason = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
             raise UserError(f'{path}, line {number} is not a task example ({reason}); each line must be '
                             '{"input": ..., "output": ..., "choices": [...] (optional)}') from None
-        if ex.choices is not None:
-            ex.choices = [str(c) for c in ex.choices]
         examples.append(ex)
     if len(examples) < 2:
         raise UserError(f"{path} holds {len(examples)} examples; a task needs at least 2 (a query and a demonstration)")

@@ -15,8 +15,9 @@ from torch.utils.data import Dataset, Subset
 
 from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule, content_digest, stable_fraction
 from ssl_zoo.data.shapes import SHAPES, make_shapes
-from ssl_zoo.errors import UserError
-from ssl_zoo.settings import Range
+from ssl_zoo.device import gigabytes, memory_available
+from ssl_zoo.errors import BadValue, UserError
+from ssl_zoo.settings import Numbers, Range
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -25,8 +26,9 @@ class ImageDataModule(SSLDataModule):
     modality = "image"
     leak_unit = "images, by their pixels (image folders: by their file's bytes)"
 
-    def __init__(self, image_size: Annotated[int | None, Range(1, whole=True, nullable=True)], mean=(0.5, 0.5, 0.5),
-                 std=(0.25, 0.25, 0.25), **kwargs):
+    def __init__(self, image_size: Annotated[int | None, Range(1, whole=True, nullable=True)],
+                 mean: Annotated[tuple, Numbers(Range(), length=3)] = (0.5, 0.5, 0.5),
+                 std: Annotated[tuple, Numbers(Range(0, above=True), length=3)] = (0.25, 0.25, 0.25), **kwargs):
         super().__init__(**kwargs)
         self.image_size, self.mean, self.std = image_size, tuple(mean), tuple(std)
 
@@ -38,6 +40,13 @@ class Shapes(ImageDataModule):
                  image_size: int = 32, **kwargs):
         super().__init__(image_size=image_size, **kwargs)
         self.num_train, self.num_test = num_train, num_test
+        # uint8 images kept, and one chunk drawn at twice the size in float32 (shapes.py): refused before
+        # drawing when this machine cannot hold them
+        needed = (num_train + num_test) * 3 * image_size**2 + min(1024, num_train) * 3 * (2 * image_size) ** 2 * 4 * 3
+        if needed > (free := memory_available()):
+            raise BadValue("data.num_train", f"data.num_train={num_train} + data.num_test={num_test} images of "
+                           f"data.image_size={image_size} px need about {gigabytes(needed)} of memory, and this machine has "
+                           f"{gigabytes(free)} free; lower data.num_train or data.image_size")
 
     def prepare(self) -> None:
         self.train_set = BatchedTensors(*make_shapes(self.num_train, self.image_size, seed=self.seed))

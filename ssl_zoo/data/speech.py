@@ -22,7 +22,7 @@ import torchaudio
 from torch.utils.data import Dataset
 
 from ssl_zoo.data.base import DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, content_digest, digest, stable_fraction
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.nn.logmel import logmel_settings
 from ssl_zoo.settings import Range
 
@@ -232,6 +232,11 @@ class AudioFolder(SpeechDataModule):
             self.pattern = re.compile(pattern) if pattern else None
         except re.error as e:
             raise UserError(f"data.pattern '{pattern}' is not a regular expression ({e})") from None
+        if self.pattern is not None and self.task is not None and self.task not in self.pattern.groupindex:
+            named = ", ".join(self.pattern.groupindex) or "none"
+            raise BadValue("data.task", f"data.task={self.task} is not a named group of data.pattern (its named groups: "
+                           f"{named}); name the label's group in the pattern, e.g. (?P<{self.task}>...), or set data.task "
+                           "to one of its groups")
 
     def files(self) -> list[Path]:
         if not self.path.is_dir():

@@ -88,7 +88,7 @@ class TextDataModule(SSLDataModule):
         tokenizer: str = "char",
         vocab_size: Annotated[int | None, Range(8, whole=True, nullable=True)] = 2048,
         block_size: Annotated[int | None, Range(1, whole=True, nullable=True)] = 128,
-        stride: int | None = None,
+        stride: Annotated[int | None, Range(1, whole=True, nullable=True)] = None,
         val_fraction: Annotated[float, Range(0, 0.99, above=True)] = 0.1,
         val_windows: int = 256,
         probe_length: Annotated[int, Range(1, whole=True)] = 64,
@@ -356,7 +356,7 @@ class PythonStdlib(TextDataModule):
     name = "python_stdlib"
     probe_task = "stdlib_package"
 
-    def __init__(self, max_chars: int = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES,
+    def __init__(self, max_chars: Annotated[int, Range(1, whole=True)] = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES,
                  test_share: Annotated[float, Range(0.01, 0.99)] = 0.2, **kwargs):
         super().__init__(**kwargs)
         self.max_chars, self.packages, self.test_share = max_chars, list(packages), test_share

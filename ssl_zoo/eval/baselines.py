@@ -15,6 +15,7 @@ random weights is the random-init baseline. Results go to outputs/baselines/<nam
 `extra.baseline: true`, and `ssl-zoo compare` lists them as baseline rows.
 """
 
+import pickle
 import re
 from pathlib import Path
 
@@ -83,6 +84,10 @@ def hf_model(folder: Path, auto_class: str, random_init: bool, seed: int):
         return auto.from_pretrained(folder)
     except (ValueError, OSError, KeyError) as e:
         raise UserError(f"transformers cannot load {folder} as {auto_class}: {str(e).splitlines()[0]}") from None
+    except pickle.UnpicklingError:  # torch.load with weights_only met something besides tensors: no code ran from it
+        raise UserError(f"the weights in {folder} were not loaded: their pickle holds more than tensors, which a "
+                        "safe load (weights_only) refuses; save them with save_pretrained (safetensors) from a source "
+                        "you trust") from None
 
 
 def context_size(config) -> int:

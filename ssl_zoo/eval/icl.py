@@ -242,7 +242,7 @@ def longest(model, prompts: list[tuple[str, Example]]) -> int:
 
 def too_long(model, task: Prompted, k: int, cfg: ICLConfig) -> str:
     """The line that refuses k shots whose prompts exceed the model's context."""
-    fits = [s for s in range(k) if longest(model, prompts_of(task, s, cfg)) <= model.block_size]
+    fits = [s for s in range(min(k, model.block_size // 2 + 1)) if longest(model, prompts_of(task, s, cfg)) <= model.block_size]
     most = f"at most {max(fits)} shots fit" if fits else "not even 0 shots fit"
     return f"task '{task.name}' with {k} shots needs prompts longer than this model's context of {model.block_size} tokens; {most}"
 
@@ -251,8 +251,9 @@ def evaluate_task(model, task: Prompted, cfg: ICLConfig) -> tuple[dict, list[int
     """({k: {n, exact_match, exact_match_ci95, acc?, acc_norm?}}, the shot counts skipped as too long)."""
     out, skipped = {}, []
     for k in cfg.shots:
-        prompts = prompts_of(task, k, cfg)
-        if longest(model, prompts) > model.block_size:
+        # a demonstration takes two tokens or more: past half the context, no prompt need be built to know
+        prompts = prompts_of(task, k, cfg) if k <= model.block_size // 2 else None
+        if prompts is None or longest(model, prompts) > model.block_size:
             if cfg.too_long == "error":
                 raise UserError(too_long(model, task, k, cfg) + " (shots=[...], or icl.too_long=skip)")
             skipped.append(k)

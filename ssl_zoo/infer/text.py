@@ -14,10 +14,12 @@ from ssl_zoo.errors import BadValue, check_range
 from ssl_zoo.infer.decode import compiled_next_logits, generate
 from ssl_zoo.settings import Range
 
+MAX_NEW_TOKENS = 100_000  # one request's bound: a typo of a few zeros would otherwise decode for hours (serve caps lower)
+
 
 @dataclass
 class SamplingSettings:
-    max_new_tokens: Annotated[int, Range(1, whole=True)] = 200
+    max_new_tokens: Annotated[int, Range(1, MAX_NEW_TOKENS, whole=True)] = 200
     temperature: Annotated[float, Range(0.0, 100.0)] = 0.8  # 0: greedy
     top_k: Annotated[int | None, Range(1, nullable=True)] = 50
     top_p: Annotated[float | None, Range(1e-6, 1.0, nullable=True)] = None
@@ -84,7 +86,7 @@ class TextPieces:
 def fill_masks(method, text: str, top_k: int = 5) -> list[list[tuple[str, float]]]:
     """For each [MASK] in text, in order: the top_k (token, probability) candidates, most likely first."""
     tokenizer = method.tokenizer
-    check_range("top_k", top_k, 1)
+    check_range("top_k", top_k, 1, method.backbone.cfg.vocab_size, whole=True)  # at most every token of the vocabulary
     ids = tokenizer.encode(text, strict=tokenizer.kind == "char")
     positions = [i for i, t in enumerate(ids) if t == MASK_ID]
     if not positions:
@@ -94,7 +96,7 @@ def fill_masks(method, text: str, top_k: int = 5) -> list[list[tuple[str, float]
         raise BadValue("text", f"the text is {len(ids)} tokens long; this model reads at most {block}: shorten it")
     inputs = torch.tensor([ids], device=method.device)
     probs = method.backbone.logits(method.backbone(inputs))[0, positions].float().softmax(-1)  # (masks, V)
-    top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+    top = probs.topk(top_k, dim=-1)
     return [
         [(tokenizer.token_text(i), p) for p, i in zip(values.tolist(), indices.tolist())]
         for values, indices in zip(top.values, top.indices)

@@ -16,8 +16,8 @@ class BYOL(MomentumTeacher, ImageMethod):
     name = "byol"
     objective = "joint-embedding"
 
-    def __init__(self, backbone: nn.Module, view_a: nn.Module, view_b: nn.Module, projector_hidden_dim: int = 1024,
-                 projector_dim: int = 256, tau_base: Annotated[float, Range(0, 1)] = 0.99, tau_schedule: str = "cosine", **base):
+    def __init__(self, backbone: nn.Module, view_a: nn.Module, view_b: nn.Module, projector_hidden_dim: Annotated[int, Range(1, whole=True)] = 1024,
+                 projector_dim: Annotated[int, Range(1, whole=True)] = 256, tau_base: Annotated[float, Range(0, 1)] = 0.99, tau_schedule: str = "cosine", **base):
         # Asymmetric views: blur 1.0 / 0.1, solarize 0 / 0.2 (conf/method/byol.yaml).
         super().__init__(backbone, [view_a, view_b], projector_hidden_dim, projector_dim, **base)
         self.init_momentum(tau_schedule, tau_base)  # the paper: cosine from 0.99 to 1

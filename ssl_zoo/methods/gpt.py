@@ -1,10 +1,13 @@
 """GPT (Radford et al., 2018, 2019): a causal transformer that predicts every next token."""
 
+from typing import Annotated
+
 from torchmetrics import MeanMetric
 
 from ssl_zoo.losses import token_cross_entropy, token_losses
 from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer
+from ssl_zoo.settings import Range
 
 
 BEST_VAL_KEY = "ssl_zoo_best_val_loss"
@@ -15,7 +18,7 @@ class GPT(TextMethod):
     objective = "autoregressive"
     causal = True  # position t attends to positions <= t only
 
-    def __init__(self, backbone: Transformer, sample_prompt: str = "\n", sample_tokens: int = 200, **text):
+    def __init__(self, backbone: Transformer, sample_prompt: str = "\n", sample_tokens: Annotated[int, Range(0, whole=True)] = 200, **text):
         super().__init__(backbone, **text)
         self.sample_prompt, self.sample_tokens = sample_prompt, sample_tokens
         self.val_loss, self.val_early, self.val_late = MeanMetric(), MeanMetric(), MeanMetric()

@@ -2,6 +2,8 @@
 projector MLP after the encoder (for the methods that compare embeddings), the probe's features (the encoder's pooled output of the image,
 normalised as the views are) and two views of the same images for the probe's alignment diagnostic."""
 
+from typing import Annotated
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -11,13 +13,15 @@ from ssl_zoo.methods.base import SSLMethod
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.heads import mlp
 from ssl_zoo.nn.vit import ViT
+from ssl_zoo.settings import Range
 
 
 class ImageMethod(SSLMethod):
     modality = "image"
 
-    def __init__(self, backbone: nn.Module, views: list[nn.Module], projector_hidden_dim: int | None = None,
-                 projector_dim: int | None = None, **base):
+    def __init__(self, backbone: nn.Module, views: list[nn.Module],
+                 projector_hidden_dim: Annotated[int | None, Range(1, whole=True, nullable=True)] = None,
+                 projector_dim: Annotated[int | None, Range(1, whole=True, nullable=True)] = None, **base):
         super().__init__(backbone, **base)
         self.views = nn.ModuleList(views)
         if projector_dim is not None:  # the joint-embedding methods; MAE and AIM regress pixels instead

@@ -17,8 +17,8 @@ class MaskedSpeech(SpeechMethod):
     causal = False  # every frame sees the whole utterance
 
     def __init__(self, backbone: Transformer, mask_prob: Annotated[float, Range(0, 1, above=True)] = 0.15,
-                 span: Annotated[int, Range(1, whole=True)] = 7, zero_frac: float = 0.8,
-                 replace_frac: float = 0.1, freq_mask_width: int = 0, **speech):
+                 span: Annotated[int, Range(1, whole=True)] = 7, zero_frac: Annotated[float, Range(0, 1)] = 0.8,
+                 replace_frac: Annotated[float, Range(0, 1)] = 0.1, freq_mask_width: Annotated[int, Range(0, whole=True)] = 0, **speech):
         super().__init__(backbone, **speech)
         self.mask_prob, self.span, self.zero_frac, self.replace_frac = mask_prob, span, zero_frac, replace_frac
         self.freq_mask_width = freq_mask_width

@@ -14,8 +14,8 @@ class SimCLR(ImageMethod):
     name = "simclr"
     objective = "joint-embedding"
 
-    def __init__(self, backbone: nn.Module, views: nn.Module, temperature: Annotated[float, Range(0, above=True)] = 0.2, projector_hidden_dim: int = 512,
-                 projector_dim: int = 128, **base):
+    def __init__(self, backbone: nn.Module, views: nn.Module, temperature: Annotated[float, Range(0, above=True)] = 0.2, projector_hidden_dim: Annotated[int, Range(1, whole=True)] = 512,
+                 projector_dim: Annotated[int, Range(1, whole=True)] = 128, **base):
         super().__init__(backbone, [views], projector_hidden_dim, projector_dim, **base)  # symmetric: one recipe
         self.temperature = temperature
 

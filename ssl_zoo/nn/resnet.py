@@ -5,9 +5,13 @@ in channels-last memory layout, which oneDNN (CPU) and cuDNN (GPU) compute faste
 compares, docs/benchmarks.md has the figures).
 """
 
+from typing import Annotated
+
 import torch
 from torch import nn
 from torchvision.models import resnet18, resnet50
+
+from ssl_zoo.settings import Numbers, Range
 
 
 class ResNet(nn.Module):
@@ -45,7 +49,8 @@ class SmallCNN(nn.Module):
 
     reads = ("image",)
 
-    def __init__(self, widths: tuple[int, ...] = (32, 64, 128, 256), layers_per_stage: int = 1):
+    def __init__(self, widths: Annotated[tuple[int, ...], Numbers(Range(1, whole=True))] = (32, 64, 128, 256),
+                 layers_per_stage: Annotated[int, Range(1, whole=True)] = 1):
         super().__init__()
         layers, in_ch = [], 3
         for i, width in enumerate(widths):

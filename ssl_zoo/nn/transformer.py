@@ -9,6 +9,7 @@ to the vocabulary with the (tied) output layer.
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
@@ -16,17 +17,18 @@ from torch import nn
 
 from ssl_zoo.errors import UserError
 from ssl_zoo.nn.kv_cache import CacheWrite, StaticCache
+from ssl_zoo.settings import Range
 
 
 @dataclass
 class TransformerConfig:
     vocab_size: int | None = None  # token inputs; None when the inputs are vectors
     input_dim: int | None = None  # vector inputs (e.g. 80 log-mel bins), projected to n_embd
-    block_size: int = 256  # longest sequence: the number of learned positions
-    n_layer: int = 6
-    n_head: int = 6
-    n_embd: int = 384
-    dropout: float = 0.0
+    block_size: Annotated[int, Range(1, whole=True)] = 256  # longest sequence: the number of learned positions
+    n_layer: Annotated[int, Range(1, whole=True)] = 6
+    n_head: Annotated[int, Range(1, whole=True)] = 6
+    n_embd: Annotated[int, Range(1, whole=True)] = 384
+    dropout: Annotated[float, Range(0, 1, below=True)] = 0.0
     bias: bool = True  # biases in Linear and LayerNorm layers
     causal: bool | None = None  # GPT and APC: True; BERT and masked speech: False; None: the method decides
     tie_weights: bool = True  # output layer shares the token embedding (tokens only)
@@ -126,6 +128,7 @@ class Block(nn.Module):
 
 class Transformer(nn.Module):
     reads = ("text", "speech")  # token ids or feature vectors (build.check_modalities); images through nn/vit.py
+    settings_class = TransformerConfig  # what Transformer(**settings) takes (settings.py reads its declarations)
     def __init__(self, cfg: TransformerConfig | None = None, **settings):
         """Transformer(TransformerConfig(...)) or Transformer(n_layer=4, ...) (as Hydra builds it)."""
         super().__init__()

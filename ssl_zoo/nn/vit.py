@@ -37,8 +37,10 @@ class ViT(nn.Module):
 
     reads = ("image",)
 
-    def __init__(self, image_size: int | None, patch_size: Annotated[int, Range(1, whole=True)] = 4, channels: int = 3, n_layer: int = 4, n_head: int = 4,
-                 n_embd: int = 128, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, image_size: int | None, patch_size: Annotated[int, Range(1, whole=True)] = 4, channels: int = 3,
+                 n_layer: Annotated[int, Range(1, whole=True)] = 4, n_head: Annotated[int, Range(1, whole=True)] = 4,
+                 n_embd: Annotated[int, Range(1, whole=True)] = 128, dropout: Annotated[float, Range(0, 1, below=True)] = 0.0,
+                 bias: bool = True):
         super().__init__()
         if image_size is None:
             raise UserError("a ViT needs the images' size: set data.image_size=... (a multiple of model.patch_size)")

@@ -6,7 +6,8 @@ import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from ssl_zoo.atomic import atomic_write
-from ssl_zoo.checkpoint import read_checkpoint
+from ssl_zoo.checkpoint import CONFIG_KEY, read_checkpoint
+from ssl_zoo.errors import UserError
 from ssl_zoo.run.folder import RunFolder
 
 
@@ -26,4 +27,40 @@ def checkpoint_for_resume(cfg, run_dir: Path) -> tuple[str | None, dict | None]:
     if cfg.resume == "auto" and not path.exists():
         print(f"resume=auto: no checkpoint at {path} yet, starting a new run")
         return None, None
-    return str(path), read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")
+    resumed = read_checkpoint(path, hint="pass resume=auto or resume=<run dir>/checkpoints/last.ckpt")
+    was = ((resumed.get(CONFIG_KEY) or {}).get("method") or {}).get("name")
+    if was != cfg.method.name:  # said before the data is built
+        raise UserError(f"{path} is a checkpoint of method={was}, not method={cfg.method.name}; resume it with "
+                        f"method={was}, or start a new run (another hydra.run.dir, or resume=false)")
+    return str(path), resumed
+
+
+# The settings a resumed run may change (prefixes of dotted keys): how long it trains, where and how it
+# runs and logs, and what is measured after training. Every other setting is the run's: a resume with
+# another value would train on with the checkpoint's state under a config that says otherwise.
+MAY_CHANGE_ON_RESUME = ("trainer.max_steps", "trainer.max_epochs", "trainer.accelerator", "trainer.devices",
+                        "trainer.num_nodes", "trainer.strategy", "trainer.precision", "trainer.enable_progress_bar",
+                        "trainer.log_every_n_steps", "logger", "resume", "checkpoint_every_n_steps",
+                        "knn_monitor_every_n_steps", "compile", "probe", "icl")
+
+
+def flat(node, prefix: str = "") -> dict:
+    """{dotted key: value} of the leaves of plain config data."""
+    if not isinstance(node, dict) or not node:
+        return {prefix.rstrip("."): node} if prefix else {}
+    return {k: v for key, child in node.items() for k, v in flat(child, f"{prefix}{key}.").items()}
+
+
+def changed_on_resume(resumed: dict, config: dict, path: str) -> list[dict]:
+    """The settings a resume changes ({key, from, to}), after refusing in one line any that a resumed run
+    may not change (MAY_CHANGE_ON_RESUME). A key the checkpoint's config lacks was added to ssl-zoo since:
+    not a change."""
+    old, new = flat(resumed.get(CONFIG_KEY) or {}), flat(config)
+    changes = [{"key": k, "from": old[k], "to": v} for k, v in new.items() if k in old and old[k] != v and k != "resume"]
+    refused = [c for c in changes if not any(c["key"] == p or c["key"].startswith(p + ".") for p in MAY_CHANGE_ON_RESUME)]
+    if refused:
+        shown = ", ".join(f"{c['key']}={c['to']} (the run's: {c['from']})" for c in refused)
+        raise UserError(f"resuming {path} with other settings than it was trained with: {shown}; resume with the run's "
+                        "own settings (only how long it trains, where it runs and what is measured after may change), "
+                        "or start a new run (another hydra.run.dir, or resume=false)")
+    return changes

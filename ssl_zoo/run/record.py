@@ -8,13 +8,16 @@ from ssl_zoo.checkpoint import CONFIG_KEY, FORMAT, FORMAT_KEY
 
 
 class RunRecord(Callback):
-    """Keeps the resolved config in every checkpoint, adds up training time across resumes, keeps the
+    """Keeps the resolved config in every checkpoint, adds up training time across resumes and the
+    settings each resume changed (their step, key, old and new value), keeps the
     last logged metrics (a run resumed after its last step, e.g. killed in the probe, logs none: it
     keeps the checkpoint's) and flushes metrics.csv with each checkpoint."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, changes: list[dict] = (), at_step: int = 0):
         self.config, self.seconds, self._start, self._trainer = config, 0.0, None, None
         self.final_metrics: dict[str, float] = {}
+        self.new_changes = [{"step": at_step, **change} for change in changes]  # what this resume changed
+        self.changed = list(self.new_changes)  # and every resume before it (from the checkpoint)
 
     @property
     def final_loss(self) -> float | None:
@@ -41,10 +44,11 @@ class RunRecord(Callback):
 
     def state_dict(self):
         self.snapshot()
-        return {"seconds": self.elapsed(), "final_metrics": self.final_metrics}
+        return {"seconds": self.elapsed(), "final_metrics": self.final_metrics, "changed_on_resume": self.changed}
 
     def load_state_dict(self, state):
         self.seconds = state["seconds"]
+        self.changed = state.get("changed_on_resume", []) + self.new_changes
         old_loss = state.get("final_loss")  # what a checkpoint written before final_metrics were kept holds
         self.final_metrics = state.get("final_metrics") or ({"train/loss": old_loss} if old_loss is not None else {})
 

@@ -1,6 +1,7 @@
 """`ssl-zoo train` as a Python function: pretrain a method on its data with the Lightning Trainer, save
 checkpoints/last.ckpt, probe the encoder (and score a GPT in context), write results.json."""
 
+import sys
 import warnings
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from ssl_zoo.errors import UserError
 from ssl_zoo.eval.icl import ICLConfig, evaluate_gpt
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import read_json, record, write_json
-from ssl_zoo.run.checkpoint_io import checkpoint_for_resume
+from ssl_zoo.run.checkpoint_io import changed_on_resume, checkpoint_for_resume
 from ssl_zoo.run.folder import RunFolder
 from ssl_zoo.run.precision import settle_precision
 from ssl_zoo.run.probe import knn_monitor, probe_block
@@ -74,7 +75,11 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         method.backbone.compile()  # in place: checkpoint keys stay the same
     cfg, chosen = settle_precision(cfg, method, datamodule)  # trainer.precision=auto: bf16 where it is faster here
     OmegaConf.set_readonly(cfg, True)  # the run's config, final: what every checkpoint and config.yaml keep
-    run_record = RunRecord(build.require_values(cfg))
+    values = build.require_values(cfg)
+    changes = changed_on_resume(resumed, values, ckpt_path) if resumed else []  # before config.yaml is rewritten
+    run_record = RunRecord(values, changes, resumed["global_step"] if resumed else 0)
+    for line in build.doubtful(run_record.config):
+        print(f"ssl-zoo: warning: {line}", file=sys.stderr)
     monitor = knn_monitor(cfg, datamodule)
     stopper = StopOnSignal(folder.last_checkpoint)
     trainer = make_trainer(cfg, run_dir, [run_record, stopper, *([monitor] if monitor else []), *callbacks],
@@ -104,6 +109,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         "precision": trainer.precision,  # 32-true, bf16-mixed, ...: step times depend on it
         **chosen,  # precision_choice: how trainer.precision=auto chose
         "final_metrics": run_record.final_metrics,  # as training ended (a resumed run: as its checkpoint had them)
+        **({"changed_on_resume": run_record.changed} if run_record.changed else {}),  # [{step, key, from, to}]
         **({"knn_monitor": monitor.report()} if monitor else {}),
     }
     probe = probe_block(method, datamodule, cfg) if cfg.probe.enabled else None

@@ -13,14 +13,17 @@ from ssl_zoo.eval.probe import ProbeConfig
 from ssl_zoo.run.checkpoint_io import AtomicCheckpointIO
 from ssl_zoo.run.folder import RunFolder
 from ssl_zoo.run.loggers import make_loggers
-from ssl_zoo.settings import FLAG, Range
+from ssl_zoo.settings import FLAG, Either, Range
 
 # What a training run's own settings may be (the method, model and data declare theirs in their constructors;
 # the trainer's are Lightning's, passed on as they are).
 TRAINING = {
     "": {"checkpoint_every_n_steps": Range(1, whole=True), "knn_monitor_every_n_steps": Range(0, whole=True), "compile": FLAG},
     "trainer": {"max_steps": Range(-1, whole=True), "max_epochs": Range(-1, whole=True, nullable=True),
-                "accumulate_grad_batches": Range(1, whole=True)},
+                "accumulate_grad_batches": Range(1, whole=True), "gradient_clip_val": Range(0, nullable=True),
+                # a whole number of steps, or a fraction of an epoch (Lightning's two readings)
+                "val_check_interval": Either((Range(1, whole=True), Range(0, 1, above=True, nullable=True)),
+                                             "a whole number of steps at least 1, or a fraction of an epoch above 0 and at most 1")},
     "probe": ProbeConfig,
     "icl": ICLConfig,  # a GPT's in-context evaluation after training (icl=...)
 }
