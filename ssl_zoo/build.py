@@ -105,9 +105,16 @@ def check_relations(values: dict) -> None:
             problem := l2_grid_problem(probe["l2_low"], probe.get("l2_high", 1.0), probe.get("l2_points", 7))):
         raise BadValue(problem.split("=", 1)[0], problem)  # the key the line starts with
     method = values.get("method") or {}
-    if "mask_frac" in method and "random_frac" in method and method["mask_frac"] + method["random_frac"] > 1:
-        raise BadValue("method.random_frac", f"method.mask_frac={method['mask_frac']} + method.random_frac="
-                       f"{method['random_frac']} is more than 1 (the shares of the selected tokens masked and made random)")
+    for masked, other, what in (("mask_frac", "random_frac", "selected tokens masked and made random"),
+                                ("zero_frac", "replace_frac", "masked frames zeroed and replaced by others")):
+        if isinstance(a := method.get(masked), (int, float)) and isinstance(b := method.get(other), (int, float)) and a + b > 1:
+            raise BadValue(f"method.{other}", f"method.{masked}={a} + method.{other}={b} is more than 1 (the shares of the {what})")
+    if isinstance(dim := method.get("decoder_dim"), int) and isinstance(heads := method.get("decoder_heads"), int) and heads and dim % heads:
+        raise BadValue("method.decoder_heads", f"method.decoder_heads={heads} does not divide method.decoder_dim={dim}; pick a "
+                       f"divisor, e.g. method.decoder_heads={_divisor(dim, heads)}")
+    if isinstance(start := method.get("tau_base"), float) and isinstance(end := method.get("tau_end"), (int, float)) and end < start:
+        raise BadValue("method.tau_end", f"method.tau_end={end} is below method.tau_base={start}: the teacher's momentum "
+                       f"rises from tau_base to tau_end; give tau_end of at least {start}")
     model = values.get("model") or {}
     if isinstance(model.get("patch_size"), int) and isinstance(model.get("image_size"), int) and (
             problem := patch_grid_problem(model["image_size"], model["patch_size"])):

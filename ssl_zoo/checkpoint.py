@@ -58,6 +58,10 @@ def read_checkpoint(path: str | Path, hint: str = "pass checkpoint=<run dir>/che
     """Load an ssl-zoo checkpoint (weights_only: no code runs from the file), its config brought up to
     date; one-line errors."""
     path = Path(path)
+    if path.is_dir():
+        inside = next((p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()), None)
+        raise UserError(f"checkpoint {path} is a folder, not a checkpoint file; "
+                        + (f"give {inside}" if inside else hint))
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist; {hint}")
     try:

@@ -78,11 +78,12 @@ def quote_free_text(override: str) -> str:
     return f"{key}='{value}'"
 
 
-def check_overrides(config_name: str, overrides: list[str]) -> None:
-    """Hydra's own refusals (a key the config lacks, a malformed value) as one line naming the key and
-    the settings it could be, before Hydra starts: Hydra would print them over several lines and exit 1.
-    A sweep (a=1,2) is checked at its first value; with Hydra's flags (--cfg job, ...) Hydra checks."""
-    from hydra import compose, initialize_config_dir
+def check_overrides(config_name: str, overrides: list[str], check_job=None) -> None:
+    """Hydra's own refusals (a key the config lacks, a malformed value, an interpolation of nothing) as
+    one line naming the key and the settings it could be, before Hydra starts: Hydra would print them
+    over several lines and exit 1. A sweep (a=1,2) is checked at each of its values (the other keys at
+    their first); check_job(cfg): the command's own start-up check of each job's config. With Hydra's
+    flags (--cfg job, ...) Hydra checks."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
@@ -90,7 +91,7 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
     if any(arg.startswith("-") for arg in overrides if arg not in ("-m", "--multirun")):
         return
     plain = [arg for arg in overrides if not arg.startswith("-")]
-    first = []
+    values = []  # per argument: the override of each of its values (one unless a sweep)
     for arg in plain:
         try:
             [override] = OverridesParser.create().parse_overrides([arg])
@@ -99,36 +100,89 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
                             "https://hydra.cc/docs/advanced/override_grammar/basic)") from None
         if not override.key_or_group:
             raise UserError(f"{arg!r} has no key; write key=value (e.g. seed=3)")
-        sweep = override.is_sweep_override()
-        first.append(f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}" if sweep else arg)
-
-    def composed(args):
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return compose(config_name, overrides=args, return_hydra_config=True)
-
-    try:
-        cfg = composed(first)
-    except HydraException as e:
-        key = getattr(e.__cause__, "full_key", None)
-        if not key:
-            raise UserError(one_line(e)) from None
-        parent = key.rpartition(".")[0]
-        others = [arg for arg in first if arg.lstrip("+~").partition("=")[0] != key]
-        try:
-            node = OmegaConf.select(composed(others), parent) if parent else composed(others)
-            names = f"; the settings of {parent or 'this command'} are: {', '.join(node.keys())}"
-        except HydraException:
-            names = ""
-        raise UserError(f"{key} is not a setting{names} (to add a new one: +{key}=...)") from None
+        if config_name != "train" and arg.startswith("+") and override.key_or_group.split(".")[0] not in (*GROUPS, "hydra"):
+            raise UserError(f"{override.key_or_group} is not a setting of this command; drop {arg} (its settings are in "
+                            f"conf/{config_name}.yaml)")
+        values.append([f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()]
+                      if override.is_sweep_override() else [arg])
+    first = [each[0] for each in values]
+    cfg = _checked_compose(config_name, first, check_job)
+    for i, each in enumerate(values):
+        for other in each[1:]:  # a sweep's other values
+            _checked_compose(config_name, [*first[:i], other, *first[i + 1:]], check_job)
     for arg in first:
         key = arg[1:].partition("=")[0]
         if arg.startswith("~") and "." in key and not key.startswith("hydra."):
-            kept = composed([a for a in first if a != arg])
+            kept = composed(config_name, [a for a in first if a != arg])
             if not OmegaConf.is_config(value := OmegaConf.select(kept, key)):
                 raise UserError(f"~{key} would remove a setting the run reads: the code would use a default that the run's "
                                 f"config.yaml does not record; set it instead ({key}={value})")
     sweep = "-m" in overrides or "--multirun" in overrides or str(cfg.hydra.mode).endswith("MULTIRUN")
     check_output_dir(cfg, "hydra.sweep.dir" if sweep else "hydra.run.dir")
+
+
+def composed(config_name: str, args: list[str]):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name, overrides=args, return_hydra_config=True)
+
+
+def _checked_compose(config_name: str, args: list[str], check_job=None):
+    """The config of these overrides, the interpolations typed in them resolved, then check_job's check;
+    what Hydra would refuse, one line naming the key."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import InterpolationResolutionError
+
+    try:
+        cfg = composed(config_name, args)
+    except HydraException as e:
+        raise UserError(_unknown_key(config_name, args, e)) from None
+    job = cfg.copy()
+    with open_dict(job):
+        del job["hydra"]  # resolved by Hydra's run, not here
+    try:
+        OmegaConf.to_container(job, resolve=True)
+    except InterpolationResolutionError as e:
+        typed = any(arg.lstrip("+").partition("=")[0] == e.full_key and "${" in arg for arg in args)
+        if typed:  # an interpolation given on the command line (one in conf/ fails where the groups disagree: checked later)
+            raise UserError(f"{e.full_key}: {one_line(e).splitlines()[0].split(' full_key:')[0]}; give it a value, or an "
+                            "interpolation of an existing setting (${other.key})") from None
+    if check_job is not None:
+        check_job(job)
+    return cfg
+
+
+def _unknown_key(config_name: str, args: list[str], error) -> str:
+    """What Hydra refused composing `args`: a key the config lacks (with the settings it could be), or
+    a value its key cannot take."""
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    key = getattr(error.__cause__, "full_key", None)
+    if not key:
+        return one_line(error)
+    parent = key.rpartition(".")[0]
+    others = [arg for arg in args if arg.lstrip("+~").partition("=")[0] != key
+              and not arg.lstrip("+~").startswith(f"{key}.")]
+    try:
+        without = composed(config_name, others)
+    except HydraException:
+        return f"{key} is not a setting (to add a new one: +{key}=...)"
+    if OmegaConf.select(without, key, default=_MISSING) is not _MISSING:  # the key exists: its value is wrong
+        given = next((arg.partition("=")[2] for arg in args if arg.lstrip("+~").partition("=")[0] == key), "")
+        return f"{key}={given} is not a value {key} can take ({one_line(error.__cause__).split(' full_key:')[0]})"
+    group = key.split(".")[0]
+    typed = next((k for arg in args if (k := arg.lstrip("+~").partition("=")[0]).startswith(f"{group}.")), None)
+    if group in GROUPS and typed and OmegaConf.select(without, group) is None:
+        return f"{typed} is a setting of a chosen {group}; choose it first ({group}=<name> {typed}=...)"
+    node = OmegaConf.select(without, parent) if parent else without
+    names = f"; the settings of {parent or 'this command'} are: {', '.join(node.keys())}" if OmegaConf.is_config(node) else ""
+    return f"{key} is not a setting{names} (to add a new one: +{key}=...)"
+
+
+_MISSING = object()
 
 
 def check_output_dir(cfg, key: str) -> None:
@@ -142,13 +196,15 @@ def check_output_dir(cfg, key: str) -> None:
         folder = OmegaConf.select(cfg, key)
     except Exception:  # an interpolation only Hydra's run resolves: Hydra checks it
         return
+    if not str(folder or "").strip():
+        raise UserError(f"{key} is empty; give the run a folder ({key}=outputs/my_run), or leave {key} out")
     check_can_write(folder, key, folder=True)
 
 
-def run_hydra_app(config_name: str, task, overrides: list[str]) -> None:
+def run_hydra_app(config_name: str, task, overrides: list[str], check_job=None) -> None:
     import hydra
 
-    check_overrides(config_name, overrides)
+    check_overrides(config_name, overrides, check_job)
 
     def guarded(cfg):
         try:
@@ -215,8 +271,11 @@ def main(argv: list[str] | None = None) -> None:
         config_name, target = HYDRA_COMMANDS[command]
         module, function = target.split(":")
         task = getattr(import_module(module), function)
+        check_job = None
         if command == "train":
             task = partial(task, [sys.argv[0], *argv])
-        run_hydra_app(config_name, task, rest)
+            if "-m" in rest or "--multirun" in rest:  # each job's settings, before the first trains
+                check_job = import_module("ssl_zoo.run.train").check_start
+        run_hydra_app(config_name, task, rest, check_job)
     except UserError as e:
         fail(e)

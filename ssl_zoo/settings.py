@@ -16,9 +16,9 @@ constructor of ours (Lightning's trainer, a command's own keys) are declared as 
 """
 
 import functools
-from dataclasses import dataclass
-
 import inspect
+import re
+from dataclasses import dataclass
 
 from ssl_zoo.errors import BadValue, check_range, in_range, range_text
 
@@ -73,6 +73,45 @@ class Numbers:
 
 
 @dataclass(frozen=True)
+class Names:
+    """A list of names (words, packages, task families): at least `at_least` of them, none twice. A plain
+    string is refused (data.words=yes would otherwise be read as the list of its letters) unless `single`:
+    the component reads it as a list of that one name."""
+
+    at_least: int = 1
+    nullable: bool = False
+    single: bool = False
+
+    def check(self, key: str, value) -> None:
+        if (value is None and self.nullable) or (isinstance(value, str) and self.single and self.at_least <= 1):
+            return
+        if not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+            example = f"[{value}]" if isinstance(value, str) else "[a, b]"
+            raise BadValue(key, f"{key}={as_typed(value)} must be a list of names, e.g. {key}={example}")
+        if len(value) < self.at_least:
+            raise BadValue(key, f"{key}={as_typed(value)} must name at least {self.at_least}")
+        if twice := sorted({v for v in value if list(value).count(v) > 1}):
+            raise BadValue(key, f"{key}={as_typed(value)} names {', '.join(twice)} more than once; give each once")
+
+
+@dataclass(frozen=True)
+class Matches:
+    """A string of a given form (a regular expression, matched whole), said in words by `meaning`; or null
+    (nullable), or a mapping (mapping: the setting's other form, Lightning's max_time as {hours: 1})."""
+
+    pattern: str
+    meaning: str
+    nullable: bool = False
+    mapping: bool = False
+
+    def check(self, key: str, value) -> None:
+        if (value is None and self.nullable) or (isinstance(value, dict) and self.mapping):
+            return
+        if not (isinstance(value, str) and re.fullmatch(self.pattern, value)):
+            raise BadValue(key, f"{key}={as_typed(value)} is not {self.meaning}")
+
+
+@dataclass(frozen=True)
 class Either:
     """What passes one of `options` (a number of steps, or a fraction of an epoch); `meaning` says what in words."""
 
@@ -96,7 +135,14 @@ class Nested:
 
 
 FLAG = OneOf((True, False))
-KINDS = (Range, OneOf, Numbers, Either, Nested)  # what an annotation may declare
+KINDS = (Range, OneOf, Numbers, Names, Matches, Either, Nested)  # what an annotation may declare
+# what a plain annotation says, where nothing more is declared: a flag takes true or false only (not
+# "maybe"), an int a whole number, a float a finite number (each also null when Optional)
+PLAIN = {bool: FLAG, int: Range(whole=True), float: Range(),
+         bool | None: OneOf((True, False, None)), int | None: Range(whole=True, nullable=True),
+         float | None: Range(nullable=True)}
+PLAIN |= {name: PLAIN[kind] for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (bool | None, "bool | None"),
+                                              (int | None, "int | None"), (float | None, "float | None"))}
 
 
 def as_typed(value) -> str:
@@ -110,7 +156,8 @@ def as_typed(value) -> str:
 def declared(component: type) -> dict[str, Range | OneOf | Nested]:
     """{parameter: what it may be} of a class: the annotated parameters of its __init__ and of its
     bases' (a dataclass's __init__ carries its fields' annotations), and of its `settings_class` (a
-    model built from a config dataclass: Transformer from TransformerConfig)."""
+    model built from a config dataclass: Transformer from TransformerConfig). In our classes a plain
+    bool, int or float annotation declares a flag, a whole number, a finite number (PLAIN)."""
     found = dict(declared(component.settings_class)) if hasattr(component, "settings_class") else {}
     for klass in reversed(component.__mro__):
         init = vars(klass).get("__init__")
@@ -119,8 +166,24 @@ def declared(component: type) -> dict[str, Range | OneOf | Nested]:
         # the annotations as written, not evaluated: another library's class (a Lightning logger) may annotate
         # with names it never imports, and ours are objects (Annotated[...]), never strings
         for name, hint in getattr(init, "__annotations__", {}).items():
-            found.update({name: m for m in getattr(hint, "__metadata__", ()) if isinstance(m, KINDS)})
+            marks = [m for m in getattr(hint, "__metadata__", ()) if isinstance(m, KINDS)]
+            if marks:
+                found[name] = marks[-1]
+            elif ours(klass) and _hashable(hint) and hint in PLAIN and name not in found:  # a base's declaration says more
+                found[name] = PLAIN[hint]  # (another library's plain bool may take more: a logger's offline=auto)
     return found
+
+
+def ours(klass: type) -> bool:
+    return klass.__module__.startswith("ssl_zoo")
+
+
+def _hashable(hint) -> bool:
+    try:
+        hash(hint)
+    except TypeError:
+        return False
+    return True
 
 
 def check(prefix: str, values: dict, component) -> None:
@@ -142,14 +205,14 @@ def accepted(component: type) -> frozenset[str] | None:
     """The names a class's constructor takes: its own parameters and, through **kwargs, its bases' up to
     the first constructor that takes no **kwargs or is not ours (a Lightning or torch base takes none
     of a config's keys). None when that cannot be known (a constructor of another library)."""
-    if not component.__module__.startswith("ssl_zoo"):
+    if not ours(component):
         return None
     names: set[str] = set(accepted(component.settings_class) or ()) if hasattr(component, "settings_class") else set()
     for klass in component.__mro__:
         init = vars(klass).get("__init__")
         if init is None:
             continue
-        if not klass.__module__.startswith("ssl_zoo"):
+        if not ours(klass):
             break
         parameters = list(inspect.signature(init).parameters.values())[1:]
         names |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}

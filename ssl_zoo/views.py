@@ -95,7 +95,7 @@ class ImageViews(nn.Module):
 
     def __init__(
         self,
-        size: int,
+        size: Annotated[int, Range(1, whole=True)],
         mean: Annotated[tuple[float, float, float], Numbers(Range(), length=3)],
         std: Annotated[tuple[float, float, float], Numbers(Range(0, above=True), length=3)],
         crop_scale: Annotated[tuple[float, float], Numbers(Range(0, 1, above=True), length=2, ordered=True)] = (0.08, 1.0),

@@ -69,5 +69,5 @@ def test_another_librarys_class_declares_nothing_even_with_names_it_never_import
         def __init__(self, run: "Run | None" = None, offline: bool = False):  # noqa: F821
             pass
 
-    assert settings.declared(Foreign) == {}
+    assert settings.declared(Foreign) == {}  # nor a plain bool: we give wandb's offline auto too
     settings.check("logger.wandb.", {"run": None, "offline": True}, Foreign)

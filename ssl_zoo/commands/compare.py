@@ -4,7 +4,9 @@ interval, written as comparison.md and comparison.csv, with the plots on request
 
 import argparse
 import sys
+from pathlib import Path
 
+from ssl_zoo.atomic import check_can_write
 from ssl_zoo.errors import UserError
 from ssl_zoo.report import compare_runs
 
@@ -27,6 +29,10 @@ def main(args: list[str]) -> None:
     opts = parser.parse_args(args)
     if opts.min_seeds < 1:
         parser.error(f"--min-seeds must be 1 or more, got {opts.min_seeds}")
+    if missing := [p for p in opts.paths if not Path(p).exists()]:
+        parser.error(f"{missing[0]} does not exist; give folders of runs or results.json files")
+    if opts.out is not None:
+        check_can_write(opts.out, "--out", folder=True)
     table, written, problems = compare_runs(opts.paths, opts.out, opts.plot, opts.min_seeds, opts.grid)
     for problem in problems:
         print(f"ssl-zoo compare: {problem}", file=sys.stderr)

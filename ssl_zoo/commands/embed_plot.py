@@ -25,6 +25,7 @@ def embed_plot(cfg: DictConfig) -> Path:
     method, train_cfg, run_cfg, datamodule = load_for_probe(cfg, **{"": EMBED_PLOT})
     path = Path(cfg.out) if cfg.get("out") else beside_run(cfg.checkpoint, train_cfg, run_cfg, "embeddings", ".png")
     check_can_write(path, "out")  # before the t-SNE, not after
+    check_image_format(path)
     datamodule.setup()
     splits = datamodule.probe_splits()
     if splits is None:
@@ -41,6 +42,16 @@ def embed_plot(cfg: DictConfig) -> Path:
         print(f"t-SNE of {len(features)} {cfg.split} items, {name} encoder: done")
     title = f"{train_cfg.method.name} ({train_cfg.model.name}) on {run_cfg.data.name}: probe task '{splits.task}', t-SNE"
     return embedding_maps(maps, [str(c) for c in datamodule.classes], title, path)
+
+
+def check_image_format(path: Path) -> None:
+    """A file name whose suffix matplotlib can write (it would say so only after the t-SNE)."""
+    from matplotlib.figure import Figure
+
+    formats = Figure().canvas.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in formats:
+        raise UserError(f"out={path}: matplotlib cannot write '{path.suffix or 'no suffix'}' images; end the name in one of "
+                        f"{', '.join('.' + f for f in sorted(formats))} (e.g. .png)")
 
 
 def run(cfg: DictConfig) -> None:

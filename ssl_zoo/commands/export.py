@@ -40,6 +40,7 @@ from omegaconf import DictConfig
 from safetensors.torch import save
 from torch import nn
 
+from ssl_zoo.atomic import check_can_write
 from ssl_zoo.build import require_values
 from ssl_zoo.checkpoint import load_method
 from ssl_zoo.data.base import Waves
@@ -209,9 +210,10 @@ def tokenizer_files(tokenizer) -> dict[str, str]:
 def write_folder(out: Path, files: dict[str, bytes | str]) -> None:
     """All of out's files or none: written into a temporary sibling folder, then renamed into place
     (an earlier export at out is replaced only once the new one is whole)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    tmp = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
         for name, data in files.items():
             (tmp / name).write_bytes(data if isinstance(data, bytes) else data.encode("utf-8"))
         old = None
@@ -222,7 +224,8 @@ def write_folder(out: Path, files: dict[str, bytes | str]) -> None:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise UserError(f"cannot write the export to {out}: {e.strerror or e}; give another folder with out=...") from None
 
 
@@ -239,6 +242,7 @@ def export(cfg: DictConfig) -> Path:
         raise UserError(f"unknown export format '{cfg.format}'; choose one of: {', '.join(FORMATS)}")
     out = Path(cfg.out)
     check_out(out)
+    check_can_write(out, "out", folder=True)  # before the model is loaded
     method, _ = load_method(cfg.checkpoint, "cpu")
     if method.name not in FORMATS[cfg.format]:
         raise UserError(f"{cfg.checkpoint} holds a {method.name} model; format={cfg.format} exports "

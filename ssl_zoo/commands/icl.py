@@ -8,23 +8,32 @@ from pathlib import Path
 import yaml
 from omegaconf import DictConfig
 
-from ssl_zoo.atomic import atomic_write
+from ssl_zoo.atomic import atomic_write, check_can_write
 from ssl_zoo.build import build_datamodule, require_values
 from ssl_zoo.device import pick_device
+from ssl_zoo.errors import UserError
 from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.eval.baselines import HFScorer, hf_folder
 from ssl_zoo.eval.icl import GPTScorer, ICLConfig, evaluate_gpt, icl_block, longest, prompted, prompts_of
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import NO_TRAINING, add_icl_to_results, write_json
 from ssl_zoo.run.folder import RunFolder
+from ssl_zoo.settings import Names
 
 
 def run(cfg: DictConfig) -> dict:
-    require_values(cfg)
+    require_values(cfg, **{"": {"task": Names(nullable=True, single=True)}})
     icl_cfg = ICLConfig(cfg.task, cfg.shots, cfg.num_queries, cfg.describe, cfg.labels, list(cfg.controls),
                         cfg.control_tasks, cfg.digits, cfg.seed, cfg.too_long)
     icl_cfg.check()  # before the model is loaded
-    if str(cfg.checkpoint).startswith("hf:"):
+    foreign = str(cfg.checkpoint).startswith("hf:")
+    if cfg.out is not None and not foreign:
+        raise UserError(f"out={cfg.out} is for checkpoint=hf:DIR; a run's scores go into its own results.json (drop out=)")
+    if cfg.out is not None:
+        check_can_write(Path(cfg.out), "out", folder=True)
+    if cfg.export_tasks:
+        check_can_write(Path(cfg.export_tasks), "export_tasks", folder=True)
+    if foreign:
         return icl_foreign(cfg, icl_cfg)
     method = load_text_model(cfg.checkpoint, "gpt", cfg.device, command="icl")
     export_tasks(cfg, icl_cfg, GPTScorer(method))

@@ -17,6 +17,7 @@ task files (commands/icl.py).
 """
 
 import sys
+import traceback
 
 import lm_eval.models  # noqa: F401  lm_eval's own models, registered before ours (its registry fills itself only when empty)
 import torch
@@ -25,6 +26,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
+from ssl_zoo.errors import UserError, one_line
 from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.data.tokenizer import EOS_ID
 from ssl_zoo.eval.icl import GPTScorer
@@ -109,4 +111,9 @@ def main(argv: list[str]) -> None:
     from lm_eval.__main__ import cli_evaluate
 
     sys.argv = ["lm-eval", *argv]
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except (ValueError, KeyError) as e:  # lm_eval's refusal of its arguments: a model or task it does not know
+        if "lm_eval" not in traceback.extract_tb(e.__traceback__)[-1].filename:
+            raise  # raised by a model's code, not by lm_eval's reading of its arguments
+        raise UserError(f"lm-eval: {one_line(e)} (lm-eval --help; our GPTs: --model ssl-zoo --model_args checkpoint=...)") from None

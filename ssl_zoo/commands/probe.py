@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from ssl_zoo.atomic import atomic_write
+from ssl_zoo.atomic import atomic_write, check_can_write
 from ssl_zoo.build import build_datamodule, require_values
 from ssl_zoo.device import pick_device
 from ssl_zoo.errors import UserError
@@ -71,6 +71,14 @@ def probe_foreign(cfg: DictConfig) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    if cfg.get("encoder") and cfg.get("checkpoint"):
+        raise UserError("give checkpoint=<a run's last.ckpt> or encoder=<hf:DIR | torchvision:NAME | timm:NAME>, not both")
+    for key in ("weights", "out"):
+        if not cfg.get("encoder") and cfg.get(key) is not None:
+            raise UserError(f"{key}= is read with encoder=...; a saved run is probed with its own weights and its results go "
+                            f"beside its checkpoint (drop {key}=)")
+    if cfg.get("encoder") and cfg.get("out"):
+        check_can_write(Path(cfg.out), "out", folder=True)  # before the probe, not after
     results = probe_foreign(cfg) if cfg.get("encoder") else probe(cfg)
     print(summary(results, Path(results["path"]).parent))
     return results

@@ -44,8 +44,25 @@ class DataInfo:
     clip_lengths: torch.Tensor | None = None  # speech: samples in each clip
 
 
+def download(what: str, root: Path, fetch) -> None:
+    """fetch() (a torchvision or torchaudio dataset's download=True), its network failure said in one
+    line: no internet, a server down, a proxy in the way."""
+    import urllib.error
+
+    try:
+        fetch()
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"downloading {what} into {root} failed ({reason}); check the internet connection, or put the "
+                        "files there yourself and set data.download=false") from None
+
+
 def cache_root(cache_dir: str | None) -> Path:
     """Where prepared data is cached: cache_dir, else $SSL_ZOO_CACHE, else ~/.cache/ssl_zoo."""
+    if cache_dir:
+        from ssl_zoo.atomic import check_can_write
+
+        check_can_write(cache_dir, "data.cache_dir", folder=True)
     return Path(cache_dir or os.environ.get("SSL_ZOO_CACHE") or Path.home() / ".cache" / "ssl_zoo").expanduser()
 
 

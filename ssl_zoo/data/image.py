@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, Subset
 
-from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule, content_digest, stable_fraction
+from ssl_zoo.data.base import BatchedTensors, ProbeSplits, SSLDataModule, content_digest, download, stable_fraction
 from ssl_zoo.data.shapes import SHAPES, make_shapes
 from ssl_zoo.device import gigabytes, memory_available
 from ssl_zoo.errors import BadValue, UserError
-from ssl_zoo.settings import Numbers, Range
+from ssl_zoo.settings import Numbers, OneOf, Range
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -106,7 +106,7 @@ def read_cifar(root: Path, classes: int, train: bool) -> tuple[torch.Tensor, tor
 class CIFAR(ImageDataModule):
     """CIFAR-10 or CIFAR-100 (python version, pickled batches) under `root`."""
 
-    def __init__(self, root: str = "data", classes: int = 10, download: bool = False, image_size: int = 32, **kwargs):
+    def __init__(self, root: str = "data", classes: Annotated[int, OneOf((10, 100))] = 10, download: bool = False, image_size: int = 32, **kwargs):
         super().__init__(image_size=image_size, **kwargs)
         if classes not in CIFAR_LAYOUT:
             raise UserError(f"data.classes must be 10 or 100, got {classes}")
@@ -122,7 +122,8 @@ class CIFAR(ImageDataModule):
                 )
             import torchvision
 
-            getattr(torchvision.datasets, torchvision_name)(str(self.root), train=True, download=True)
+            fetch = getattr(torchvision.datasets, torchvision_name)
+            download(f"CIFAR-{self.variant}", self.root, lambda: fetch(str(self.root), train=True, download=True))
         self.train_set = BatchedTensors(*read_cifar(self.root, self.variant, train=True))
         self.test_set = BatchedTensors(*read_cifar(self.root, self.variant, train=False))
         self.classes = CIFAR10_CLASSES if self.variant == 10 else [str(i) for i in range(100)]  # CIFAR-100: fine label ids
@@ -162,7 +163,7 @@ class STL10(ImageDataModule):
         if not folder.is_dir() and self.download:
             import torchvision
 
-            torchvision.datasets.STL10(str(self.root), split="train", download=True)
+            download("STL-10", self.root, lambda: torchvision.datasets.STL10(str(self.root), split="train", download=True))
         if not folder.is_dir():
             raise UserError(
                 f"STL-10 is not in {folder}; set data.root to the folder that holds stl10_binary/, "
@@ -240,11 +241,11 @@ class ImageFolder(ImageDataModule):
     def __init__(
         self,
         path: str,
-        image_size: int = 64,
+        image_size: Annotated[int, Range(1, whole=True)] = 64,
         test_fraction: Annotated[float, Range(0, 0.99)] = 0.2,
         test_path: str | None = None,
         pretrain_crops: Annotated[int, Range(0, whole=True)] = 2,
-        crop_scale=(0.08, 1.0),
+        crop_scale: Annotated[tuple[float, float], Numbers(Range(0, 1, above=True), length=2, ordered=True)] = (0.08, 1.0),
         verify: bool = True,
         mean=(0.485, 0.456, 0.406),
         std=(0.229, 0.224, 0.225),

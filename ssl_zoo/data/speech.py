@@ -21,10 +21,11 @@ import torch
 import torchaudio
 from torch.utils.data import Dataset
 
-from ssl_zoo.data.base import DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, content_digest, digest, stable_fraction
+from ssl_zoo.data.base import (DataInfo, ProbeSplits, SSLDataModule, Waves, cache_root, content_digest, digest, download,
+                              stable_fraction)
 from ssl_zoo.errors import BadValue, UserError
-from ssl_zoo.nn.logmel import logmel_settings
-from ssl_zoo.settings import Range
+from ssl_zoo.nn.logmel import LogMelSettings, logmel_settings
+from ssl_zoo.settings import Names, Nested, OneOf, Range
 
 AUDIO_SUFFIXES = {".wav", ".flac"}
 
@@ -84,8 +85,9 @@ class SpeechDataModule(SSLDataModule):
     tasks: tuple[str, ...] = ()
     bound_to_encoder = ("sample_rate", "max_seconds", "features")
 
-    def __init__(self, task: str | None = None, sample_rate: Annotated[int, Range(1, whole=True)] = 16_000, max_seconds: float = 1.0,
-                 features: dict | None = None, bad_files: str = "skip", **base):
+    def __init__(self, task: str | None = None, sample_rate: Annotated[int, Range(1, whole=True)] = 16_000, max_seconds: Annotated[float, Range(0, above=True)] = 1.0,
+                 features: Annotated[dict | None, Nested(LogMelSettings)] = None, bad_files: Annotated[str, OneOf(("skip", "error"))] = "skip",
+                 **base):
         super().__init__(**base)
         if bad_files not in ("skip", "error"):
             raise UserError(f"data.bad_files must be skip or error, got '{bad_files}'")
@@ -193,7 +195,8 @@ class SpokenWords(SpeechDataModule):
     name = "spoken_words"
     tasks = ("voice", "word")
 
-    def __init__(self, words: list[str] = DIGIT_WORDS, num_voices: int = 20, takes: int = 8, test_takes: int = 2,
+    def __init__(self, words: Annotated[list[str], Names()] = DIGIT_WORDS, num_voices: Annotated[int, Range(1, whole=True)] = 20,
+                 takes: Annotated[int, Range(2, whole=True)] = 8, test_takes: Annotated[int, Range(1, whole=True)] = 2,
                  cache_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if not 0 < test_takes < takes:
@@ -304,7 +307,8 @@ class SpeechCommands(AudioFolder):
 
     def files(self) -> list[Path]:
         if not self.path.is_dir() and self.download:
-            torchaudio.datasets.SPEECHCOMMANDS(str(self.path.parent), download=True)
+            download("Speech Commands", self.path.parent,
+                     lambda: torchaudio.datasets.SPEECHCOMMANDS(str(self.path.parent), download=True))
         return super().files()
 
     def is_test(self, relative: Path, labels: dict[str, str]) -> bool:

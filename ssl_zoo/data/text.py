@@ -30,7 +30,7 @@ from ssl_zoo.data.icl_tasks import (EVAL_WORDS, FAMILIES, HELD_OUT, TRAIN_WORDS,
                                     example_line, operand_pairs)
 from ssl_zoo.data.tokenizer import KINDS, NUM_SPECIAL, TextTokenizer
 from ssl_zoo.errors import UserError
-from ssl_zoo.settings import Range
+from ssl_zoo.settings import Names, Range
 
 
 class TokenWindows(Dataset):
@@ -90,10 +90,10 @@ class TextDataModule(SSLDataModule):
         block_size: Annotated[int | None, Range(1, whole=True, nullable=True)] = 128,
         stride: Annotated[int | None, Range(1, whole=True, nullable=True)] = None,
         val_fraction: Annotated[float, Range(0, 0.99, above=True)] = 0.1,
-        val_windows: int = 256,
+        val_windows: Annotated[int, Range(1, whole=True)] = 256,
         probe_length: Annotated[int, Range(1, whole=True)] = 64,
-        probe_train_per_class: int = 200,
-        probe_test_per_class: int = 50,
+        probe_train_per_class: Annotated[int, Range(1, whole=True)] = 200,
+        probe_test_per_class: Annotated[int, Range(1, whole=True)] = 50,
         cache_dir: str | None = None,
         model_tokenizer: TextTokenizer | None = None,
         **base,
@@ -356,7 +356,7 @@ class PythonStdlib(TextDataModule):
     name = "python_stdlib"
     probe_task = "stdlib_package"
 
-    def __init__(self, max_chars: Annotated[int, Range(1, whole=True)] = 3_000_000, packages: list[str] = STDLIB_PROBE_PACKAGES,
+    def __init__(self, max_chars: Annotated[int, Range(1, whole=True)] = 3_000_000, packages: Annotated[list[str], Names(at_least=2)] = STDLIB_PROBE_PACKAGES,
                  test_share: Annotated[float, Range(0.01, 0.99)] = 0.2, **kwargs):
         super().__init__(**kwargs)
         self.max_chars, self.packages, self.test_share = max_chars, list(packages), test_share
@@ -425,11 +425,15 @@ class ICLMix(TextDataModule):
     name = "icl_mix"
     probe_task = "icl_family"
 
-    def __init__(self, families: list[str] | None = None, held_out: list[str] | None = None,
-                 words: list[str] | None = None, episodes: int = 20_000, max_shots: int = 8,
-                 description_prob: float = 0.5,
-                 context_share: Annotated[float | None, Range(0, 1, nullable=True)] = None, natural_chars: int = 500_000,
-                 digits: int = 2, **kwargs):
+    def __init__(self, families: Annotated[list[str] | None, Names(nullable=True)] = None,
+                 held_out: Annotated[list[str] | None, Names(at_least=0, nullable=True)] = None,
+                 words: Annotated[list[str] | None, Names(nullable=True)] = None,
+                 episodes: Annotated[int, Range(0, whole=True)] = 20_000,
+                 max_shots: Annotated[int, Range(0, whole=True)] = 8,
+                 description_prob: Annotated[float, Range(0, 1)] = 0.5,
+                 context_share: Annotated[float | None, Range(0, 1, nullable=True)] = None,
+                 natural_chars: Annotated[int, Range(1, whole=True)] = 500_000,
+                 digits: Annotated[int, Range(1, 3, whole=True)] = 2, **kwargs):
         super().__init__(**kwargs)
         self.held_out = list(HELD_OUT if held_out is None else held_out)
         self.families = list(families) if families is not None else [f for f in FAMILIES if f not in self.held_out]

@@ -30,10 +30,11 @@ from ssl_zoo.data.icl_tasks import (FAMILIES, Example, Family, Task, check_task_
                                     made_up_words, read_jsonl_task)
 from ssl_zoo.errors import UserError
 from ssl_zoo.infer.decode import generate
-from ssl_zoo.settings import Range
+from ssl_zoo.settings import Names, OneOf, Range
 from ssl_zoo.stats import wilson_interval
 
 LABELS = ("gold", "random", "flipped")
+MAX_QUERIES = 100_000  # per task: an evaluation that ends in hours on a CPU, not years
 SEPARATOR = " =>"
 BLOCK = 1 << 24  # characters of training text searched at a time
 SHORT_ANSWER = 4  # answers shorter than this (digits, a few letters) recur in any text: not checked for contamination
@@ -41,16 +42,18 @@ SHORT_ANSWER = 4  # answers shorter than this (digits, a few letters) recur in a
 
 @dataclass
 class ICLConfig:
-    tasks: list[str] | None = None  # family names or .jsonl paths; None: every family
+    tasks: Annotated[list[str] | None, Names(nullable=True, single=True)] = None  # family names or .jsonl paths; None: every family
     shots: list[int] = field(default_factory=lambda: [0, 1, 4, 16])
-    num_queries: Annotated[int, Range(1, whole=True)] = 50  # queries per task (a JSONL task uses at most this many)
+    # queries per task (a JSONL task uses at most this many); each is a forward pass per shot count
+    num_queries: Annotated[int, Range(1, MAX_QUERIES, whole=True)] = 50
     describe: bool = True  # start each prompt with the task description
-    labels: str = "gold"  # the demonstrations' outputs: gold | random | flipped
-    controls: list[str] = field(default_factory=list)  # further label settings to score (random, flipped) ...
-    control_tasks: list[str] | None = None  # ... on these tasks (None: the context families)
+    labels: Annotated[str, OneOf(LABELS)] = "gold"  # the demonstrations' outputs: gold | random | flipped
+    # further label settings to score (random, flipped) ...
+    controls: Annotated[list[str], Names(at_least=0, single=True)] = field(default_factory=list)
+    control_tasks: Annotated[list[str] | None, Names(at_least=0, nullable=True, single=True)] = None  # ... on these tasks (None: the context families)
     digits: Annotated[int, Range(1, 3, whole=True)] = 2  # number families: digits per operand (4: 81M operand pairs to split)
-    seed: int = 1234  # draws the queries and their demonstrations (not the training data's seed)
-    too_long: str = "skip"  # a shot count whose prompts exceed the context: skip (and say so) | error
+    seed: Annotated[int, Range(0, 2**32 - 1, whole=True)] = 1234  # draws the queries and their demonstrations (not the training data's seed)
+    too_long: Annotated[str, OneOf(("skip", "error"))] = "skip"  # a shot count whose prompts exceed the context: skip (and say so) | error
 
     def __post_init__(self):
         self.tasks = list(FAMILIES) if self.tasks is None else [self.tasks] if isinstance(self.tasks, str) else list(self.tasks)
@@ -58,6 +61,8 @@ class ICLConfig:
         self.controls = [self.controls] if isinstance(self.controls, str) else list(self.controls)
         if self.control_tasks is None:
             self.control_tasks = [name for name, f in FAMILIES.items() if f.kind == "context"]
+        elif isinstance(self.control_tasks, str):
+            self.control_tasks = [self.control_tasks]
 
     def check(self) -> None:
         bad = [k for k in self.shots if not isinstance(k, int) or isinstance(k, bool) or k < 0]

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.data.base import ProbeSplits, cache_root, collate
-
+from ssl_zoo.errors import UserError
 from ssl_zoo.settings import OneOf, Range
 
 DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
@@ -41,7 +41,7 @@ class ProbeConfig:
     name: str = "default"  # the protocol's name (conf/probe/*.yaml), recorded with the figures
     enabled: bool = True
     batch_size: Annotated[int, Range(1, whole=True)] = 256  # for feature extraction
-    max_train: Annotated[int | None, Range(1, whole=True, nullable=True)] = 10_000  # probe-train examples used (a seeded subset), None = all
+    max_train: Annotated[int | None, Range(2, whole=True, nullable=True)] = 10_000  # probe-train examples used (a seeded subset), None = all
     val_fraction: Annotated[float, Range(0, 0.99, above=True)] = 0.2  # of probe-train, to choose the hyper-parameters
     solver: Annotated[str, OneOf(("lbfgs", "adamw"))] = "lbfgs"  # lbfgs: to convergence, the L2 penalty swept | adamw: the earlier
     #                                                                protocol, lr and decay swept
@@ -144,6 +144,9 @@ def accuracy(layer, x, y) -> float:
 def linear_probe(x_train, y_train, x_test, y_test, num_classes: int, cfg: ProbeConfig) -> tuple[float, dict, Readout]:
     """Test top-1 of the linear classifier whose L2 penalty (and lr, for AdamW) scored best on a
     validation split, the choice, and the classifier (fitted on the standardised features)."""
+    if len(x_train) < 2:
+        raise UserError(f"the probe has {len(x_train)} training example(s): it needs two or more, one to fit on and one "
+                        "to choose its penalty; give more probe data (data.*) or a larger probe.max_train")
     x_train, x_test = standardise(x_train, x_test)
     order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(cfg.seed))
     n_val = max(1, int(cfg.val_fraction * len(x_train)))

@@ -21,7 +21,7 @@ MAX_NEW_TOKENS = 100_000  # one request's bound: a typo of a few zeros would oth
 class SamplingSettings:
     max_new_tokens: Annotated[int, Range(1, MAX_NEW_TOKENS, whole=True)] = 200
     temperature: Annotated[float, Range(0.0, 100.0)] = 0.8  # 0: greedy
-    top_k: Annotated[int | None, Range(1, nullable=True)] = 50
+    top_k: Annotated[int | None, Range(1, whole=True, nullable=True)] = 50
     top_p: Annotated[float | None, Range(1e-6, 1.0, nullable=True)] = None
     seed: Annotated[int, Range(0, 2**64 - 1, whole=True)] = 0  # what torch.Generator takes
 

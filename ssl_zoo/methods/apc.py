@@ -2,10 +2,13 @@
 frame `shift` steps ahead of the one it has just read, so it must model what comes next rather than
 copy a neighbour."""
 
-from ssl_zoo.errors import check_range
+from typing import Annotated
+
+from ssl_zoo.errors import BadValue
 from ssl_zoo.losses import masked_l1
 from ssl_zoo.methods.speech import SpeechMethod
 from ssl_zoo.nn.transformer import Transformer, mean_pool
+from ssl_zoo.settings import Range
 
 
 class APC(SpeechMethod):
@@ -13,9 +16,11 @@ class APC(SpeechMethod):
     objective = "autoregressive"
     causal = True  # frame t attends to frames <= t only
 
-    def __init__(self, backbone: Transformer, shift: int = 3, **speech):
+    def __init__(self, backbone: Transformer, shift: Annotated[int, Range(1, whole=True)] = 3, **speech):
         super().__init__(backbone, **speech)
-        check_range("method.shift", shift, 1, backbone.cfg.block_size - 1, whole=True)  # frames ahead
+        if shift >= (frames := backbone.cfg.block_size):  # frames ahead: the clip must be longer than the shift
+            raise BadValue("method.shift", f"method.shift={shift} is not shorter than the {frames} frames of a clip; give "
+                           f"1..{frames - 1}")
         self.shift = shift
         self.head = self.prediction_head(hidden_layers=0)  # APC's linear postnet
 

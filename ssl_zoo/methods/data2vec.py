@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ssl_zoo.data.tokenizer import MASK_ID
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.losses import IGNORE, data2vec_targets, masked_mse
 from ssl_zoo.masking import block_patches, mask_tokens, span_mask
 from ssl_zoo.methods.image import ImageMethod, require_vit
@@ -134,6 +134,9 @@ class Data2VecImage(Data2Vec, ImageMethod):
                  target_norm: TargetNorm = None, image_mask_ratio: Annotated[float, Range(0, 0.99, above=True)] = 0.6,
                  image_block: Annotated[int, Range(1, whole=True)] = 2, **settings):
         require_vit(backbone, "data2vec_image")
+        if image_block > (grid := backbone.image_size // backbone.patch_size):
+            raise BadValue("method.image_block", f"method.image_block={image_block} is wider than the {grid} x {grid} grid of "
+                           f"patches; give 1..{grid}")
         super().__init__(backbone, [views], **settings)
         self.mask_ratio, self.block = image_mask_ratio, image_block
         self.mask_patch = nn.Parameter(torch.zeros(backbone.patch_dim))  # what a hidden patch reads as, learned

@@ -29,7 +29,7 @@ class MAE(ImageMethod):
 
     def __init__(self, backbone: ViT, views: nn.Module, mask_ratio: Annotated[float, Range(0, 1, above=True, below=True)] = 0.75,
                  decoder_layers: Annotated[int, Range(1, whole=True)] = 2, decoder_dim: Annotated[int, Range(1, whole=True)] = 64,
-                 decoder_heads: int = 4, norm_pix_loss: bool = True, **base):
+                 decoder_heads: Annotated[int, Range(1, whole=True)] = 4, norm_pix_loss: bool = True, **base):
         require_vit(backbone, self.name)
         if round((1 - mask_ratio) * backbone.num_patches) < 1:
             raise UserError(f"method.mask_ratio={mask_ratio} leaves no patch of the {backbone.num_patches} visible; "

@@ -14,7 +14,7 @@ class TextMethod(SSLMethod):
     modality = "text"
     causal: bool  # the attention the method trains with
 
-    def __init__(self, backbone: Transformer, probe_layer: int = -1, **base):
+    def __init__(self, backbone: Transformer, probe_layer: int | str = -1, **base):
         super().__init__(backbone, **base)
         backbone.use_attention(self.causal, f"method={self.name}")
         self.probe_layer = backbone.check_layer(probe_layer, "method.probe_layer")

@@ -6,12 +6,14 @@ building the filterbank; `LogMel` is the module a speech method runs.
 """
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torchaudio
 from torch import nn
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
+from ssl_zoo.settings import OneOf, Range
 
 NORMALISE = ("utterance", "bins", "none")
 
@@ -23,15 +25,23 @@ class LogMelSettings:
     goes, the spectral envelope that tells voices apart stays); `bins` does so per mel bin (CMVN: also
     removes the clip's average spectrum); `none` keeps the raw log-mel."""
 
-    sample_rate: int = 16_000
-    n_mels: int = 80
-    win_ms: float = 25.0
-    hop_ms: float = 10.0
-    normalise: str = "utterance"
+    sample_rate: Annotated[int, Range(1, whole=True)] = 16_000
+    n_mels: Annotated[int, Range(1, whole=True)] = 80
+    win_ms: Annotated[float, Range(0, above=True)] = 25.0
+    hop_ms: Annotated[float, Range(0, above=True)] = 10.0
+    normalise: Annotated[str, OneOf(NORMALISE)] = "utterance"
 
     def __post_init__(self):
         if self.normalise not in NORMALISE:
             raise UserError(f"unknown normalise '{self.normalise}' in data.features; choose one of: {', '.join(NORMALISE)}")
+        if not 0 < self.hop <= self.win:
+            raise BadValue("data.features.hop_ms", f"data.features.hop_ms={self.hop_ms} gives frames {self.hop} samples apart "
+                           f"with windows of {self.win} (data.features.win_ms={self.win_ms} at {self.sample_rate} Hz); "
+                           "give a hop of at least one sample and at most the window, e.g. hop_ms=10 with win_ms=25")
+        if self.win // 2 + 1 < self.n_mels:  # each mel filter needs a frequency bin of the window's spectrum
+            raise BadValue("data.features.n_mels", f"data.features.n_mels={self.n_mels} is more mel bins than the "
+                           f"{self.win // 2 + 1} frequencies of a {self.win_ms} ms window at {self.sample_rate} Hz; lower "
+                           "data.features.n_mels, or widen data.features.win_ms / raise data.sample_rate")
 
     @property
     def win(self) -> int:

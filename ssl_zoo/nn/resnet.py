@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18, resnet50
 
-from ssl_zoo.settings import Numbers, Range
+from ssl_zoo.settings import Numbers, OneOf, Range
 
 
 class ResNet(nn.Module):
@@ -23,7 +23,7 @@ class ResNet(nn.Module):
 
     reads = ("image",)  # the modalities this encoder takes (build.check_modalities)
 
-    def __init__(self, depth: int = 18, cifar_stem: bool = True):
+    def __init__(self, depth: Annotated[int, OneOf((18, 50))] = 18, cifar_stem: bool = True):
         super().__init__()
         builders = {18: resnet18, 50: resnet50}
         if depth not in builders:

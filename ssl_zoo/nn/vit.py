@@ -12,7 +12,7 @@ from torch import nn
 
 from ssl_zoo.errors import UserError, patch_grid_problem
 from ssl_zoo.nn.transformer import Transformer, mean_pool
-from ssl_zoo.settings import Range
+from ssl_zoo.settings import OneOf, Range
 
 
 def patchify(images: torch.Tensor, patch: int) -> torch.Tensor:
@@ -37,7 +37,7 @@ class ViT(nn.Module):
 
     reads = ("image",)
 
-    def __init__(self, image_size: int | None, patch_size: Annotated[int, Range(1, whole=True)] = 4, channels: int = 3,
+    def __init__(self, image_size: int | None, patch_size: Annotated[int, Range(1, whole=True)] = 4, channels: Annotated[int, OneOf((3,))] = 3,
                  n_layer: Annotated[int, Range(1, whole=True)] = 4, n_head: Annotated[int, Range(1, whole=True)] = 4,
                  n_embd: Annotated[int, Range(1, whole=True)] = 128, dropout: Annotated[float, Range(0, 1, below=True)] = 0.0,
                  bias: bool = True):

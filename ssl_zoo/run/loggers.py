@@ -14,7 +14,12 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 
 from ssl_zoo.errors import UserError
 from ssl_zoo.run.folder import RunFolder
+from ssl_zoo.settings import FLAG, Nested, OneOf
 
+# the loggers' flags (Lightning's classes declare nothing of ours; offline=auto is ours, see `where`)
+LOGGER_SETTINGS = {"wandb": Nested({"offline": OneOf(("auto", True, False)), "anonymous": OneOf((True, False, None))}),
+                   "tensorboard": Nested({"default_hp_metric": FLAG, "log_graph": FLAG}),
+                   "mlflow": Nested({"synchronous": OneOf((True, False, None))})}
 PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow-skinny"}  # what pip installs for each
 
 
@@ -72,6 +77,10 @@ def make_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None)
             loggers.append(instantiate(node, **where(name, run_dir, settings)))
         except (InstantiationException, ModuleNotFoundError) as e:
             cause = e.__cause__ or e
+            if name not in PACKAGES and "Error locating target" in str(e):
+                raise UserError(f"logger.{name}._target_={settings.get('_target_')} is not a class that can be imported; give "
+                                "a Lightning logger's class (e.g. pytorch_lightning.loggers.CSVLogger), or "
+                                f"logger={', '.join(PACKAGES)}") from None
             if isinstance(cause, ModuleNotFoundError) or "not available" in str(cause) or "install" in str(cause).lower():
                 raise UserError(f"logger={name} needs the {PACKAGES.get(name, name)} package; pip install "
                                 f"{PACKAGES.get(name, name)} (or pip install 'ssl-zoo[loggers]'), or use logger=csv") from None

@@ -59,12 +59,18 @@ def finished_run(cfg: DictConfig, run_dir: Path, resumed: dict) -> dict | None:
     return results
 
 
+def check_start(cfg: DictConfig) -> None:
+    """A run's settings, checked before anything is built (also each job of a sweep, before the first trains)."""
+    build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
+    build.require_values(cfg, **TRAINING)
+    in_context_settings(cfg)  # now, not after training
+
+
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
-    build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
-    build.require_values(cfg, **TRAINING)
+    check_start(cfg)
     ckpt_path, resumed = checkpoint_for_resume(cfg, run_dir)
     if resumed and (finished := finished_run(cfg, run_dir, resumed)) is not None:
         return finished
@@ -118,11 +124,23 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     return results
 
 
-def in_context_scores(method, datamodule, cfg: DictConfig) -> dict | None:
-    """With `icl` set: a GPT's in-context scores after training (printed as a table too)."""
+def in_context_settings(cfg: DictConfig) -> ICLConfig | None:
+    """The `icl` settings of a run (None without them), checked: a GPT's, with known tasks and labels."""
     if not cfg.get("icl"):
         return None
+    if cfg.method.name != "gpt":
+        raise UserError(f"icl=... scores a GPT in context after training, not {cfg.method.name}; drop the icl settings "
+                        "or train method=gpt")
+    icl = ICLConfig(**OmegaConf.to_container(cfg.icl, resolve=True))
+    icl.check()
+    return icl
+
+
+def in_context_scores(method, datamodule, cfg: DictConfig) -> dict | None:
+    """With `icl` set: a GPT's in-context scores after training (printed as a table too)."""
+    if (settings := in_context_settings(cfg)) is None:
+        return None
     print("in-context evaluation ...")
-    icl = evaluate_gpt(method, ICLConfig(**OmegaConf.to_container(cfg.icl, resolve=True)), datamodule)
+    icl = evaluate_gpt(method, settings, datamodule)
     print(icl_table(icl))
     return icl

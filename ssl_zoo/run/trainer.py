@@ -12,19 +12,33 @@ from ssl_zoo.eval.icl import ICLConfig
 from ssl_zoo.eval.probe import ProbeConfig
 from ssl_zoo.run.checkpoint_io import AtomicCheckpointIO
 from ssl_zoo.run.folder import RunFolder
-from ssl_zoo.run.loggers import make_loggers
-from ssl_zoo.settings import FLAG, Either, Range
+from ssl_zoo.run.loggers import LOGGER_SETTINGS, make_loggers
+from ssl_zoo.settings import FLAG, Either, Matches, Numbers, OneOf, Range
 
 # What a training run's own settings may be (the method, model and data declare theirs in their constructors;
 # the trainer's are Lightning's, passed on as they are).
 TRAINING = {
-    "": {"checkpoint_every_n_steps": Range(1, whole=True), "knn_monitor_every_n_steps": Range(0, whole=True), "compile": FLAG},
+    "": {"checkpoint_every_n_steps": Range(1, whole=True), "knn_monitor_every_n_steps": Range(0, whole=True), "compile": FLAG,
+         "resume": Either((OneOf(("auto", False, None)), Matches(r".*\S.*", "")),
+                          "auto (the run folder's last checkpoint, if any), false or null (a new run), or a checkpoint's path")},
     "trainer": {"max_steps": Range(-1, whole=True), "max_epochs": Range(-1, whole=True, nullable=True),
                 "accumulate_grad_batches": Range(1, whole=True), "gradient_clip_val": Range(0, nullable=True),
                 # a whole number of steps, or a fraction of an epoch (Lightning's two readings)
                 "val_check_interval": Either((Range(1, whole=True), Range(0, 1, above=True, nullable=True)),
-                                             "a whole number of steps at least 1, or a fraction of an epoch above 0 and at most 1")},
+                                             "a whole number of steps at least 1, or a fraction of an epoch above 0 and at most 1"),
+                "limit_train_batches": Either((Range(1, whole=True), Range(0, 1, above=True, nullable=True)),
+                                              "a whole number of batches at least 1, or a fraction of an epoch above 0 and at most 1"),
+                "log_every_n_steps": Range(1, whole=True), "check_val_every_n_epoch": Range(1, whole=True, nullable=True),
+                "num_sanity_val_steps": Range(-1, whole=True, nullable=True),  # -1: the whole validation set
+                "devices": Either((Range(1, whole=True), OneOf(("auto", -1)), Numbers(Range(0, whole=True)),
+                                   Matches(r"\d+(,\d+)*,?", "")),
+                                  "a number of devices at least 1, auto, -1 (all), or a list of device indices ([0, 1] or '0,1')"),
+                "max_time": Matches(r"\d+:\d\d:\d\d:\d\d", "a duration DD:HH:MM:SS (e.g. 00:12:00:00)", nullable=True, mapping=True),
+                "deterministic": OneOf((True, False, "warn", None)), "enable_progress_bar": OneOf((True, False, None)),
+                "enable_model_summary": OneOf((True, False, None)), "benchmark": OneOf((True, False, None)),
+                "inference_mode": FLAG, "barebones": FLAG},
     "probe": ProbeConfig,
+    "logger": LOGGER_SETTINGS,
     "icl": ICLConfig,  # a GPT's in-context evaluation after training (icl=...)
 }
 
