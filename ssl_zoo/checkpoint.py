@@ -59,7 +59,9 @@ def read_checkpoint(path: str | Path, hint: str = "pass checkpoint=<run dir>/che
     date; one-line errors."""
     path = Path(path)
     if path.is_dir():
-        inside = next((p for p in (path / "checkpoints" / "last.ckpt", path / "last.ckpt") if p.is_file()), None)
+        from ssl_zoo.run.folder import LAST_CHECKPOINT, RunFolder
+
+        inside = next((p for p in (RunFolder(path).last_checkpoint, path / LAST_CHECKPOINT) if p.is_file()), None)
         raise UserError(f"checkpoint {path} is a folder, not a checkpoint file; "
                         + (f"give {inside}" if inside else hint))
     if not path.is_file():

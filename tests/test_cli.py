@@ -157,4 +157,4 @@ def test_compare_into_a_folder_that_cannot_be_written_is_one_line(tmp_path):
          "train": {"steps": 1, "seconds": 1.0, "final_loss": 1.0}, "probe": None}))
     (tmp_path / "a_file").write_text("not a folder")
     line = one_error_line(run_cli("compare", str(tmp_path / "run"), "--out", str(tmp_path / "a_file" / "out")))
-    assert line.startswith("ssl-zoo: error: cannot write ") and "comparison.md" in line and "--out" in line
+    assert line.startswith("ssl-zoo: error: cannot write ") and "a_file is a file, not a folder" in line and "--out" in line
