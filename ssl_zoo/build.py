@@ -48,10 +48,13 @@ def check_settings(values: dict, own: dict | None = None) -> None:
     declares (settings.py): every node that names its class (`_target_`: method, model, data, views, ...)
     against that class's declarations, the command's other nodes against `own`; then the settings that
     must agree with each other (check_relations). Before any data is built: a bad value costs no wait."""
+    settings.check("", values, COMMON)  # first: a node may take its seed from it (data.seed: ${seed})
     _check_built(values, "")
-    settings.check("", values, COMMON)
     for path, components in (own or {}).items():
         node = values if path == "" else values.get(path)
+        if path and node is not None and not isinstance(node, dict):
+            raise BadValue(path, f"{path}={settings.as_typed(node)} is a group of settings, not a value; set one of them "
+                           f"({path}.<name>=...)")
         for component in components if isinstance(components, tuple) else (components,):
             if isinstance(node, dict):
                 settings.check(f"{path}." if path else "", node, component)

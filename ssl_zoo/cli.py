@@ -47,6 +47,7 @@ CHECKS_GROUPS = ("train", "probe", "embed-plot")  # commands that take method=, 
 TAKES_FREE_TEXT = ("generate", "fill", "icl")  # commands whose prompt= / text= is prose
 GROUPS = ("method", "data", "model", "trainer", "probe", "logger", "experiment")
 FREE_TEXT_KEYS = ("prompt", "text")
+ADDED_KEYS = {"serve": r"checkpoint\d+"}  # keys a command takes with + (serve: a third model, +checkpoint3=...)
 
 
 def fail(error: BaseException) -> None:
@@ -63,6 +64,8 @@ def check_group_choices(overrides: list[str]) -> None:
             continue
         available = sorted(p.stem for p in (config_dir() / key).glob("*.yaml"))
         for choice in value.split(","):
+            if choice in ("null", "") and key != "logger":
+                raise UserError(f"{key}={choice} leaves the run without a {key}; choose one of: {', '.join(available)}")
             if choice not in available and choice != "null":
                 raise UserError(f"unknown {key} '{choice}'; choose one of: {', '.join(available)}")
 
@@ -91,6 +94,7 @@ def check_overrides(config_name: str, overrides: list[str], check_job=None) -> N
     if any(arg.startswith("-") for arg in overrides if arg not in ("-m", "--multirun")):
         return
     plain = [arg for arg in overrides if not arg.startswith("-")]
+    multirun = "-m" in overrides or "--multirun" in overrides
     values = []  # per argument: the override of each of its values (one unless a sweep)
     for arg in plain:
         try:
@@ -100,11 +104,20 @@ def check_overrides(config_name: str, overrides: list[str], check_job=None) -> N
                             "https://hydra.cc/docs/advanced/override_grammar/basic)") from None
         if not override.key_or_group:
             raise UserError(f"{arg!r} has no key; write key=value (e.g. seed=3)")
-        if config_name != "train" and arg.startswith("+") and override.key_or_group.split(".")[0] not in (*GROUPS, "hydra"):
+        if config_name != "train" and arg.startswith("+") and override.key_or_group.split(".")[0] not in (*GROUPS, "hydra") \
+                and not re.fullmatch(ADDED_KEYS.get(config_name, "$^"), override.key_or_group):
             raise UserError(f"{override.key_or_group} is not a setting of this command; drop {arg} (its settings are in "
                             f"conf/{config_name}.yaml)")
-        values.append([f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()]
-                      if override.is_sweep_override() else [arg])
+        if override.is_sweep_override() and not multirun:
+            raise UserError(f"{arg} gives several values: add -m to run one job for each (ssl-zoo {config_name} -m {arg}), "
+                            "or give one value")
+        try:
+            each = [f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()] if override.is_sweep_override() else [arg]
+        except HydraException as e:  # interval(0, 1): a range to search, not values to run
+            raise UserError(f"{arg} cannot be run value by value ({one_line(e)}); give the values (a=1,2,3 or range(0,3))") from None
+        if not each:
+            raise UserError(f"{arg} gives no value to run; check its bounds (range(start, stop) counts up from start to stop - 1)")
+        values.append(each)
     first = [each[0] for each in values]
     cfg = _checked_compose(config_name, first, check_job)
     for i, each in enumerate(values):
@@ -192,10 +205,15 @@ def check_output_dir(cfg, key: str) -> None:
 
     from ssl_zoo.atomic import check_can_write
 
+    from omegaconf.errors import InterpolationResolutionError
+
     try:
         folder = OmegaConf.select(cfg, key)
-    except Exception:  # an interpolation only Hydra's run resolves: Hydra checks it
-        return
+    except InterpolationResolutionError as e:
+        problem = one_line(e).split(" full_key:")[0]
+        if "hydra" in problem:  # an interpolation only Hydra's run resolves (${hydra:runtime...})
+            return
+        raise UserError(f"{key}: {problem}; give the folder itself ({key}=outputs/my_run)") from None
     if not str(folder or "").strip():
         raise UserError(f"{key} is empty; give the run a folder ({key}=outputs/my_run), or leave {key} out")
     check_can_write(folder, key, folder=True)

@@ -40,8 +40,18 @@ def check_range(name: str, value, low=None, high=None, allow_none: bool = False,
     itself excluded; below: high itself excluded), naming it (BadValue)."""
     if (value is None and allow_none) or in_range(value, low, high, whole, above, below):
         return
+    if isinstance(value, str) and _number(value):
+        raise BadValue(name, f"{name}='{value}' is a string (quoted), not a number; give it unquoted ({name}={value})")
     raise BadValue(name, f"{name}={value} is out of range; it must be {range_text(low, high, whole, above, below)}"
                    + (" (or null)" if allow_none else ""))
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def patch_grid_problem(image_size: int, patch_size: int) -> str | None:

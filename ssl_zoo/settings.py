@@ -50,7 +50,7 @@ class OneOf:
         shown = as_typed(value)
         if isinstance(value, str) and value.lower() in map(as_typed, self.choices):
             shown = f"'{value}' (a string)"  # a quoted 'true', not the flag
-        raise BadValue(key, f"{key}={shown} is not one of: {', '.join(map(as_typed, self.choices))}")
+        raise BadValue(key, f"{key}={shown} is not one of: {', '.join(dict.fromkeys(map(as_typed, self.choices)))}")
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,9 @@ def check(prefix: str, values: dict, component) -> None:
         if isinstance(setting, Nested):
             if isinstance(values[name], dict):
                 check(f"{prefix}{name}.", values[name], setting.component)
+            elif values[name] is not None:
+                raise BadValue(f"{prefix}{name}", f"{prefix}{name}={as_typed(values[name])} is a group of settings, not a value; "
+                               f"set one of them ({prefix}{name}.<name>=...)")
         else:
             setting.check(f"{prefix}{name}", values[name])
 

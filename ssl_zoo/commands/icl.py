@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import yaml
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ssl_zoo.atomic import atomic_write, check_can_write
 from ssl_zoo.build import build_datamodule, require_values
@@ -23,8 +23,9 @@ from ssl_zoo.settings import Names
 
 def run(cfg: DictConfig) -> dict:
     require_values(cfg, **{"": {"task": Names(nullable=True, single=True)}})
-    icl_cfg = ICLConfig(cfg.task, cfg.shots, cfg.num_queries, cfg.describe, cfg.labels, list(cfg.controls),
-                        cfg.control_tasks, cfg.digits, cfg.seed, cfg.too_long)
+    given = OmegaConf.to_container(cfg, resolve=True)  # plain lists, as ICLConfig checks them
+    icl_cfg = ICLConfig(given["task"], given["shots"], given["num_queries"], given["describe"], given["labels"], given["controls"],
+                        given["control_tasks"], given["digits"], given["seed"], given["too_long"])
     icl_cfg.check()  # before the model is loaded
     foreign = str(cfg.checkpoint).startswith("hf:")
     if cfg.out is not None and not foreign:

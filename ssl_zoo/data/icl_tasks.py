@@ -274,9 +274,14 @@ def read_jsonl_task(path: str | Path, description: str = "") -> Task:
     """A user task: one JSON object per line with "input", "output" and optionally "choices"."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"task file {path} does not exist; pass task=<family name> or task=<file.jsonl>")
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise UserError(f"task file {path} {what}; pass task=<family name> or task=<file.jsonl>")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"task file {path} is not UTF-8 text (byte {e.start}); save it as UTF-8 JSON lines") from None
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:

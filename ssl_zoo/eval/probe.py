@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.data.base import ProbeSplits, cache_root, collate
 from ssl_zoo.errors import UserError
-from ssl_zoo.settings import OneOf, Range
+from ssl_zoo.settings import Matches, OneOf, Range
 
 DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
 DEFAULT_STEPS = {"lbfgs": 3000, "adamw": 300}  # probe.steps=null: iterations at most (L-BFGS stops once converged), or AdamW steps
@@ -38,7 +38,7 @@ DEFAULT_STEPS = {"lbfgs": 3000, "adamw": 300}  # probe.steps=null: iterations at
 
 @dataclass
 class ProbeConfig:
-    name: str = "default"  # the protocol's name (conf/probe/*.yaml), recorded with the figures
+    name: Annotated[str, Matches(r"[\w.-]+", "a name (letters, digits, . _ -)")] = "default"  # the protocol's name (conf/probe/*.yaml), recorded with the figures
     enabled: bool = True
     batch_size: Annotated[int, Range(1, whole=True)] = 256  # for feature extraction
     max_train: Annotated[int | None, Range(2, whole=True, nullable=True)] = 10_000  # probe-train examples used (a seeded subset), None = all
@@ -59,7 +59,7 @@ class ProbeConfig:
     finetune_lr: Annotated[float, Range(0, above=True)] = 1e-4  #   (and the random-init one)
     finetune_batch_size: Annotated[int, Range(1, whole=True)] = 32
     cache_random_init: bool = False  # keep the random-init encoder's scores in the cache (conf: on), see random_init_scores
-    seed: int = 0
+    seed: Annotated[int, Range(0, 2**32 - 1, whole=True)] = 0
 
     def penalties(self) -> list[float]:
         """The weight decays (L2 penalties) the sweep tries, lowest first."""

@@ -18,7 +18,7 @@ class GPT(TextMethod):
     objective = "autoregressive"
     causal = True  # position t attends to positions <= t only
 
-    def __init__(self, backbone: Transformer, sample_prompt: str = "\n", sample_tokens: Annotated[int, Range(0, whole=True)] = 200, **text):
+    def __init__(self, backbone: Transformer, sample_prompt: str = "\n", sample_tokens: Annotated[int, Range(0, 100_000, whole=True)] = 200, **text):
         super().__init__(backbone, **text)
         self.sample_prompt, self.sample_tokens = sample_prompt, sample_tokens
         self.val_loss, self.val_early, self.val_late = MeanMetric(), MeanMetric(), MeanMetric()

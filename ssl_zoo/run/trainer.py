@@ -36,11 +36,20 @@ TRAINING = {
                 "max_time": Matches(r"\d+:\d\d:\d\d:\d\d", "a duration DD:HH:MM:SS (e.g. 00:12:00:00)", nullable=True, mapping=True),
                 "deterministic": OneOf((True, False, "warn", None)), "enable_progress_bar": OneOf((True, False, None)),
                 "enable_model_summary": OneOf((True, False, None)), "benchmark": OneOf((True, False, None)),
-                "inference_mode": FLAG, "barebones": FLAG},
+                "inference_mode": FLAG, "barebones": FLAG, "min_steps": Range(-1, whole=True, nullable=True),
+                "min_epochs": Range(0, whole=True, nullable=True),
+                "limit_val_batches": Either((Range(0, whole=True), Range(0, 1, nullable=True)),
+                                            "a whole number of batches (0: no validation), or a fraction of the validation set"),
+                # our methods compute in 32 bits or less (a 64-bit run would need float64 data)
+                "precision": OneOf(("auto", "32-true", "32", 32, "bf16-mixed", "bf16", "16-mixed", "16", 16, "bf16-true",
+                                    "16-true", "transformer-engine", "transformer-engine-float16"))},
     "probe": ProbeConfig,
     "logger": LOGGER_SETTINGS,
     "icl": ICLConfig,  # a GPT's in-context evaluation after training (icl=...)
 }
+
+
+MACHINE_WORDS = ("gpu", "cuda", "backend", "accelerator", "device", "xla", "tpu", "mps", "nccl", "strategy")
 
 
 def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resume_step: int | None = None) -> pl.Trainer:
@@ -57,7 +66,10 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resu
             plugins=[AtomicCheckpointIO()],
             use_distributed_sampler=False,  # the datamodule shards by rank itself
         )
-    except (MisconfigurationException, ModuleNotFoundError) as e:  # e.g. trainer=gpu on a machine without one
-        raise UserError(f"the trainer settings do not fit this machine ({e}); try trainer=cpu") from None
+    except (MisconfigurationException, ModuleNotFoundError) as e:
+        said = " ".join(str(e).split())
+        if any(word in said.lower() for word in MACHINE_WORDS):  # e.g. trainer=gpu on a machine without one
+            raise UserError(f"the trainer settings do not fit this machine ({said}); try trainer=cpu") from None
+        raise UserError(f"Lightning refused the trainer settings: {said}; fix the trainer.<name> it names") from None
     except (ValueError, TypeError) as e:  # e.g. trainer.precision=bf17
         raise UserError(f"a trainer setting is invalid: {e}; fix it on the command line (trainer.<name>=...)") from None
