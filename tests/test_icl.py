@@ -203,7 +203,7 @@ def test_bad_settings_are_refused_in_one_line():
         evaluate_icl(HandMadeModel(), ICLConfig(tasks=["addition"], num_queries=0))
     with pytest.raises(UserError, match="shots must be a list of whole numbers >= 0"):
         evaluate_icl(HandMadeModel(), ICLConfig(tasks=["addition"], shots=[]))
-    with pytest.raises(UserError, match="unknown icl.labels 'shuffled'; choose one of: gold, random, flipped"):
+    with pytest.raises(UserError, match="labels=shuffled is not one of: gold, random, flipped"):
         evaluate_icl(HandMadeModel(), ICLConfig(tasks=["addition"], labels="shuffled"))
     with pytest.raises(UserError, match="unknown ICL task 'nope'; choose a family"):
         evaluate_icl(HandMadeModel(), ICLConfig(tasks=["nope"]))
