@@ -115,7 +115,7 @@ def check_relations(values: dict) -> None:
     if isinstance(dim := method.get("decoder_dim"), int) and isinstance(heads := method.get("decoder_heads"), int) and heads and dim % heads:
         raise BadValue("method.decoder_heads", f"method.decoder_heads={heads} does not divide method.decoder_dim={dim}; pick a "
                        f"divisor, e.g. method.decoder_heads={_divisor(dim, heads)}")
-    if isinstance(start := method.get("tau_base"), float) and isinstance(end := method.get("tau_end"), (int, float)) and end < start:
+    if isinstance(start := method.get("tau_base"), (int, float)) and isinstance(end := method.get("tau_end"), (int, float)) and end < start:
         raise BadValue("method.tau_end", f"method.tau_end={end} is below method.tau_base={start}: the teacher's momentum "
                        f"rises from tau_base to tau_end; give tau_end of at least {start}")
     model = values.get("model") or {}

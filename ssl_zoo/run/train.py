@@ -126,15 +126,13 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
 
 
 def in_context_settings(cfg: DictConfig) -> ICLConfig | None:
-    """The `icl` settings of a run (None without them), checked: a GPT's, with known tasks and labels."""
+    """The `icl` settings of a run (None without them), checked: a GPT's, with known tasks and labels
+    (a value instead of a group, icl=reverse, is refused by build.check_settings before this)."""
     if not cfg.get("icl"):
         return None
     if cfg.method.name != "gpt":
         raise UserError(f"icl=... scores a GPT in context after training, not {cfg.method.name}; drop the icl settings "
                         "or train method=gpt")
-    if not OmegaConf.is_dict(cfg.icl):
-        raise UserError(f"icl={cfg.icl} is a group of settings, not a value; set them one by one "
-                        "(+icl.tasks=[reverse] +icl.shots=[0,4])")
     given = OmegaConf.to_container(cfg.icl, resolve=True)
     if unknown := sorted(set(given) - accepted(ICLConfig)):
         raise UserError(f"icl.{unknown[0]} is not a setting of icl; its settings are: {', '.join(sorted(accepted(ICLConfig)))}")
