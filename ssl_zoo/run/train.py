@@ -28,10 +28,9 @@ from ssl_zoo.settings import accepted
 
 # Lightning advice that does not apply here: in-memory datasets are batched without workers, and
 # Hydra has written its .hydra/ folder into the run dir before the CSV logger looks at it.
-warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-warnings.filterwarnings("ignore", message=".*Experiment logs directory .* exists and is not empty.*")
-warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode at the start of training.*")  # a teacher, on purpose
+for message in (".*does not have many workers.*", ".*Experiment logs directory .* exists and is not empty.*", ".*LeafSpec.*",
+                ".*module\\(s\\) in eval mode at the start of training.*"):  # the last: a teacher, on purpose
+    warnings.filterwarnings("ignore", message=message)
 
 
 def fit(trainer: pl.Trainer, method, datamodule, ckpt_path: str | None) -> None:
@@ -60,18 +59,18 @@ def finished_run(cfg: DictConfig, run_dir: Path, resumed: dict) -> dict | None:
     return results
 
 
-def check_start(cfg: DictConfig) -> None:
-    """A run's settings, checked before anything is built (also each job of a sweep, before the first trains)."""
+def check_start(cfg: DictConfig) -> ICLConfig | None:
+    """A run's settings, checked before anything is built (each job of a sweep too); returns its icl settings."""
     build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
     build.require_values(cfg, **TRAINING)
-    in_context_settings(cfg)  # now, not after training
+    return in_context_settings(cfg)
 
 
 def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) -> dict | None:
     """Pretrain, save checkpoints/last.ckpt, probe, write results.json. Returns the results (rank 0)."""
     run_dir = Path(run_dir)
     folder = RunFolder(run_dir)
-    check_start(cfg)
+    icl_settings = check_start(cfg)
     ckpt_path, resumed = checkpoint_for_resume(cfg, run_dir)
     if resumed and (finished := finished_run(cfg, run_dir, resumed)) is not None:
         return finished
@@ -120,14 +119,13 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
         **({"knn_monitor": monitor.report()} if monitor else {}),
     }
     probe = probe_block(method, datamodule, cfg) if cfg.probe.enabled else None
-    results = record(cfg, method, steps, probe, extra, icl=in_context_scores(method, datamodule, cfg))
+    results = record(cfg, method, steps, probe, extra, icl=in_context_scores(method, datamodule, icl_settings))
     write_json(folder.results, results)
     return results
 
 
 def in_context_settings(cfg: DictConfig) -> ICLConfig | None:
-    """The `icl` settings of a run (None without them), checked: a GPT's, with known tasks and labels
-    (a value instead of a group, icl=reverse, is refused by build.check_settings before this)."""
+    """The `icl` settings of a run (None without them), checked: a GPT's, with known tasks and labels."""
     if not cfg.get("icl"):
         return None
     if cfg.method.name != "gpt":
@@ -141,9 +139,9 @@ def in_context_settings(cfg: DictConfig) -> ICLConfig | None:
     return icl
 
 
-def in_context_scores(method, datamodule, cfg: DictConfig) -> dict | None:
+def in_context_scores(method, datamodule, settings: ICLConfig | None) -> dict | None:
     """With `icl` set: a GPT's in-context scores after training (printed as a table too)."""
-    if (settings := in_context_settings(cfg)) is None:
+    if settings is None:
         return None
     print("in-context evaluation ...")
     icl = evaluate_gpt(method, settings, datamodule)
