@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROBE = ["probe.max_train=400", "probe.steps=60", "probe.lrs=[0.1]", "probe.weight_decays=[0.0,1e-3]"]
+PROBE = ["probe.max_train=400", "probe.steps=60", "probe.weight_decays=[0.0,1e-3]"]
 RUNS = {
     "simclr": ["method=simclr", "data.num_train=512", "data.num_test=200", "data.batch_size=64"],
     "byol": ["method=byol", "data.num_train=512", "data.num_test=200", "data.batch_size=64"],

@@ -143,6 +143,29 @@ def check_relations(values: dict) -> None:
     if trainer.get("max_steps") == -1 and trainer.get("max_epochs", -1) in (-1, None):
         raise BadValue("trainer.max_steps", "trainer.max_steps=-1 with trainer.max_epochs=-1 never ends; give "
                        "trainer.max_steps=N, or trainer.max_epochs=N to train by epochs")
+    check_data_relations(values)
+
+
+def check_data_relations(values: dict) -> None:
+    """Data settings that must agree with each other, with the probe or with the encoder."""
+    data, probing = values.get("data") or {}, _lookup(values, "probe.enabled") is True
+    model = values.get("model") or {}
+    for node, group, key, base in ((data, "data", "classes", "cifar"), (model, "model", "depth", "resnet")):
+        named = str(node.get("name", ""))  # cifar100, resnet50: the choice's name says the variant
+        if key in node and named.startswith(base) and named[len(base):].isdigit() and node[key] != int(named[len(base):]):
+            raise BadValue(f"{group}.{key}", f"{group}.{key}={settings.as_typed(node.get(key))} is not what {group}={named} "
+                           f"is; choose {group}={base}{node.get(key)} instead of setting {group}.{key}")
+    vit_reads, views_size = _lookup(values, "model.image_size"), _lookup(values, "method.views.size")
+    if _lookup(values, "model.patch_size") is not _ABSENT and isinstance(vit_reads, int) and isinstance(views_size, int) \
+            and views_size != vit_reads:  # a ViT's position embeddings fix its input size
+        raise BadValue("method.views.size", f"method.views.size={views_size} is not the ViT's input size (model.image_size="
+                       f"{vit_reads}); give method.views.size={vit_reads}, or set data.image_size, which both follow")
+    if isinstance(length := data.get("probe_length"), int) and isinstance(block := data.get("block_size"), int) and length > block:
+        raise BadValue("data.probe_length", f"data.probe_length={length} is longer than the model reads (data.block_size="
+                       f"{block}); give data.probe_length=1..{block}")
+    if probing and isinstance(families := data.get("families"), list) and len(families) < 2:
+        raise BadValue("data.families", f"data.families={settings.as_typed(families)} gives the probe (which family a line belongs to) "
+                       f"{len(families)} class(es); give at least 2 families, or run with probe.enabled=false")
 
 
 def _divisor(n: int, near: int) -> int:
@@ -203,9 +226,14 @@ def fit_to_data(cfg: DictConfig, datamodule) -> DictConfig:
     context; a speech model's input size and frames, and its front end's sample rate and features),
     so that the stored config rebuilds the same method without the data. A new config: cfg is left as it is."""
     fitted = copy.deepcopy(cfg)
-    with open_dict(fitted):
-        fitted.model.update(datamodule.encoder_settings())
-        fitted.method.update(datamodule.method_settings())
+    for group, dictated in (("model", datamodule.encoder_settings()), ("method", datamodule.method_settings())):
+        for key, value in dictated.items():  # a value given for one of them would be overwritten without a word
+            given = cfg[group].get(key)
+            if isinstance(value, (int, float, str)) and given is not None and given != value:
+                raise BadValue(f"{group}.{key}", f"{group}.{key}={given} is not the data's ({value}): the data sets it; "
+                               f"drop {group}.{key}=... and set the data's own setting (data.*) instead")
+        with open_dict(fitted):
+            fitted[group].update(dictated)
     return fitted
 
 

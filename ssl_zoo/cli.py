@@ -48,6 +48,8 @@ TAKES_FREE_TEXT = ("generate", "fill", "icl")  # commands whose prompt= / text= 
 GROUPS = ("method", "data", "model", "trainer", "probe", "logger", "experiment")
 FREE_TEXT_KEYS = ("prompt", "text")
 ADDED_KEYS = {"serve": r"checkpoint\d+"}  # keys a command takes with + (serve: a third model, +checkpoint3=...)
+# keys of a shared group that a command leaves unread, and what it does read
+UNREAD_KEYS = {"embed_plot": (r"\+?probe\.(?!batch_size$).*", "embed-plot reads probe.batch_size only (to extract the features)")}
 
 
 def fail(error: BaseException) -> None:
@@ -60,9 +62,14 @@ def check_group_choices(overrides: list[str]) -> None:
     for override in overrides:
         key, sep, value = override.partition("=")
         key = key.lstrip("+~")
-        if not sep or key not in GROUPS or any(c in value for c in "()[]${}"):
+        if not sep or key not in GROUPS:
             continue
         available = sorted(p.stem for p in (config_dir() / key).glob("*.yaml"))
+        if value.startswith("[") and key not in ("logger", "experiment"):  # Hydra would merge the configs into one
+            raise UserError(f"{key}={value} names several {key}s for one run; choose one, or run one job each with "
+                            f"-m {key}={value.strip('[]')}")
+        if any(c in value for c in "()[]${}"):
+            continue
         for choice in value.split(","):
             if choice in ("null", "") and key != "logger":
                 raise UserError(f"{key}={choice} leaves the run without a {key}; choose one of: {', '.join(available)}")
@@ -81,42 +88,54 @@ def quote_free_text(override: str) -> str:
     return f"{key}='{value}'"
 
 
+def _override_values(config_name: str, arg: str, multirun: bool) -> tuple[str, list[str]]:
+    """(key, the override of each of its values: one unless a sweep), or one line on what Hydra would refuse."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        [override] = OverridesParser.create().parse_overrides([arg])
+    except HydraException as e:
+        raise UserError(f"cannot read {arg!r}: {one_line(e).split(' See https')[0]} (key=value, see "
+                        "https://hydra.cc/docs/advanced/override_grammar/basic)") from None
+    if not override.key_or_group:
+        raise UserError(f"{arg!r} has no key; write key=value (e.g. seed=3)")
+    if config_name != "train" and arg.startswith("+") and override.key_or_group.split(".")[0] not in (*GROUPS, "hydra") \
+            and not re.fullmatch(ADDED_KEYS.get(config_name, "$^"), override.key_or_group):
+        raise UserError(f"{override.key_or_group} is not a setting of this command; drop {arg} (its settings are in "
+                        f"conf/{config_name}.yaml)")
+    if config_name in UNREAD_KEYS and re.fullmatch(UNREAD_KEYS[config_name][0], override.key_or_group):
+        raise UserError(f"{UNREAD_KEYS[config_name][1]}; drop {arg}")
+    if override.is_sweep_override() and not multirun:
+        raise UserError(f"{arg} gives several values: add -m to run one job for each (ssl-zoo {config_name} -m {arg}), "
+                        "or give one value")
+    try:
+        each = [f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()] if override.is_sweep_override() else [arg]
+    except HydraException as e:  # interval(0, 1): a range to search, not values to run
+        raise UserError(f"{arg} cannot be run value by value ({one_line(e)}); give the values (a=1,2,3 or range(0,3))") from None
+    if not each:
+        raise UserError(f"{arg} gives no value to run; check its bounds (range(start, stop) counts up from start to stop - 1)")
+    return override.key_or_group, each
+
+
 def check_overrides(config_name: str, overrides: list[str], check_job=None) -> None:
     """Hydra's own refusals (a key the config lacks, a malformed value, an interpolation of nothing) as
     one line naming the key and the settings it could be, before Hydra starts: Hydra would print them
     over several lines and exit 1. A sweep (a=1,2) is checked at each of its values (the other keys at
     their first); check_job(cfg): the command's own start-up check of each job's config. With Hydra's
     flags (--cfg job, ...) Hydra checks."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
     if any(arg.startswith("-") for arg in overrides if arg not in ("-m", "--multirun")):
         return
     plain = [arg for arg in overrides if not arg.startswith("-")]
     multirun = "-m" in overrides or "--multirun" in overrides
-    values = []  # per argument: the override of each of its values (one unless a sweep)
+    values, given = [], {}  # per argument: the override of each of its values (one unless a sweep)
     for arg in plain:
-        try:
-            [override] = OverridesParser.create().parse_overrides([arg])
-        except HydraException as e:
-            raise UserError(f"cannot read {arg!r}: {one_line(e).split(' See https')[0]} (key=value, see "
-                            "https://hydra.cc/docs/advanced/override_grammar/basic)") from None
-        if not override.key_or_group:
-            raise UserError(f"{arg!r} has no key; write key=value (e.g. seed=3)")
-        if config_name != "train" and arg.startswith("+") and override.key_or_group.split(".")[0] not in (*GROUPS, "hydra") \
-                and not re.fullmatch(ADDED_KEYS.get(config_name, "$^"), override.key_or_group):
-            raise UserError(f"{override.key_or_group} is not a setting of this command; drop {arg} (its settings are in "
-                            f"conf/{config_name}.yaml)")
-        if override.is_sweep_override() and not multirun:
-            raise UserError(f"{arg} gives several values: add -m to run one job for each (ssl-zoo {config_name} -m {arg}), "
-                            "or give one value")
-        try:
-            each = [f"{override.get_key_element()}={v}" for v in override.sweep_string_iterator()] if override.is_sweep_override() else [arg]
-        except HydraException as e:  # interval(0, 1): a range to search, not values to run
-            raise UserError(f"{arg} cannot be run value by value ({one_line(e)}); give the values (a=1,2,3 or range(0,3))") from None
-        if not each:
-            raise UserError(f"{arg} gives no value to run; check its bounds (range(start, stop) counts up from start to stop - 1)")
+        key, each = _override_values(config_name, arg, multirun)
+        if key in given:  # Hydra keeps the last (a base command line then changed is common): said, not refused
+            print(f"ssl-zoo: warning: {key} is given twice ({given[key]}, then {arg}); the last is used", file=sys.stderr)
+        given[key] = arg
         values.append(each)
     first = [each[0] for each in values]
     cfg = _checked_compose(config_name, first, check_job)
@@ -132,6 +151,19 @@ def check_overrides(config_name: str, overrides: list[str], check_job=None) -> N
                                 f"config.yaml does not record; set it instead ({key}={value})")
     sweep = "-m" in overrides or "--multirun" in overrides or str(cfg.hydra.mode).endswith("MULTIRUN")
     check_output_dir(cfg, "hydra.sweep.dir" if sweep else "hydra.run.dir")
+    check_launcher(cfg, sweep)
+
+
+def check_launcher(cfg, sweep: bool) -> None:
+    """A sweep sent to SLURM from a machine without its commands fails in the launcher with a traceback."""
+    import shutil
+
+    from omegaconf import OmegaConf
+
+    if sweep and "submitit" in str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")) and \
+            "slurm" in str(OmegaConf.select(cfg, "hydra.launcher._target_")).lower() and shutil.which("srun") is None:
+        raise UserError("hydra/launcher=slurm sends the jobs to SLURM, whose srun is not on this machine; run the command "
+                        "on the cluster (its login node), or drop hydra/launcher=slurm to run the jobs here")
 
 
 def composed(config_name: str, args: list[str]):

@@ -42,7 +42,8 @@ def check_range(name: str, value, low=None, high=None, allow_none: bool = False,
         return
     if isinstance(value, str) and _number(value):
         raise BadValue(name, f"{name}='{value}' is a string (quoted), not a number; give it unquoted ({name}={value})")
-    raise BadValue(name, f"{name}={value} is out of range; it must be {range_text(low, high, whole, above, below)}"
+    shown = "null" if value is None else "''" if value == "" else value  # as typed on the command line
+    raise BadValue(name, f"{name}={shown} is out of range; it must be {range_text(low, high, whole, above, below)}"
                    + (" (or null)" if allow_none else ""))
 
 

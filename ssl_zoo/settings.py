@@ -112,6 +112,17 @@ class Matches:
 
 
 @dataclass(frozen=True)
+class Refused:
+    """A setting ssl-zoo gives itself (the Trainer's run folder, loggers, callbacks): a value for it is
+    refused, saying what to set instead."""
+
+    instead: str
+
+    def check(self, key: str, value) -> None:
+        raise BadValue(key, f"{key} is set by ssl-zoo itself, not on the command line; drop it ({self.instead})")
+
+
+@dataclass(frozen=True)
 class Either:
     """What passes one of `options` (a number of steps, or a fraction of an epoch); `meaning` says what in words."""
 
@@ -135,6 +146,9 @@ class Nested:
 
 
 FLAG = OneOf((True, False))
+# a command's file or folder: one path (not a list), not an empty string (which would silently mean "unset")
+PATH = Matches(r"(?s)\s*\S.*", "a path (one, not empty)")
+PATH_OR_NULL = Matches(PATH.pattern, PATH.meaning, nullable=True)
 KINDS = (Range, OneOf, Numbers, Names, Matches, Either, Nested)  # what an annotation may declare
 # what a plain annotation says, where nothing more is declared: a flag takes true or false only (not
 # "maybe"), an int a whole number, a float a finite number (each also null when Optional)
@@ -149,7 +163,9 @@ def as_typed(value) -> str:
     """A config value as it is typed on the command line (true, null, [0.9, 0.999])."""
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(map(as_typed, value)) + "]"
-    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    if value is None or value == "":
+        return "null" if value is None else "''"  # an empty string, as it is typed
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 @functools.cache
@@ -200,6 +216,8 @@ def check(prefix: str, values: dict, component) -> None:
                                f"set one of them ({prefix}{name}.<name>=...)")
         else:
             setting.check(f"{prefix}{name}", values[name])
+    if callable(together := getattr(component, "check_together", None)):  # the component's relations between its settings
+        together(prefix, values)
 
 
 

@@ -25,7 +25,6 @@ TINY = [
     "data.batch_size=32",
     "probe.max_train=200",
     "probe.steps=50",
-    "probe.lrs=[0.1]",
     "probe.weight_decays=[0.0]",
 ]
 

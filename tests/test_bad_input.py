@@ -139,7 +139,7 @@ CASES = [
     ("train hydra.run.dir={files}/a_file/run", "cannot write {files}/a_file/run: {files}/a_file is a file, not a folder; give hydra.run.dir="),
     ("train -m seed=0,1 hydra.sweep.dir={files}/a_file", "{files}/a_file is a file, not a folder; give hydra.sweep.dir="),
     ("train method=gpt data=shapes", "method 'gpt' is for text but data 'shapes' is image"),
-    ("train data=image_folder data.path={files}/one_class", "image folder {files}/one_class has 1 class sub-folders; the probe needs at least 2"),
+    ("train data=image_folder data.path={files}/one_class", "image folder {files}/one_class has 1 class sub-folders; labels (the probe's, embed-plot's colours) need at least 2"),
     ("train data=image_folder data.path={files}/one_class probe.enabled=false", "items, fewer than one batch of 128; lower data.batch_size"),
     ("train data=image_folder data.path={files}/missing", "image folder {files}/missing does not exist"),
     ("train data=image_folder data.path={files}/no_images", "holds no images"),
@@ -307,7 +307,7 @@ CASES = [
     ("train method=apc data.features.hop_ms=0", "data.features.hop_ms=0 is out of range; it must be a number above 0"),
     ("train method=apc data.features.n_mels=0", "data.features.n_mels=0 is out of range"),
     ("train method=apc data.features.hop_ms=40", "data.features.hop_ms=40 gives frames 640 samples apart with windows of 400"),
-    ("train method=apc data.sample_rate=100", "data.features.n_mels=80 is more mel bins than the 2 frequencies"),
+    ("train method=apc data.sample_rate=100", "data.features.n_mels=80 leaves 80 mel filter(s) with no frequency of a 25.0 ms window at 100 Hz"),
     ("train method=apc data.max_seconds=nan", "data.max_seconds=nan is out of range"),
     ("train method=apc method.shift=1000", "method.shift=1000 is not shorter than the"),
     ("train method=masked_speech method.zero_frac=0.8 method.replace_frac=0.5", "method.zero_frac=0.8 + method.replace_frac=0.5 is more than 1"),
@@ -358,10 +358,51 @@ CASES = [
     ("train trainer.precision=64", "trainer.precision=64 is not one of: auto, 32-true"),
     ("train hydra.run.dir=${{oc.env:SSL_ZOO_NO_SUCH_VARIABLE}}", "hydra.run.dir: "),
     ("train method.optim.lr='1e-3'", "method.optim.lr='1e-3' is a string (quoted), not a number; give it unquoted"),
-    ("train +trainer.gradient_clip_algorithm=nope", "Lightning refused the trainer settings"),
+    ("train +trainer.gradient_clip_algorithm=nope", "trainer.gradient_clip_algorithm=nope is not one of: norm, value, null"),
     ("serve checkpoint={gpt} limits=5", "limits=5 is a group of settings, not a value"),
     ("probe checkpoint={simclr} probe.seed=-1", "probe.seed=-1 is out of range"),
     ("probe checkpoint={simclr} probe.name=[default]", "probe.name=[default] is not a name"),
+    # the fifth survey's cases: relations, paths, settings ssl-zoo sets itself, unread settings
+    ("train method=gpt data.block_size=null", "data.block_size=null is out of range; it must be a whole number at least 1"),
+    ("train method=gpt data.vocab_size=null", "data.vocab_size=null is out of range"),
+    ("train method=gpt data.probe_length=500", "data.probe_length=500 is longer than the model reads (data.block_size=128)"),
+    ("probe checkpoint={gpt} data=python_stdlib data.probe_length=100", "data.probe_length=100 is longer than this model reads (48 tokens)"),
+    ("train method=gpt data=icl_mix data.words=[able,about]", "data.words has 2 different word(s); an episode of up to data.max_shots=8"),
+    ("train method=gpt data=icl_mix data.families=[reverse]", "data.families=[reverse] gives the probe (which family a line belongs to) 1 class(es)"),
+    ("train method=gpt data=icl_mix data.families=[reverse,upper] data.context_share=0.5", "data.context_share=0.5 is the share of context"),
+    (["train", "logger=mlflow", "logger.mlflow.experiment_name=''"], "logger.mlflow.experiment_name='' is not a name (a non-empty string)"),
+    ("train trainer=ddp data.num_train=256 data.num_test=100", "trainer.sync_batchnorm=true needs GPUs, and this run is on the CPU"),
+    ("generate checkpoint=[{gpt},{gpt}]", "is not a path (one, not empty)"),
+    ("export checkpoint={gpt} format=hf out=[{files}/a,{files}/b]", "is not a path (one, not empty)"),
+    (["icl", "checkpoint={gpt}", "task=reverse", "export_tasks=''"], "export_tasks='' is not a path (one, not empty)"),
+    (["serve", "checkpoint={gpt}", "host=''"], "host='' is not a host name or address"),
+    ("lm-eval --model ssl-zoo --model_args chekpoint={gpt} --tasks lambada_openai", "--model_args chekpoint=... is not a setting of --model ssl-zoo"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt},batch_size=abc --tasks lambada_openai", "--model_args batch_size=abc is not a whole number above 0"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --include_path {files}/missing --tasks x", "--include_path {files}/missing is not a folder"),
+    (["train", "method=apc", "model=transformer_nano", "data=fsdd", "data.root={files}/no_images", "data.pattern='(?P<digit>[0-9]).wav'"],
+     "has no group named index"),
+    ("train method=apc data=audio_folder data.root={files}/a_file", "data.root={files}/a_file is a file; give the folder"),
+    ("train method=masked_speech " + SPEECH + " data.features.win_ms=1000", "(data.features.win_ms); give a shorter window"),
+    ("train method=masked_speech " + SPEECH.replace("data.words=[yes,no]", "data.words=[yes]") + " data.task=word", "has 1 class for data.task=word"),
+    ("train model=vit_nano method.views.size=16 data.num_train=256 data.num_test=100", "method.views.size=16 is not the ViT's input size (model.image_size=32)"),
+    ("train model=vit_nano model.image_size=null data.num_train=256 data.num_test=100", "model.image_size=null: a ViT needs the images' size"),
+    ("train method=mae model=vit_small model.patch_size=32 data.num_train=256 data.num_test=100", "model.patch_size=32 cuts the 32 px images into 1 patch"),
+    ("train data=cifar100 data.classes=10", "data.classes=10 is not what data=cifar100 is; choose data=cifar10"),
+    ("train model=resnet50 model.depth=18", "model.depth=18 is not what model=resnet50 is; choose model=resnet18"),
+    ("train method=gpt +model.vocab_size=100 data=text_file data.path={files}/words.txt", "model.vocab_size=100 is not the data's"),
+    ("train probe.lrs=[0.5]", "probe.lrs=[0.5] is read only with probe.solver=adamw"),
+    ("train probe.finetune_lr=0.5", "probe.finetune_lr=0.5 is read only with probe.finetune_steps > 0"),
+    (["train", "method=gpt", "data.cache_dir=''"], "data.cache_dir='' names no folder"),
+    (["compare", "{results}", "--out", ""], "--out '' names no folder"),
+    ("embed-plot checkpoint={simclr} probe.knn_k=5", "embed-plot reads probe.batch_size only"),
+    ("train method=apc " + SPEECH + " data.sample_rate=8000", "data.features.n_mels=80 leaves 1 mel filter(s) with no frequency"),
+    ("train +trainer.default_root_dir={files}/elsewhere", "trainer.default_root_dir is set by ssl-zoo itself"),
+    ("train +trainer.enable_checkpointing=false", "trainer.enable_checkpointing is set by ssl-zoo itself"),
+    ("train +trainer.profiler=nope", "trainer.profiler=nope is not one of: simple, advanced, pytorch, null"),
+    ("train +trainer.overfit_batches=1.5", "trainer.overfit_batches=1.5 is out of range"),
+    ("probe checkpoint={gpt} data=text_file data.path={files}/words.txt", "data 'text_file' has no labels (no probe task)"),
+    ("train method=[simclr,byol]", "method=[simclr,byol] names several methods for one run"),
+    ("train -m hydra/launcher=slurm hydra.sweep.dir={files}/sweep", "whose srun is not on this machine"),
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
 
@@ -386,6 +427,7 @@ def bad_files(tmp_path_factory):
     (files / "latin1.txt").write_bytes(b"hello\xff\xfe world\n")
     (files / "binary.txt").write_bytes(bytes(range(256)) * 8)
     (files / "empty.txt").write_text("")
+    (files / "words.txt").write_text("the cat sat on the mat and the dog ate the bone\n" * 200)
     (files / "a_file").write_text("a file where a folder is needed\n")
     (files / "not_a_checkpoint.ckpt").write_text("{not a checkpoint")
     torch.save({"weights": torch.zeros(2)}, files / "other.ckpt")  # a checkpoint, but not one of ours
@@ -475,3 +517,8 @@ def test_the_crafted_checkpoint_runs_its_code_when_unpickled_without_weights_onl
     torch.load(paths["files"] / "crafted.ckpt", weights_only=False)
     assert marker.exists()
     marker.unlink()
+
+
+def test_a_key_given_twice_is_said_and_the_last_is_used(capfd):
+    cli.check_overrides("train", ["seed=1", "trainer=debug", "seed=2"])
+    assert "ssl-zoo: warning: seed is given twice (seed=1, then seed=2); the last is used" in capfd.readouterr().err

@@ -10,7 +10,7 @@ from conftest import TINY, TINY_SPEECH_RUN, own_copy, run_cli
 
 transformers = pytest.importorskip("transformers")
 
-QUICK_PROBE = ["probe.steps=20", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]", "device=cpu"]
+QUICK_PROBE = ["probe.steps=20", "probe.weight_decays=[0.0]", "device=cpu"]
 STDLIB = ["data=python_stdlib", "data.max_chars=150000", "data.tokenizer=char", "data.block_size=32", "data.probe_length=32",
           "data.probe_train_per_class=20", "data.probe_test_per_class=5"]
 

@@ -16,7 +16,7 @@ from ssl_zoo.commands.probe import probe
 from ssl_zoo.errors import UserError
 from ssl_zoo.run.train import train
 
-PROBE = ["probe.max_train=200", "probe.steps=50", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]"]
+PROBE = ["probe.max_train=200", "probe.steps=50", "probe.weight_decays=[0.0]"]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def test_train_then_probe_round_trip(tmp_path):
 
     (run_dir / "results.json").unlink()
     result = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "probe.max_train=200",
-                     "probe.steps=50", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]")
+                     "probe.steps=50", "probe.weight_decays=[0.0]")
     assert result.returncode == 0, result.stderr[-3000:]
     again = json.loads((run_dir / "results.json").read_text())
     assert again["method"] == "byol" and again["probe"]["num_classes"] == 10
@@ -97,7 +97,7 @@ def test_probe_a_saved_run_on_other_data(tmp_path):
             pixels[..., colour] += 150
             Image.fromarray(pixels).save(folder / label / f"{i}.png")
     result = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "data=image_folder",
-                     f"data.path={folder}", "data.num_workers=0", "probe.steps=50", "probe.lrs=[0.1]",
+                     f"data.path={folder}", "data.num_workers=0", "probe.steps=50",
                      "probe.weight_decays=[0.0]")
     assert result.returncode == 0, result.stderr[-3000:]
     other = json.loads((run_dir / "results_image_folder.json").read_text())

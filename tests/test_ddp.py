@@ -11,7 +11,7 @@ def test_two_process_ddp_simclr(tmp_path):
         "train", "method=simclr", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
         "trainer.precision=32-true", "trainer.sync_batchnorm=false", "trainer.max_steps=3",
         "trainer.enable_progress_bar=false", "data.num_train=256", "data.num_test=100", "data.batch_size=16",
-        "probe.max_train=200", "probe.steps=20", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]",
+        "probe.max_train=200", "probe.steps=20", "probe.weight_decays=[0.0]",
         "probe.random_init_baseline=false", f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr[-4000:]

@@ -164,7 +164,7 @@ def test_image_methods_pretrain_on_the_loaders_crops_of_a_folder(method, tmp_pat
     write_folder(tmp_path / "pics", per_class=8)
     results = api.train(f"method={method}", "data=image_folder", f"data.path={tmp_path / 'pics'}", "data.image_size=16",
                         "data.batch_size=4", "data.num_workers=0", "trainer=debug", "trainer.max_steps=2", "probe.steps=5",
-                        "probe.lrs=[0.1]", "probe.weight_decays=[0.0]", run_dir=tmp_path / "run")
+                        "probe.weight_decays=[0.0]", run_dir=tmp_path / "run")
     assert results["train"]["steps"] == 2 and results["probe"]["leak"]["in_pretraining"] == 0
     assert results["probe"]["diagnostics"]["alignment"] >= 0
 

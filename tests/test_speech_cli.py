@@ -10,7 +10,7 @@ from test_speech import write_fsdd
 
 # A few voices saying two words, a nano transformer, a few steps, a quick probe.
 TINY_SPEECH = ["data=spoken_words", "data.words=[yes,no]", "data.num_voices=3", "data.takes=4", "data.test_takes=1",
-               "data.batch_size=8", "model=transformer_nano", "trainer=debug", "probe.steps=30", "probe.lrs=[0.1]",
+               "data.batch_size=8", "model=transformer_nano", "trainer=debug", "probe.steps=30",
                "probe.weight_decays=[0.0]"]
 
 
@@ -30,7 +30,7 @@ def test_pretrain_on_spoken_words_then_probe_a_folder_of_recordings(method, tmp_
     # (data=fsdd alone would cut at 1.5 s, longer than the encoder's 98 positions).
     recordings = write_fsdd(tmp_path / "recordings")
     again = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "data=fsdd", f"data.root={recordings}",
-                    "data.task=speaker", "probe.steps=30", "probe.lrs=[0.1]", "probe.weight_decays=[0.0]")
+                    "data.task=speaker", "probe.steps=30", "probe.weight_decays=[0.0]")
     assert again.returncode == 0, again.stderr[-3000:]
     other = json.loads((run_dir / "results_fsdd_speaker.json").read_text())  # another data set and task
     assert other["data"] == "fsdd" and other["probe"]["task"] == "speaker" and other["probe"]["num_test"] == 3 * 2 * 5

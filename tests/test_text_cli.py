@@ -109,11 +109,11 @@ def test_python_stdlib_train_then_probe_with_the_stored_tokenizer(tmp_path):
     result = run_cli("train", "method=gpt", "data.max_chars=150000", "data.tokenizer=char", "data.block_size=32",
                      "data.batch_size=8", "data.probe_length=32", "data.probe_train_per_class=20",
                      "data.probe_test_per_class=5", "model=transformer_nano", "trainer=debug", "probe.steps=20",
-                     "probe.lrs=[0.1]", "probe.weight_decays=[0.0]", f"hydra.run.dir={run_dir}")
+                     "probe.weight_decays=[0.0]", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     first = json.loads((run_dir / "results.json").read_text())["probe"]
     assert first["task"] == "stdlib_package" and first["num_classes"] == 10 and first["num_test"] == 50
-    again = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "probe.steps=20", "probe.lrs=[0.1]",
+    again = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "probe.steps=20",
                     "probe.weight_decays=[0.0]", "probe.finetune_steps=3")
     assert again.returncode == 0, again.stderr[-2000:]
     probe = json.loads((run_dir / "results.json").read_text())["probe"]

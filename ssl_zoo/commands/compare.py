@@ -31,6 +31,8 @@ def main(args: list[str]) -> None:
         parser.error(f"--min-seeds must be 1 or more, got {opts.min_seeds}")
     if missing := [p for p in opts.paths if not Path(p).exists()]:
         parser.error(f"{missing[0]} does not exist; give folders of runs or results.json files")
+    if opts.out is not None and not opts.out.strip():
+        parser.error("--out '' names no folder; give a folder, or leave --out out (the one folder given, else .)")
     if opts.out is not None:
         check_can_write(opts.out, "--out", folder=True)
     table, written, problems = compare_runs(opts.paths, opts.out, opts.plot, opts.min_seeds, opts.grid)

@@ -12,9 +12,10 @@ from ssl_zoo.errors import UserError
 from ssl_zoo.eval.probe import extract_features, standardise, subsample
 from ssl_zoo.plots import embedding_maps
 from ssl_zoo.run.probe import beside_run, load_for_probe
-from ssl_zoo.settings import Range
+from ssl_zoo.settings import PATH, PATH_OR_NULL, Range
 
-EMBED_PLOT = {"max_points": Range(2, whole=True), "perplexity": Range(0, above=True)}  # t-SNE's points and perplexity
+EMBED_PLOT = {"max_points": Range(2, whole=True), "perplexity": Range(0, above=True),  # t-SNE's points and perplexity
+              "checkpoint": PATH, "out": PATH_OR_NULL}
 
 
 def embed_plot(cfg: DictConfig) -> Path:

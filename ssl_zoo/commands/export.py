@@ -50,6 +50,7 @@ from ssl_zoo.nn.resnet import ResNet
 from ssl_zoo.nn.transformer import Transformer
 from ssl_zoo.nn.vit import ViT
 from ssl_zoo.run.folder import LAST_CHECKPOINT
+from ssl_zoo.settings import PATH
 
 FORMATS = {"hf": ("gpt", "bert"), "torchvision": ("simclr", "byol"),  # format: the methods it takes
            "timm": ("simclr", "byol", "mae", "aim", "data2vec"),
@@ -237,7 +238,7 @@ def check_out(out: Path) -> None:
 
 
 def export(cfg: DictConfig) -> Path:
-    require_values(cfg)
+    require_values(cfg, **{"": {"checkpoint": PATH, "out": PATH}})
     if cfg.format not in FORMATS:
         raise UserError(f"unknown export format '{cfg.format}'; choose one of: {', '.join(FORMATS)}")
     out = Path(cfg.out)

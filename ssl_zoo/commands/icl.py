@@ -12,17 +12,18 @@ from ssl_zoo.atomic import atomic_write, check_can_write
 from ssl_zoo.build import build_datamodule, require_values
 from ssl_zoo.device import pick_device
 from ssl_zoo.errors import UserError
-from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.eval.baselines import HFScorer, hf_folder
 from ssl_zoo.eval.icl import GPTScorer, ICLConfig, evaluate_gpt, icl_block, longest, prompted, prompts_of
+from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.report import icl_table
 from ssl_zoo.results import NO_TRAINING, add_icl_to_results, write_json
 from ssl_zoo.run.folder import RunFolder
-from ssl_zoo.settings import Names
+from ssl_zoo.settings import PATH, PATH_OR_NULL, Names
 
 
 def run(cfg: DictConfig) -> dict:
-    require_values(cfg, **{"": {"task": Names(nullable=True, single=True)}})
+    require_values(cfg, **{"": {"task": Names(nullable=True, single=True), "checkpoint": PATH, "out": PATH_OR_NULL,
+                                "export_tasks": PATH_OR_NULL}})
     given = OmegaConf.to_container(cfg, resolve=True)  # plain lists, as ICLConfig checks them
     icl_cfg = ICLConfig(given["task"], given["shots"], given["num_queries"], given["describe"], given["labels"], given["controls"],
                         given["control_tasks"], given["digits"], given["seed"], given["too_long"])

@@ -16,6 +16,7 @@ The tasks to score it on: `ssl-zoo icl ... export_tasks=DIR` writes our in-conte
 task files (commands/icl.py).
 """
 
+import os
 import sys
 import traceback
 
@@ -33,12 +34,28 @@ from ssl_zoo.eval.icl import GPTScorer
 from ssl_zoo.infer.decode import generate
 
 
+MODEL_ARGS = ("checkpoint", "device", "batch_size", "max_gen_toks")  # what --model_args may set
+
+
+def check_model_args(given: dict) -> None:
+    """--model_args of --model ssl-zoo: known keys, a checkpoint, whole numbers where they are counts."""
+    if unknown := sorted(set(given) - set(MODEL_ARGS)):
+        raise UserError(f"--model_args {unknown[0]}=... is not a setting of --model ssl-zoo; its settings are: {', '.join(MODEL_ARGS)}")
+    if "checkpoint" not in given:
+        raise UserError("--model ssl-zoo needs --model_args checkpoint=PATH (a GPT run's last.ckpt)")
+    for name in ("batch_size", "max_gen_toks"):
+        value = str(given.get(name, 1))
+        if not (value.isdigit() and int(value) > 0) and not (name == "batch_size" and value.startswith("auto")):
+            raise UserError(f"--model_args {name}={value} is not a whole number above 0" + (" (or auto)" if name == "batch_size" else ""))
+
+
 @register_model("ssl-zoo")
 class SslZooLM(TemplateLM):
     """lm-eval's model interface over a GPT checkpoint; --model_args checkpoint=PATH[,device=cpu,batch_size=16]."""
 
-    def __init__(self, checkpoint: str, device: str = "auto", batch_size: int | str = 16, max_gen_toks: int = 256, **unused):
+    def __init__(self, checkpoint: str, device: str = "auto", batch_size: int | str = 16, max_gen_toks: int = 256):
         super().__init__()
+        check_model_args({"checkpoint": checkpoint, "batch_size": batch_size, "max_gen_toks": max_gen_toks})
         self.scorer = GPTScorer(load_text_model(checkpoint, "gpt", device, command="lm-eval"))
         self.batch = int(batch_size) if str(batch_size).isdigit() else 16  # "auto": 16
         self.max_gen_toks = int(max_gen_toks)
@@ -47,7 +64,8 @@ class SslZooLM(TemplateLM):
     def create_from_arg_obj(cls, arg_dict: dict, additional_config: dict | None = None) -> "SslZooLM":
         """--model_args, then lm_eval's own --device / --batch_size where model_args does not set them
         (lm_eval's --device defaults to cuda:0: on a machine without CUDA, ours to device=auto, as lm_eval's hf model)."""
-        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k not in arg_dict}
+        check_model_args(arg_dict)
+        extra = {k: v for k, v in (additional_config or {}).items() if v is not None and k in MODEL_ARGS and k not in arg_dict}
         if str(extra.get("device", "")).startswith("cuda") and not torch.cuda.is_available():
             extra["device"] = "auto"
         return cls(**extra, **arg_dict)
@@ -110,6 +128,12 @@ def main(argv: list[str]) -> None:
     """`ssl-zoo lm-eval ARGS`: lm_eval's command line, with --model ssl-zoo known."""
     from lm_eval.__main__ import cli_evaluate
 
+    for flag, value in zip(argv, argv[1:]):  # before lm_eval reads its task files
+        if flag == "--include_path" and not os.path.isdir(value):
+            raise UserError(f"--include_path {value} is not a folder; give the folder of task files (e.g. what "
+                            "`ssl-zoo icl ... export_tasks=DIR` wrote)")
+        if flag == "--model_args" and [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model"] == ["ssl-zoo"]:
+            check_model_args(utils.simple_parse_args_string(value))
     sys.argv = ["lm-eval", *argv]
     try:
         cli_evaluate()

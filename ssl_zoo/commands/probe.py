@@ -16,6 +16,7 @@ from ssl_zoo.report import summary
 from ssl_zoo.results import NO_TRAINING, read_json, record, write_json
 from ssl_zoo.run.folder import RESULTS, RunFolder
 from ssl_zoo.run.probe import beside_run, load_for_probe, probe_block, probe_config
+from ssl_zoo.settings import PATH_OR_NULL
 
 
 def probe(cfg: DictConfig) -> dict:
@@ -71,6 +72,7 @@ def probe_foreign(cfg: DictConfig) -> dict:
 
 
 def run(cfg: DictConfig) -> dict:
+    require_values(cfg, probe=ProbeConfig, **{"": {key: PATH_OR_NULL for key in ("checkpoint", "encoder", "weights", "out")}})
     if cfg.get("encoder") and cfg.get("checkpoint"):
         raise UserError("give checkpoint=<a run's last.ckpt> or encoder=<hf:DIR | torchvision:NAME | timm:NAME>, not both")
     for key in ("weights", "out"):

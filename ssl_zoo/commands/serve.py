@@ -46,7 +46,7 @@ from ssl_zoo.infer.engine import ENGINES, Engine
 from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.infer.text import SamplingSettings, TextPieces, fill_masks, prompt_ids, top_1
 from ssl_zoo.results import encoder_parameters
-from ssl_zoo.settings import Range
+from ssl_zoo.settings import Matches, Range
 
 TASK_OF = {"gpt": "generate", "bert": "fill"}
 TEXT_FIELD = {"generate": "prompt", "fill": "text"}  # the field a request's text is in
@@ -430,7 +430,8 @@ def serve(checkpoints: list[str], host: str = "127.0.0.1", port: int = 8000, dev
 
 def run(cfg: DictConfig) -> None:
     """The command: checkpoint, checkpoint2, ... (each a path or a list of them), in order."""
-    require_values(cfg, limits=Limits, **{"": {"port": Range(1, 65535, whole=True)}})
+    require_values(cfg, limits=Limits, **{"": {"port": Range(1, 65535, whole=True),
+                                               "host": Matches(r"\S+", "a host name or address, e.g. 127.0.0.1 or 0.0.0.0")}})
     checkpoints = []
     for key in sorted((k for k in cfg if re.fullmatch(r"checkpoint\d*", str(k))), key=lambda k: int(k[10:] or 1)):
         value = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from ssl_zoo.data.tokenizer import TextTokenizer
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.settings import Range
 
 
@@ -59,6 +59,9 @@ def download(what: str, root: Path, fetch) -> None:
 
 def cache_root(cache_dir: str | None) -> Path:
     """Where prepared data is cached: cache_dir, else $SSL_ZOO_CACHE, else ~/.cache/ssl_zoo."""
+    if cache_dir is not None and not str(cache_dir).strip():  # as unset, it would cache somewhere not asked for
+        raise BadValue("data.cache_dir", "data.cache_dir='' names no folder; give a folder, or data.cache_dir=null "
+                       "($SSL_ZOO_CACHE, else ~/.cache/ssl_zoo)")
     if cache_dir:
         from ssl_zoo.atomic import check_can_write
 

@@ -307,8 +307,8 @@ class ImageFolder(ImageDataModule):
         self.setup()
         if self.num_classes < 2:
             raise UserError(
-                f"image folder {self.path} has {self.num_classes} class sub-folders; the probe needs at "
-                "least 2 (path/<class>/<image>), or run with probe.enabled=false"
+                f"image folder {self.path} has {self.num_classes} class sub-folders; labels (the probe's, embed-plot's "
+                "colours) need at least 2 (path/<class>/<image>); to pretrain without them, train with probe.enabled=false"
             )
         if not len(self.test_images):
             raise UserError(f"image folder {self.path} leaves no test images for the probe; raise data.test_fraction "

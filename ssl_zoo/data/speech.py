@@ -144,6 +144,9 @@ class SpeechDataModule(SSLDataModule):
             kept.append(clip)
         for reason, paths in problems.items():
             print(f"skipped {len(paths)} audio file(s): {reason} (first: {paths[0]}); data.bad_files=error refuses them")
+        if not kept and len(problems) == 1 and "shorter" in next(iter(problems)):  # every file read, every clip too short
+            raise UserError(f"every clip of data '{self.name}' ({len(clips)} file(s)) is {next(iter(problems))} "
+                            "(data.features.win_ms); give a shorter window, or longer clips (data.max_seconds)")
         if not kept:
             raise UserError(f"no usable audio in data '{self.name}' ({len(clips)} file(s) found, none readable)")
         self.classes = sorted({c.labels[self.task] for c in kept if self.task in c.labels}, key=natural_key)
@@ -166,6 +169,9 @@ class SpeechDataModule(SSLDataModule):
 
     def probe_splits(self) -> ProbeSplits | None:
         self.setup()
+        if self.num_classes == 1:  # labelled, but nothing to tell apart
+            raise UserError(f"data '{self.name}' has 1 class for data.task={self.task}; labels (the probe's, embed-plot's "
+                            "colours) need at least 2: give more (e.g. data.words), or train with probe.enabled=false")
         if self.num_classes < 2:
             return None
         labelled = self.all_clips.labels >= 0
@@ -242,6 +248,8 @@ class AudioFolder(SpeechDataModule):
                            "to one of its groups")
 
     def files(self) -> list[Path]:
+        if self.path.is_file():
+            raise UserError(f"data.root={self.path} is a file; give the folder that holds the WAV/FLAC files")
         if not self.path.is_dir():
             raise UserError(f"audio folder {self.path} does not exist; set data.root to a folder of WAV/FLAC files")
         files = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
@@ -285,8 +293,12 @@ class FSDD(AudioFolder):
     tasks = ("digit", "speaker")
 
     def __init__(self, root: str, task: str = "digit", **kwargs):
-        kwargs.setdefault("pattern", r"(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<index>\d+)\.wav$")
+        if not kwargs.get("pattern"):  # null or empty too: the dataset's own file names
+            kwargs["pattern"] = r"(?P<digit>\d)_(?P<speaker>[a-z]+)_(?P<index>\d+)\.wav$"
         super().__init__(root, task=task, **kwargs)
+        if "index" not in self.pattern.groupindex:  # the official split is by it
+            raise BadValue("data.pattern", f"data.pattern '{self.pattern.pattern}' has no group named index (the recording's "
+                           "number, which puts 0-4 in test); name it (?P<index>\\d+), or leave data.pattern out")
 
     def is_test(self, relative: Path, labels: dict[str, str]) -> bool:
         return int(labels["index"]) < 5
@@ -301,7 +313,8 @@ class SpeechCommands(AudioFolder):
     tasks = ("word", "speaker")
 
     def __init__(self, root: str, task: str = "word", download: bool = False, **kwargs):
-        kwargs.setdefault("pattern", r"^(?P<word>[a-z]+)/(?P<speaker>[0-9a-f]+)_nohash_\d+\.wav$")
+        if not kwargs.get("pattern"):  # null or empty too: the dataset's own file names
+            kwargs["pattern"] = r"^(?P<word>[a-z]+)/(?P<speaker>[0-9a-f]+)_nohash_\d+\.wav$"
         self.download = download
         super().__init__(root, task=task, **kwargs)
 
@@ -329,5 +342,6 @@ class LibriSpeech(AudioFolder):
     tasks = ("speaker", "chapter")
 
     def __init__(self, root: str, task: str = "speaker", **kwargs):
-        kwargs.setdefault("pattern", r"(?P<speaker>\d+)/(?P<chapter>\d+)/\d+-\d+-\d+\.flac$")
+        if not kwargs.get("pattern"):  # null or empty too: the dataset's own file names
+            kwargs["pattern"] = r"(?P<speaker>\d+)/(?P<chapter>\d+)/\d+-\d+-\d+\.flac$"
         super().__init__(root, task=task, **kwargs)

@@ -29,7 +29,7 @@ from ssl_zoo.data.base import BatchedTensors, DataInfo, ProbeSplits, SSLDataModu
 from ssl_zoo.data.icl_tasks import (EVAL_WORDS, FAMILIES, HELD_OUT, TRAIN_WORDS, VAL_WORDS, check_families, episode_text,
                                     example_line, operand_pairs)
 from ssl_zoo.data.tokenizer import KINDS, NUM_SPECIAL, TextTokenizer
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.settings import Names, Range
 
 
@@ -86,8 +86,8 @@ class TextDataModule(SSLDataModule):
     def __init__(
         self,
         tokenizer: str = "char",
-        vocab_size: Annotated[int | None, Range(8, whole=True, nullable=True)] = 2048,
-        block_size: Annotated[int | None, Range(1, whole=True, nullable=True)] = 128,
+        vocab_size: Annotated[int, Range(8, whole=True)] = 2048,
+        block_size: Annotated[int, Range(1, whole=True)] = 128,
         stride: Annotated[int | None, Range(1, whole=True, nullable=True)] = None,
         val_fraction: Annotated[float, Range(0, 0.99, above=True)] = 0.1,
         val_windows: Annotated[int, Range(1, whole=True)] = 256,
@@ -443,6 +443,14 @@ class ICLMix(TextDataModule):
         if seen:
             raise UserError(f"data.words holds evaluation words ({', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''}): "
                             "evaluation would ask about words training saw; take them out")
+        uses_words = any(FAMILIES[f].kind != "number" for f in self.families)
+        if episodes and uses_words and len(set(self.words)) < max_shots + 1:  # demonstrations and query: different words
+            raise BadValue("data.words", f"data.words has {len(set(self.words))} different word(s); an episode of up to "
+                           f"data.max_shots={max_shots} demonstrations and a query needs {max_shots + 1}: give more words "
+                           "or lower data.max_shots")
+        if context_share is not None and not any(FAMILIES[f].kind == "context" for f in self.families):
+            raise BadValue("data.context_share", f"data.context_share={context_share} is the share of context families' "
+                           "episodes, but data.families has none; drop data.context_share or add a context family")
         self.episodes, self.max_shots, self.description_prob = episodes, max_shots, description_prob
         self.context_share, self.natural_chars, self.digits = context_share, natural_chars, digits
 

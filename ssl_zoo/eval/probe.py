@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from ssl_zoo.atomic import atomic_write
 from ssl_zoo.data.base import ProbeSplits, cache_root, collate
-from ssl_zoo.errors import UserError
-from ssl_zoo.settings import Matches, OneOf, Range
+from ssl_zoo.errors import BadValue, UserError
+from ssl_zoo.settings import Matches, OneOf, Range, as_typed
 
 DIAGNOSTICS = ("rankme", "uniformity", "class_alignment")  # of collapse_diagnostics
 DEFAULT_STEPS = {"lbfgs": 3000, "adamw": 300}  # probe.steps=null: iterations at most (L-BFGS stops once converged), or AdamW steps
@@ -60,6 +60,16 @@ class ProbeConfig:
     finetune_batch_size: Annotated[int, Range(1, whole=True)] = 32
     cache_random_init: bool = False  # keep the random-init encoder's scores in the cache (conf: on), see random_init_scores
     seed: Annotated[int, Range(0, 2**32 - 1, whole=True)] = 0
+
+    @classmethod
+    def check_together(cls, prefix: str, values: dict) -> None:
+        """A setting that the others leave unread is refused (it would be recorded, not used)."""
+        tuned = (values.get("finetune_steps") or 0) > 0
+        for key, read_when, read in (("lrs", "solver=adamw", values.get("solver", "lbfgs") == "adamw"),
+                                     ("finetune_lr", "finetune_steps > 0", tuned), ("finetune_batch_size", "finetune_steps > 0", tuned)):
+            if key in values and values[key] != getattr(cls(), key) and not read:
+                raise BadValue(f"{prefix}{key}", f"{prefix}{key}={as_typed(values[key])} is read only with {prefix}{read_when}; "
+                               f"set that too, or drop {prefix}{key}")
 
     def penalties(self) -> list[float]:
         """The weight decays (L2 penalties) the sweep tries, lowest first."""

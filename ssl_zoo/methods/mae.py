@@ -6,7 +6,7 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue
 from ssl_zoo.losses import masked_mse, normalised_patches
 from ssl_zoo.masking import random_patches
 from ssl_zoo.methods.image import ImageMethod, require_vit
@@ -31,9 +31,13 @@ class MAE(ImageMethod):
                  decoder_layers: Annotated[int, Range(1, whole=True)] = 2, decoder_dim: Annotated[int, Range(1, whole=True)] = 64,
                  decoder_heads: Annotated[int, Range(1, whole=True)] = 4, norm_pix_loss: bool = True, **base):
         require_vit(backbone, self.name)
+        if backbone.num_patches < 2:  # one patch: nothing to hide it among
+            raise BadValue("model.patch_size", f"model.patch_size={backbone.patch_size} cuts the {backbone.image_size} px images "
+                           "into 1 patch, and MAE hides most patches and predicts them from the rest; give a smaller "
+                           "model.patch_size (e.g. 4 for 32 px)")
         if round((1 - mask_ratio) * backbone.num_patches) < 1:
-            raise UserError(f"method.mask_ratio={mask_ratio} leaves no patch of the {backbone.num_patches} visible; "
-                            "pick a ratio in (0, 1), e.g. 0.75")
+            raise BadValue("method.mask_ratio", f"method.mask_ratio={mask_ratio} leaves no patch of the {backbone.num_patches} "
+                           "visible; pick a lower ratio, e.g. 0.75")
         super().__init__(backbone, [views], **base)  # one recipe: random resized crop and flip only
         self.mask_ratio, self.norm_pix_loss = mask_ratio, norm_pix_loss
         # The decoder, narrower than the encoder: it gets the encoded visible patches projected to its

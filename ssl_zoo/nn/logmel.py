@@ -5,6 +5,7 @@ refuse clips shorter than one window and to tell the encoder how many frames a c
 building the filterbank; `LogMel` is the module a speech method runs.
 """
 
+import warnings
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -38,10 +39,21 @@ class LogMelSettings:
             raise BadValue("data.features.hop_ms", f"data.features.hop_ms={self.hop_ms} gives frames {self.hop} samples apart "
                            f"with windows of {self.win} (data.features.win_ms={self.win_ms} at {self.sample_rate} Hz); "
                            "give a hop of at least one sample and at most the window, e.g. hop_ms=10 with win_ms=25")
-        if self.win // 2 + 1 < self.n_mels:  # each mel filter needs a frequency bin of the window's spectrum
-            raise BadValue("data.features.n_mels", f"data.features.n_mels={self.n_mels} is more mel bins than the "
-                           f"{self.win // 2 + 1} frequencies of a {self.win_ms} ms window at {self.sample_rate} Hz; lower "
-                           "data.features.n_mels, or widen data.features.win_ms / raise data.sample_rate")
+        if self.empty_filters(self.n_mels):  # each mel filter needs a frequency bin of the window's spectrum
+            fits = next((n for n in range(self.n_mels, 0, -1) if not self.empty_filters(n)), 0)
+            raise BadValue("data.features.n_mels", f"data.features.n_mels={self.n_mels} leaves {self.empty_filters(self.n_mels)} "
+                           f"mel filter(s) with no frequency of a {self.win_ms} ms window at {self.sample_rate} Hz in them; "
+                           + (f"give data.features.n_mels={fits} or fewer, or " if fits else "")
+                           + "widen data.features.win_ms / raise data.sample_rate")
+
+    def empty_filters(self, n_mels: int) -> int:
+        """How many of n_mels mel filters catch no frequency bin of this window's spectrum (all-zero rows)."""
+        if self.win < 2:
+            return n_mels
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torchaudio's own warning about this very case
+            bank = torchaudio.functional.melscale_fbanks(self.win // 2 + 1, 0.0, self.sample_rate / 2, n_mels, self.sample_rate)
+        return int((bank.max(dim=0).values == 0).sum())
 
     @property
     def win(self) -> int:

@@ -10,7 +10,7 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from ssl_zoo.errors import UserError, patch_grid_problem
+from ssl_zoo.errors import BadValue, UserError, patch_grid_problem
 from ssl_zoo.nn.transformer import Transformer, mean_pool
 from ssl_zoo.settings import OneOf, Range
 
@@ -43,7 +43,8 @@ class ViT(nn.Module):
                  bias: bool = True):
         super().__init__()
         if image_size is None:
-            raise UserError("a ViT needs the images' size: set data.image_size=... (a multiple of model.patch_size)")
+            raise BadValue("model.image_size", "model.image_size=null: a ViT needs the images' size; give model.image_size=N "
+                           "(a multiple of model.patch_size), or set data.image_size=N, which it follows")
         if problem := patch_grid_problem(image_size, patch_size):
             raise UserError(problem)
         self.image_size, self.patch_size, self.channels = image_size, patch_size, channels

@@ -14,12 +14,13 @@ from pytorch_lightning.loggers import CSVLogger, Logger
 
 from ssl_zoo.errors import UserError
 from ssl_zoo.run.folder import RunFolder
-from ssl_zoo.settings import FLAG, Nested, OneOf
+from ssl_zoo.settings import FLAG, Matches, Nested, OneOf
 
 # the loggers' flags (Lightning's classes declare nothing of ours; offline=auto is ours, see `where`)
 LOGGER_SETTINGS = {"wandb": Nested({"offline": OneOf(("auto", True, False)), "anonymous": OneOf((True, False, None))}),
                    "tensorboard": Nested({"default_hp_metric": FLAG, "log_graph": FLAG}),
-                   "mlflow": Nested({"synchronous": OneOf((True, False, None))})}
+                   "mlflow": Nested({"synchronous": OneOf((True, False, None)),
+                                     "experiment_name": Matches(r"\s*\S.*", "a name (a non-empty string)")})}
 PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow-skinny"}  # what pip installs for each
 
 
@@ -57,15 +58,18 @@ def wandb_key_set() -> bool:
 
 
 def where(name: str, run_dir: Path, settings: dict) -> dict:
-    """The folder arguments that keep each logger's files in the run folder."""
-    if name == "wandb":
-        offline = settings.get("offline", "auto")
-        return {"save_dir": str(run_dir), "offline": not wandb_key_set() if offline == "auto" else bool(offline)}
-    if name == "mlflow" and not settings.get("tracking_uri"):
+    """The folder arguments that keep each logger's files in the run folder (unless the settings name one)."""
+    if name == "mlflow":
+        if settings.get("tracking_uri"):
+            return {}
         # MLflow 3 refuses a file store unless asked for: a folder per run needs no database server.
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         return {"tracking_uri": (run_dir / "mlruns").resolve().as_uri()}
-    return {"save_dir": str(run_dir)}
+    folder = {} if settings.get("save_dir") else {"save_dir": str(run_dir)}
+    if name == "wandb":
+        offline = settings.get("offline", "auto")
+        return {**folder, "offline": not wandb_key_set() if offline == "auto" else bool(offline)}
+    return folder
 
 
 def make_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list[Logger]:

@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ssl_zoo.build import build_datamodule, check_modalities, random_init, require_values
 from ssl_zoo.checkpoint import load_method
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.eval.monitor import KNNMonitor
 from ssl_zoo.eval.probe import ProbeConfig, probe_method
 from ssl_zoo.run.folder import RunFolder
@@ -55,10 +55,19 @@ def load_for_probe(cfg: DictConfig, **own):
         with open_dict(run_cfg):  # other data is read with the settings the encoder was trained on
             for key in getattr(get_class(run_cfg.data._target_), "bound_to_encoder", ()):
                 if key in train_cfg.data:
+                    if key in cfg.data and cfg.data[key] != train_cfg.data[key]:
+                        print(f"data.{key} is read as the encoder was trained: {OmegaConf.to_container(train_cfg.data, resolve=True)[key]} "
+                              f"(not {OmegaConf.to_container(cfg.data, resolve=True)[key]})")
                     run_cfg.data[key] = train_cfg.data[key]
     run_cfg.probe = cfg.probe
+    if getattr(get_class(run_cfg.data._target_), "probe_task", None) == "none":  # before the text is read
+        raise UserError(f"data '{run_cfg.data.name}' has no labels (no probe task); pick data with one, e.g. data=python_stdlib")
     check_modalities(run_cfg)
     require_values(run_cfg, probe=ProbeConfig)
+    reads = getattr(getattr(method.backbone, "cfg", None), "block_size", None)  # a transformer's longest input
+    if isinstance(length := run_cfg.data.get("probe_length"), int) and isinstance(reads, int) and length > reads:
+        raise BadValue("data.probe_length", f"data.probe_length={length} is longer than this model reads ({reads} tokens); "
+                       f"give data.probe_length=1..{reads}")
     return method, train_cfg, run_cfg, build_datamodule(run_cfg, **method.data_settings())
 
 

@@ -4,16 +4,17 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.accelerators import CPUAccelerator
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.eval.icl import ICLConfig
 from ssl_zoo.eval.probe import ProbeConfig
 from ssl_zoo.run.checkpoint_io import AtomicCheckpointIO
 from ssl_zoo.run.folder import RunFolder
 from ssl_zoo.run.loggers import LOGGER_SETTINGS, make_loggers
-from ssl_zoo.settings import FLAG, Either, Matches, Numbers, OneOf, Range
+from ssl_zoo.settings import FLAG, Either, Matches, Numbers, OneOf, Range, Refused
 
 # What a training run's own settings may be (the method, model and data declare theirs in their constructors;
 # the trainer's are Lightning's, passed on as they are).
@@ -42,7 +43,14 @@ TRAINING = {
                                             "a whole number of batches (0: no validation), or a fraction of the validation set"),
                 # our methods compute in 32 bits or less (a 64-bit run would need float64 data)
                 "precision": OneOf(("auto", "32-true", "32", 32, "bf16-mixed", "bf16", "16-mixed", "16", 16, "bf16-true",
-                                    "16-true", "transformer-engine", "transformer-engine-float16"))},
+                                    "16-true", "transformer-engine", "transformer-engine-float16")),
+                "overfit_batches": Either((Range(0, whole=True), Range(0, 1)), "a whole number of batches, or a fraction of an epoch (0 to 1)"),
+                "profiler": OneOf(("simple", "advanced", "pytorch", None)), "gradient_clip_algorithm": OneOf(("norm", "value", None)),
+                **{key: Refused(instead) for key, instead in (
+                    ("default_root_dir", "the run folder is hydra.run.dir=..."), ("logger", "choose one with logger=..."),
+                    ("callbacks", "ssl-zoo's callbacks checkpoint, record and stop runs"), ("plugins", "checkpoints are written atomically"),
+                    ("enable_checkpointing", "ssl-zoo keeps checkpoints/last.ckpt; checkpoint_every_n_steps=N sets how often"),
+                    ("use_distributed_sampler", "the data is split between processes by ssl-zoo's datamodules"))}},
     "probe": ProbeConfig,
     "logger": LOGGER_SETTINGS,
     "icl": ICLConfig,  # a GPT's in-context evaluation after training (icl=...)
@@ -58,7 +66,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resu
     checkpointing = ModelCheckpoint(dirpath=RunFolder(run_dir).checkpoints, save_last=True, save_top_k=0,
                                     every_n_train_steps=cfg.checkpoint_every_n_steps, enable_version_counter=False)
     try:
-        return pl.Trainer(
+        trainer = pl.Trainer(
             **OmegaConf.to_container(cfg.trainer, resolve=True),
             default_root_dir=run_dir,
             logger=make_loggers(cfg, run_dir, resume_step),
@@ -73,3 +81,7 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resu
         raise UserError(f"Lightning refused the trainer settings: {said}; fix the trainer.<name> it names") from None
     except (ValueError, TypeError) as e:  # e.g. trainer.precision=bf17
         raise UserError(f"a trainer setting is invalid: {e}; fix it on the command line (trainer.<name>=...)") from None
+    if cfg.trainer.get("sync_batchnorm") and isinstance(trainer.accelerator, CPUAccelerator):  # torch's SyncBatchNorm is for GPUs only
+        raise BadValue("trainer.sync_batchnorm", "trainer.sync_batchnorm=true needs GPUs, and this run is on the CPU; "
+                       "give trainer.sync_batchnorm=false (or trainer=cpu)")
+    return trainer
