@@ -56,6 +56,8 @@ def check_settings(values: dict, own: dict | None = None) -> None:
             raise BadValue(path, f"{path}={settings.as_typed(node)} is a group of settings, not a value; set one of them "
                            f"({path}.<name>=...)")
         for component in components if isinstance(components, tuple) else (components,):
+            if isinstance(node, dict) and path and isinstance(component, type):  # a node of one class: its keys only
+                _check_keys(path, node, component)
             if isinstance(node, dict):
                 settings.check(f"{path}." if path else "", node, component)
     check_relations(values)
@@ -89,8 +91,8 @@ def _check_keys(path: str, node: dict, component) -> None:
     for key in node:
         if key not in takes and key not in NOT_ARGUMENTS:
             names = ", ".join(sorted(k for k in takes if k not in ("backbone", "cfg")))
-            raise BadValue(f"{path}.{key}", f"{path}.{key} is not a setting of {path}={node.get('name') or component.__name__}; "
-                           f"its settings are: {names}")
+            raise BadValue(f"{path}.{key}", f"{path}.{key} is not a setting of {path}" + (f"={node['name']}" if node.get("name") else "")
+                           + f"; its settings are: {names}")
 
 
 def check_relations(values: dict) -> None:
@@ -137,6 +139,9 @@ def check_relations(values: dict) -> None:
         if isinstance(count := trainer.get(key), int) and count > MAX_STEPS:
             raise BadValue(f"trainer.{key}", f"trainer.{key}={count} is more than a run can count (2**53 = {MAX_STEPS:,}); "
                            f"give a smaller trainer.{key}")
+    if isinstance(least := trainer.get("min_steps"), int) and isinstance(most := trainer.get("max_steps"), int) and 0 < most < least:
+        raise BadValue("trainer.min_steps", f"trainer.min_steps={least} is more than trainer.max_steps={most}; the run "
+                       f"stops at max_steps: give trainer.min_steps of at most {most}")
     if trainer.get("max_epochs") == 0:
         raise BadValue("trainer.max_epochs", "trainer.max_epochs=0 trains nothing; give a number of epochs, or "
                        "trainer.max_epochs=-1 to train by trainer.max_steps")

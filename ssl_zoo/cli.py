@@ -49,7 +49,8 @@ GROUPS = ("method", "data", "model", "trainer", "probe", "logger", "experiment")
 FREE_TEXT_KEYS = ("prompt", "text")
 ADDED_KEYS = {"serve": r"checkpoint\d+"}  # keys a command takes with + (serve: a third model, +checkpoint3=...)
 # keys of a shared group that a command leaves unread, and what it does read
-UNREAD_KEYS = {"embed_plot": (r"\+?probe\.(?!batch_size$).*", "embed-plot reads probe.batch_size only (to extract the features)")}
+UNREAD_KEYS = {"embed_plot": (r"\+?probe\.(?!batch_size$).*", "embed-plot reads probe.batch_size only (to extract the features)"),
+               "probe": (r"probe\.enabled", "probe.enabled is read by train (whether a run is probed); the probe command always probes")}
 
 
 def fail(error: BaseException) -> None:
@@ -65,7 +66,7 @@ def check_group_choices(overrides: list[str]) -> None:
         if not sep or key not in GROUPS:
             continue
         available = sorted(p.stem for p in (config_dir() / key).glob("*.yaml"))
-        if value.startswith("[") and key not in ("logger", "experiment"):  # Hydra would merge the configs into one
+        if value.startswith("[") and key != "logger":  # Hydra would merge the configs into one
             raise UserError(f"{key}={value} names several {key}s for one run; choose one, or run one job each with "
                             f"-m {key}={value.strip('[]')}")
         if any(c in value for c in "()[]${}"):

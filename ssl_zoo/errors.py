@@ -82,6 +82,7 @@ def l2_grid_problem(low, high, points) -> str | None:
                 "be numbers above 0, e.g. 1.0e-6 and 1.0 (for a penalty of 0, list it: probe.weight_decays=[0.0, ...])")
     if low > high:
         return f"probe.l2_low={low} is above probe.l2_high={high}; swap them"
-    if not (isinstance(points, int) and not isinstance(points, bool) and points >= 1):
-        return f"probe.l2_points={points} must be a whole number of at least 1 (the grid's size, e.g. 7)"
+    if not (isinstance(points, int) and not isinstance(points, bool) and points >= 2):
+        return (f"probe.l2_points={points} must be a whole number of at least 2 (the grid's size from l2_low to l2_high, "
+                "e.g. 7); for one penalty, list it: probe.weight_decays=[1.0e-4]")
     return None

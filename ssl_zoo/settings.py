@@ -209,6 +209,10 @@ def check(prefix: str, values: dict, component) -> None:
         if name not in values:
             continue
         if isinstance(setting, Nested):
+            takes = accepted(setting.component) if isinstance(setting.component, type) else None
+            if isinstance(values[name], dict) and takes is not None and (unknown := sorted(set(values[name]) - takes)):
+                raise BadValue(f"{prefix}{name}.{unknown[0]}", f"{prefix}{name}.{unknown[0]} is not a setting of {prefix}{name}; "
+                               f"its settings are: {', '.join(sorted(takes))}")
             if isinstance(values[name], dict):
                 check(f"{prefix}{name}.", values[name], setting.component)
             elif values[name] is not None:

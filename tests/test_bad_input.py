@@ -57,7 +57,8 @@ CASES = [
     ("train probe.l2_low=0", "probe.l2_low=0 and probe.l2_high=1.0 are the ends of a log-spaced grid of L2 penalties: both must be numbers above 0"),
     ("train probe.l2_high=-1", "probe.l2_low=1e-06 and probe.l2_high=-1 are the ends of a log-spaced grid"),
     ("train probe.l2_low=1 probe.l2_high=0.01", "probe.l2_low=1 is above probe.l2_high=0.01; swap them"),
-    ("train probe.l2_points=0", "probe.l2_points=0 must be a whole number of at least 1"),
+    ("train probe.l2_points=0", "probe.l2_points=0 must be a whole number of at least 2"),
+    ("train probe.l2_points=1", "probe.l2_points=1 must be a whole number of at least 2"),
     ("train probe.finetune_steps=-5", "probe.finetune_steps=-5 is out of range"),
     ("train probe.finetune_lr=0", "probe.finetune_lr=0 is out of range"),
     ("train method.temperature=-1", "method.temperature=-1 is out of range; it must be a number above 0"),
@@ -402,6 +403,22 @@ CASES = [
     ("train +trainer.overfit_batches=1.5", "trainer.overfit_batches=1.5 is out of range"),
     ("probe checkpoint={gpt} data=text_file data.path={files}/words.txt", "data 'text_file' has no labels (no probe task)"),
     ("train method=[simclr,byol]", "method=[simclr,byol] names several methods for one run"),
+    ("train +probe.foo=1", "probe.foo is not a setting of probe=default; its settings are: batch_size"),
+    ("train trainer.precision=bf16-true", "trainer.precision=bf16-true is not one of: auto"),
+    ("train +logger.csv.flush_logs_every_n_steps=10 data.num_train=256 data.num_test=100", "logger.csv is not a logger of this run"),
+    ("probe encoder=torchvision:resnet18 weights={files}/empty.pth data=shapes", "weights={files}/empty.pth cannot be read as weights"),
+    ("train +method.optim.schedule=linear", "method.optim.schedule is not a setting of method.optim; its settings are: betas"),
+    ("train +trainer.barebones=true", "trainer.barebones is set by ssl-zoo itself"),
+    ("train +trainer.detect_anomaly=maybe", "trainer.detect_anomaly=maybe is not one of: true, false"),
+    ("train trainer.max_steps=4 +trainer.min_steps=10", "trainer.min_steps=10 is more than trainer.max_steps=4"),
+    (["train", "logger=wandb", "logger.wandb.project=''"], "logger.wandb.project='' is not a name"),
+    ("train experiment=[zoo_demo,grid]", "experiment=[zoo_demo,grid] names several experiments for one run"),
+    ("probe checkpoint={simclr} probe.enabled=false", "probe.enabled is read by train"),
+    ("train method=gpt data.tokenizer=bpe data.vocab_size=10", "data.vocab_size=10 is below what byte-level BPE starts from"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --tasks lambada_openai --limit -1", "--limit -1 is out of range"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --tasks lambada_openai --num_fewshot -1", "--num_fewshot -1 is out of range"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --tasks lambada_openai --output_path {files}/a_file/out",
+     "cannot write {files}/a_file/out: {files}/a_file is a file"),
     ("train -m hydra/launcher=slurm hydra.sweep.dir={files}/sweep", "whose srun is not on this machine"),
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
@@ -427,6 +444,7 @@ def bad_files(tmp_path_factory):
     (files / "latin1.txt").write_bytes(b"hello\xff\xfe world\n")
     (files / "binary.txt").write_bytes(bytes(range(256)) * 8)
     (files / "empty.txt").write_text("")
+    (files / "empty.pth").write_bytes(b"")
     (files / "words.txt").write_text("the cat sat on the mat and the dog ate the bone\n" * 200)
     (files / "a_file").write_text("a file where a folder is needed\n")
     (files / "not_a_checkpoint.ckpt").write_text("{not a checkpoint")

@@ -53,7 +53,7 @@ def test_the_penalty_grid_is_log_spaced_and_a_choice_at_its_end_is_flagged():
     assert ProbeConfig(l2_low=-1, weight_decays=[0.0]).penalties() == [0.0]  # a list given: the grid's ends are not read
     from ssl_zoo.build import check_settings
     check_settings({"probe": {"l2_low": -1, "weight_decays": [0.0]}})
-    with pytest.raises(UserError, match="probe.l2_points=0 must be a whole number"):
+    with pytest.raises(UserError, match="probe.l2_points=0 must be a whole number of at least 2"):
         check_settings({"probe": {"l2_low": 1e-6, "l2_points": 0, "weight_decays": None}})
     assert grid_end_warning({(None, 0.0): 0.9, (None, 1e-3): 0.8}, 0.0, [0.0, 1e-3], ProbeConfig()) is None  # nothing below 0
 

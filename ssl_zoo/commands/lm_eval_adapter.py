@@ -27,6 +27,7 @@ from lm_eval.api.model import TemplateLM
 from lm_eval.api.registry import register_model
 from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
 
+from ssl_zoo.atomic import check_can_write
 from ssl_zoo.errors import UserError, one_line
 from ssl_zoo.infer.load import load_text_model
 from ssl_zoo.data.tokenizer import EOS_ID
@@ -124,16 +125,32 @@ class SslZooLM(TemplateLM):
         return out
 
 
-def main(argv: list[str]) -> None:
-    """`ssl-zoo lm-eval ARGS`: lm_eval's command line, with --model ssl-zoo known."""
-    from lm_eval.__main__ import cli_evaluate
-
-    for flag, value in zip(argv, argv[1:]):  # before lm_eval reads its task files
+def check_arguments(argv: list[str]) -> None:
+    """The arguments lm_eval would take in silence, or refuse only after loading its tasks, refused first."""
+    for flag, value in zip(argv, argv[1:]):
         if flag == "--include_path" and not os.path.isdir(value):
             raise UserError(f"--include_path {value} is not a folder; give the folder of task files (e.g. what "
                             "`ssl-zoo icl ... export_tasks=DIR` wrote)")
         if flag == "--model_args" and [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model"] == ["ssl-zoo"]:
             check_model_args(utils.simple_parse_args_string(value))
+        if flag in ("--limit", "--num_fewshot"):
+            try:
+                number = float(value)
+            except ValueError:
+                number = -1.0
+            if number < 0 or (flag == "--limit" and number == 0) or (flag == "--num_fewshot" and not number.is_integer()):
+                raise UserError(f"{flag} {value} is out of range; give " + ("a whole number of examples at least 0"
+                                if flag == "--num_fewshot" else "a number of examples above 0 (or a fraction below 1)"))
+        if flag == "--output_path":
+            check_can_write(value, "--output_path", folder=not value.endswith(".json"))
+
+
+def main(argv: list[str]) -> None:
+    """`ssl-zoo lm-eval ARGS`: lm_eval's command line, with --model ssl-zoo known."""
+    from lm_eval.__main__ import cli_evaluate
+
+    check_arguments(argv)
+
     sys.argv = ["lm-eval", *argv]
     try:
         cli_evaluate()

@@ -103,6 +103,9 @@ class TextDataModule(SSLDataModule):
         super().__init__(**base)
         if tokenizer not in KINDS:
             raise UserError(f"unknown tokenizer '{tokenizer}'; set data.tokenizer to one of: {', '.join(KINDS)}")
+        if tokenizer == "bpe" and vocab_size < 256 + NUM_SPECIAL:  # byte-level BPE starts from all 256 bytes
+            raise BadValue("data.vocab_size", f"data.vocab_size={vocab_size} is below what byte-level BPE starts from "
+                           f"(256 bytes and {NUM_SPECIAL} special tokens); give at least {256 + NUM_SPECIAL}, or data.tokenizer=char")
         self.tokenizer_kind, self.tokenizer_vocab_size = tokenizer, vocab_size
         self.block_size, self.stride = block_size, stride or block_size
         self.val_fraction, self.val_windows = val_fraction, val_windows

@@ -202,7 +202,8 @@ def read_weights(path: str) -> dict[str, torch.Tensor]:
             return load_file(file)
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as e:  # a corrupt or foreign file: one line
-        raise UserError(f"weights={path} cannot be read as weights: {str(e).splitlines()[0][:200]}") from None
+        said = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]  # EOFError of an empty file: no message
+        raise UserError(f"weights={path} cannot be read as weights: {said}") from None
     for key in ("state_dict", "model", "module"):  # common wrappers of a state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

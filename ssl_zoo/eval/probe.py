@@ -266,6 +266,8 @@ def evaluate_encoder(embed, splits: ProbeSplits, cfg: ProbeConfig, device) -> di
     if x_train.ndim == 3:  # kNN on the layer mix the linear probe learned (of the standardised layers)
         with torch.no_grad():
             x_train, x_test = (readout.mix(x) for x in standardise(x_train, x_test))
+    if cfg.knn_k > len(x_train):
+        print(f"probe.knn_k={cfg.knn_k} is more than the {len(x_train)} probe-train items: kNN votes over all of them")
     knn_acc = knn_accuracy(x_train, y_train, x_test, y_test, splits.num_classes, cfg.knn_k, cfg.knn_temperature)
     return {"linear_acc": linear_acc, "knn_acc": knn_acc, "chosen": chosen, "feature_dim": x_train.shape[-1],
             "num_train": len(x_train), "num_test": len(x_test), **collapse_diagnostics(x_test, y_test, cfg.seed)}

@@ -17,7 +17,8 @@ from ssl_zoo.run.folder import RunFolder
 from ssl_zoo.settings import FLAG, Matches, Nested, OneOf
 
 # the loggers' flags (Lightning's classes declare nothing of ours; offline=auto is ours, see `where`)
-LOGGER_SETTINGS = {"wandb": Nested({"offline": OneOf(("auto", True, False)), "anonymous": OneOf((True, False, None))}),
+LOGGER_SETTINGS = {"wandb": Nested({"offline": OneOf(("auto", True, False)), "anonymous": OneOf((True, False, None)),
+                                    "project": Matches(r"\s*\S.*", "a name (a non-empty string)", nullable=True)}),
                    "tensorboard": Nested({"default_hp_metric": FLAG, "log_graph": FLAG}),
                    "mlflow": Nested({"synchronous": OneOf((True, False, None)),
                                      "experiment_name": Matches(r"\s*\S.*", "a name (a non-empty string)")})}
@@ -76,6 +77,9 @@ def make_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None)
     """[metrics.csv, and the logger= choice's logger if any]."""
     loggers: list[Logger] = [ContinuedCSVLogger(run_dir, resume_step)]
     for name, node in (cfg.get("logger") or {}).items():
+        if not isinstance(node, DictConfig) or "_target_" not in node:  # +logger.csv.x=1: metrics.csv is not a logger= choice
+            raise UserError(f"logger.{name} is not a logger of this run (metrics.csv is always written, with Lightning's "
+                            f"defaults); drop logger.{name}.*, or choose one with logger={', '.join(PACKAGES)}")
         settings = OmegaConf.to_container(node, resolve=True)
         try:
             loggers.append(instantiate(node, **where(name, run_dir, settings)))

@@ -24,7 +24,6 @@ from ssl_zoo.run.probe import knn_monitor, probe_block
 from ssl_zoo.run.record import RunRecord
 from ssl_zoo.run.signals import RunInterrupted, StopOnSignal
 from ssl_zoo.run.trainer import TRAINING, make_trainer
-from ssl_zoo.settings import accepted
 
 # Lightning advice that does not apply here: in-memory datasets are batched without workers, and
 # Hydra has written its .hydra/ folder into the run dir before the CSV logger looks at it.
@@ -131,10 +130,7 @@ def in_context_settings(cfg: DictConfig) -> ICLConfig | None:
     if cfg.method.name != "gpt":
         raise UserError(f"icl=... scores a GPT in context after training, not {cfg.method.name}; drop the icl settings "
                         "or train method=gpt")
-    given = OmegaConf.to_container(cfg.icl, resolve=True)
-    if unknown := sorted(set(given) - accepted(ICLConfig)):
-        raise UserError(f"icl.{unknown[0]} is not a setting of icl; its settings are: {', '.join(sorted(accepted(ICLConfig)))}")
-    icl = ICLConfig(**given)
+    icl = ICLConfig(**OmegaConf.to_container(cfg.icl, resolve=True))  # its keys checked by build.check_settings
     icl.check()
     return icl
 

@@ -37,20 +37,21 @@ TRAINING = {
                 "max_time": Matches(r"\d+:\d\d:\d\d:\d\d", "a duration DD:HH:MM:SS (e.g. 00:12:00:00)", nullable=True, mapping=True),
                 "deterministic": OneOf((True, False, "warn", None)), "enable_progress_bar": OneOf((True, False, None)),
                 "enable_model_summary": OneOf((True, False, None)), "benchmark": OneOf((True, False, None)),
-                "inference_mode": FLAG, "barebones": FLAG, "min_steps": Range(-1, whole=True, nullable=True),
+                "inference_mode": FLAG, "detect_anomaly": FLAG, "min_steps": Range(-1, whole=True, nullable=True),
                 "min_epochs": Range(0, whole=True, nullable=True),
                 "limit_val_batches": Either((Range(0, whole=True), Range(0, 1, nullable=True)),
                                             "a whole number of batches (0: no validation), or a fraction of the validation set"),
                 # our methods compute in 32 bits or less (a 64-bit run would need float64 data)
-                "precision": OneOf(("auto", "32-true", "32", 32, "bf16-mixed", "bf16", "16-mixed", "16", 16, "bf16-true",
-                                    "16-true", "transformer-engine", "transformer-engine-float16")),
+                "precision": OneOf(("auto", "32-true", "32", 32, "bf16-mixed", "bf16", "16-mixed", "16", 16,
+                                    "transformer-engine", "transformer-engine-float16")),  # *-true: batches stay float32
                 "overfit_batches": Either((Range(0, whole=True), Range(0, 1)), "a whole number of batches, or a fraction of an epoch (0 to 1)"),
                 "profiler": OneOf(("simple", "advanced", "pytorch", None)), "gradient_clip_algorithm": OneOf(("norm", "value", None)),
                 **{key: Refused(instead) for key, instead in (
                     ("default_root_dir", "the run folder is hydra.run.dir=..."), ("logger", "choose one with logger=..."),
                     ("callbacks", "ssl-zoo's callbacks checkpoint, record and stop runs"), ("plugins", "checkpoints are written atomically"),
                     ("enable_checkpointing", "ssl-zoo keeps checkpoints/last.ckpt; checkpoint_every_n_steps=N sets how often"),
-                    ("use_distributed_sampler", "the data is split between processes by ssl-zoo's datamodules"))}},
+                    ("use_distributed_sampler", "the data is split between processes by ssl-zoo's datamodules"),
+                    ("barebones", "the run's record, checkpoints and metrics.csv need Lightning's loggers and callbacks"))}},
     "probe": ProbeConfig,
     "logger": LOGGER_SETTINGS,
     "icl": ICLConfig,  # a GPT's in-context evaluation after training (icl=...)
