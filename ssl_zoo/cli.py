@@ -161,8 +161,8 @@ def check_launcher(cfg, sweep: bool) -> None:
 
     from omegaconf import OmegaConf
 
-    if sweep and "submitit" in str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")) and \
-            "slurm" in str(OmegaConf.select(cfg, "hydra.launcher._target_")).lower() and shutil.which("srun") is None:
+    launcher = str(OmegaConf.select(cfg, "hydra.launcher._target_", default=""))  # submitit's SlurmLauncher
+    if sweep and "submitit" in launcher and "slurm" in launcher.lower() and shutil.which("srun") is None:
         raise UserError("hydra/launcher=slurm sends the jobs to SLURM, whose srun is not on this machine; run the command "
                         "on the cluster (its login node), or drop hydra/launcher=slurm to run the jobs here")
 

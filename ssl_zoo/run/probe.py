@@ -52,12 +52,12 @@ def load_for_probe(cfg: DictConfig, **own):
     run_cfg = train_cfg.copy()
     if cfg.get("data") is not None:
         run_cfg.data = cfg.data
+        trained, given = (OmegaConf.to_container(data, resolve=True) for data in (train_cfg.data, cfg.data))
         with open_dict(run_cfg):  # other data is read with the settings the encoder was trained on
             for key in getattr(get_class(run_cfg.data._target_), "bound_to_encoder", ()):
-                if key in train_cfg.data:
-                    if key in cfg.data and cfg.data[key] != train_cfg.data[key]:
-                        print(f"data.{key} is read as the encoder was trained: {OmegaConf.to_container(train_cfg.data, resolve=True)[key]} "
-                              f"(not {OmegaConf.to_container(cfg.data, resolve=True)[key]})")
+                if key in trained:
+                    if key in given and given[key] != trained[key]:
+                        print(f"data.{key} is read as the encoder was trained: {trained[key]} (not {given[key]})")
                     run_cfg.data[key] = train_cfg.data[key]
     run_cfg.probe = cfg.probe
     if getattr(get_class(run_cfg.data._target_), "probe_task", None) == "none":  # before the text is read
