@@ -6,6 +6,7 @@ this file only dispatches.
 a typo gets one line listing the valid names.
 """
 
+import math
 import os
 import re
 import sys
@@ -49,8 +50,10 @@ GROUPS = ("method", "data", "model", "trainer", "probe", "logger", "experiment")
 FREE_TEXT_KEYS = ("prompt", "text")
 ADDED_KEYS = {"serve": r"checkpoint\d+"}  # keys a command takes with + (serve: a third model, +checkpoint3=...)
 # keys of a shared group that a command leaves unread, and what it does read
-UNREAD_KEYS = {"embed_plot": (r"\+?probe\.(?!batch_size$).*", "embed-plot reads probe.batch_size only (to extract the features)"),
-               "probe": (r"probe\.enabled", "probe.enabled is read by train (whether a run is probed); the probe command always probes")}
+UNREAD_KEYS = {"embed_plot": [(r"\+?probe\.(?!batch_size$).*", "embed-plot reads probe.batch_size only (to extract the features)")],
+               "probe": [(r"probe\.enabled", "probe.enabled is read by train (whether a run is probed); the probe command always probes"),
+                         (r"\+?data\.(block_size|stride|val_windows)", "the probe reads text in snippets of data.probe_length tokens; "
+                          "data.block_size, data.stride and data.val_windows set pretraining's windows (train reads them)")]}
 
 
 def fail(error: BaseException) -> None:
@@ -105,8 +108,9 @@ def _override_values(config_name: str, arg: str, multirun: bool) -> tuple[str, l
             and not re.fullmatch(ADDED_KEYS.get(config_name, "$^"), override.key_or_group):
         raise UserError(f"{override.key_or_group} is not a setting of this command; drop {arg} (its settings are in "
                         f"conf/{config_name}.yaml)")
-    if config_name in UNREAD_KEYS and re.fullmatch(UNREAD_KEYS[config_name][0], override.key_or_group):
-        raise UserError(f"{UNREAD_KEYS[config_name][1]}; drop {arg}")
+    for pattern, reads in UNREAD_KEYS.get(config_name, ()):
+        if re.fullmatch(pattern, override.key_or_group):
+            raise UserError(f"{reads}; drop {arg}")
     if override.is_sweep_override() and not multirun:
         raise UserError(f"{arg} gives several values: add -m to run one job for each (ssl-zoo {config_name} -m {arg}), "
                         "or give one value")
@@ -152,7 +156,20 @@ def check_overrides(config_name: str, overrides: list[str], check_job=None) -> N
                                 f"config.yaml does not record; set it instead ({key}={value})")
     sweep = "-m" in overrides or "--multirun" in overrides or str(cfg.hydra.mode).endswith("MULTIRUN")
     check_output_dir(cfg, "hydra.sweep.dir" if sweep else "hydra.run.dir")
+    check_job_names(cfg, jobs=math.prod(map(len, values)) if sweep else 1)
     check_launcher(cfg, sweep)
+
+
+def check_job_names(cfg, jobs: int) -> None:
+    """hydra.job.name names the run's log file; a sweep's hydra.sweep.subdir, each job's folder: empty, or the
+    same for every job, the jobs would write over each other's checkpoints and results."""
+    name = cfg.hydra.job._get_node("name")._value()  # as given, not resolved: ${hydra.job.num} resolves only in a job
+    if not str(name or "").strip():
+        raise UserError("hydra.job.name is empty; give a name (it names the run's log file), or leave it out")
+    subdir = str(cfg.hydra.sweep._get_node("subdir")._value() or "")
+    if jobs > 1 and "${" not in subdir:
+        raise UserError(f"hydra.sweep.subdir={subdir!r} would be the same folder for each of the {jobs} jobs, which would write "
+                        "over each other; leave it out, or make it differ per job (hydra.sweep.subdir=run_${hydra.job.num})")
 
 
 def check_launcher(cfg, sweep: bool) -> None:
@@ -266,7 +283,9 @@ def run_hydra_app(config_name: str, task, overrides: list[str], check_job=None) 
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error as Python flushes at exit
             sys.exit(1)  # what Python's docs advise on EPIPE
 
-    sys.argv = [sys.argv[0], *overrides]  # Hydra parses sys.argv
+    # Hydra parses sys.argv; its argparse takes -m only before the overrides (`train seed=0 -m` is a common order)
+    multirun = [arg for arg in overrides if arg in ("-m", "--multirun")]
+    sys.argv = [sys.argv[0], *multirun, *(arg for arg in overrides if arg not in multirun)]
     hydra.main(config_path=str(config_dir()), config_name=config_name, version_base="1.3")(guarded)()
 
 

@@ -151,12 +151,15 @@ PATH = Matches(r"(?s)\s*\S.*", "a path (one, not empty)")
 PATH_OR_NULL = Matches(PATH.pattern, PATH.meaning, nullable=True)
 KINDS = (Range, OneOf, Numbers, Names, Matches, Either, Nested)  # what an annotation may declare
 # what a plain annotation says, where nothing more is declared: a flag takes true or false only (not
-# "maybe"), an int a whole number, a float a finite number (each also null when Optional)
-PLAIN = {bool: FLAG, int: Range(whole=True), float: Range(),
+# "maybe"), an int a whole number, a float a finite number, a str a string (not null, a number or a list:
+# method.sample_prompt=null would fail only after training; a text that looks like a number is quoted)
+TEXT = Matches(r"(?s).*", "a string (quote a text that looks like a number or null: '5')")
+PLAIN = {bool: FLAG, int: Range(whole=True), float: Range(), str: TEXT,
          bool | None: OneOf((True, False, None)), int | None: Range(whole=True, nullable=True),
-         float | None: Range(nullable=True)}
-PLAIN |= {name: PLAIN[kind] for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (bool | None, "bool | None"),
-                                              (int | None, "int | None"), (float | None, "float | None"))}
+         float | None: Range(nullable=True), str | None: Matches(TEXT.pattern, TEXT.meaning, nullable=True)}
+PLAIN |= {name: PLAIN[kind] for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
+                                              (bool | None, "bool | None"), (int | None, "int | None"),
+                                              (float | None, "float | None"), (str | None, "str | None"))}
 
 
 def as_typed(value) -> str:
@@ -173,7 +176,7 @@ def declared(component: type) -> dict[str, Range | OneOf | Nested]:
     """{parameter: what it may be} of a class: the annotated parameters of its __init__ and of its
     bases' (a dataclass's __init__ carries its fields' annotations), and of its `settings_class` (a
     model built from a config dataclass: Transformer from TransformerConfig). In our classes a plain
-    bool, int or float annotation declares a flag, a whole number, a finite number (PLAIN)."""
+    bool, int, float or str annotation declares a flag, a whole number, a finite number, a string (PLAIN)."""
     found = dict(declared(component.settings_class)) if hasattr(component, "settings_class") else {}
     for klass in reversed(component.__mro__):
         init = vars(klass).get("__init__")

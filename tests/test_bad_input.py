@@ -420,6 +420,16 @@ CASES = [
     ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --tasks lambada_openai --output_path {files}/a_file/out",
      "cannot write {files}/a_file/out: {files}/a_file is a file"),
     ("train -m hydra/launcher=slurm hydra.sweep.dir={files}/sweep", "whose srun is not on this machine"),
+    ("train method=gpt method.sample_prompt=null", "method.sample_prompt=null is not a string"),
+    ("icl checkpoint={files}/hf_pickle", "checkpoint {files}/hf_pickle is a Hugging Face model folder; give checkpoint=hf:{files}/hf_pickle"),
+    (["train", "logger=wandb", "logger.wandb.name=''"], "logger.wandb.name='' is not a name (a non-empty string)"),
+    ("train method=data2vec_speech " + SPEECH + " method.speech_mask_prob=1.0", "method.speech_mask_prob=1.0 is out of range"),
+    ("train method=masked_speech " + SPEECH + " method.mask_prob=1", "method.mask_prob=1 is out of range"),
+    (["train", "hydra.job.name=''"], "hydra.job.name is empty"),
+    (["train", "-m", "seed=0,1", "hydra.sweep.dir={files}/sweep", "hydra.sweep.subdir=''"], "would be the same folder for each of the 2 jobs"),
+    ("serve checkpoint={gpt} checkpoint2={gpt}", "checkpoint {gpt} is given more than once"),
+    ("probe checkpoint={bert} data=python_stdlib data.block_size=256", "data.block_size, data.stride and data.val_windows set pretraining's"),
+    ("train logger=mlflow logger.mlflow.tracking_uri=http://127.0.0.1:9", "logger.mlflow.tracking_uri=http://127.0.0.1:9 cannot be reached"),
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
 

@@ -39,7 +39,7 @@ def test_train_then_probe_round_trip(tmp_path):
 
 def test_multirun_sweep_then_compare(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli("train", "-m", "method=simclr,byol", *TINY, "probe.random_init_baseline=false",
+    result = run_cli("train", "method=simclr,byol", "-m", *TINY,  # -m after an override, as users type it too "probe.random_init_baseline=false",
                      f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     found = sorted(p.parent.name for p in sweep.rglob("results.json"))

@@ -29,6 +29,9 @@ def run(cfg: DictConfig) -> dict:
                         given["control_tasks"], given["digits"], given["seed"], given["too_long"])
     icl_cfg.check()  # before the model is loaded
     foreign = str(cfg.checkpoint).startswith("hf:")
+    if not foreign and (Path(cfg.checkpoint) / "config.json").is_file():
+        raise UserError(f"checkpoint {cfg.checkpoint} is a Hugging Face model folder; give checkpoint=hf:{cfg.checkpoint} "
+                        "(and out=DIR for its scores)")
     if cfg.out is not None and not foreign:
         raise UserError(f"out={cfg.out} is for checkpoint=hf:DIR; a run's scores go into its own results.json (drop out=)")
     if cfg.out is not None:

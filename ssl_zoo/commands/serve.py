@@ -28,6 +28,7 @@ import time
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib.resources import files
+from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -436,4 +437,7 @@ def run(cfg: DictConfig) -> None:
     for key in sorted((k for k in cfg if re.fullmatch(r"checkpoint\d*", str(k))), key=lambda k: int(k[10:] or 1)):
         value = OmegaConf.to_object(cfg[key]) if OmegaConf.is_config(cfg[key]) else cfg[key]
         checkpoints += [str(v) for v in (value if isinstance(value, list) else [value]) if v is not None]
+    resolved = [Path(c).resolve() for c in checkpoints]
+    if twice := next((c for c, r in zip(checkpoints, resolved) if resolved.count(r) > 1), None):
+        raise UserError(f"checkpoint {twice} is given more than once; give each checkpoint once (each is served as one model)")
     serve(checkpoints, cfg.host, cfg.port, cfg.device, Limits(**cfg.limits), cfg.precision, cfg.engine)

@@ -111,7 +111,7 @@ class Data2VecSpeech(Data2Vec, SpeechMethod):
     target_norm = "instance"
 
     def __init__(self, backbone: Transformer, top_k: TopK = 3, tau_base: Tau = 0.99, tau_end: Tau = 0.999,
-                 target_norm: TargetNorm = None, speech_mask_prob: Annotated[float, Range(0, 1, above=True)] = 0.5,
+                 target_norm: TargetNorm = None, speech_mask_prob: Annotated[float, Range(0, 1, above=True, below=True)] = 0.5,
                  speech_span: Annotated[int, Range(1, whole=True)] = 10, **settings):
         super().__init__(backbone, **settings)
         self.mask_prob, self.span = speech_mask_prob, speech_span

@@ -16,7 +16,7 @@ class MaskedSpeech(SpeechMethod):
     objective = "masked"
     causal = False  # every frame sees the whole utterance
 
-    def __init__(self, backbone: Transformer, mask_prob: Annotated[float, Range(0, 1, above=True)] = 0.15,
+    def __init__(self, backbone: Transformer, mask_prob: Annotated[float, Range(0, 1, above=True, below=True)] = 0.15,
                  span: Annotated[int, Range(1, whole=True)] = 7, zero_frac: Annotated[float, Range(0, 1)] = 0.8,
                  replace_frac: Annotated[float, Range(0, 1)] = 0.1, freq_mask_width: Annotated[int, Range(0, whole=True)] = 0, **speech):
         super().__init__(backbone, **speech)

@@ -4,6 +4,8 @@ Weights & Biases or MLflow beside it, each writing inside the run folder unless 
 import csv
 import netrc
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -17,8 +19,9 @@ from ssl_zoo.run.folder import RunFolder
 from ssl_zoo.settings import FLAG, Matches, Nested, OneOf
 
 # the loggers' flags (Lightning's classes declare nothing of ours; offline=auto is ours, see `where`)
+NAME = Matches(r"\s*\S.*", "a name (a non-empty string)", nullable=True)
 LOGGER_SETTINGS = {"wandb": Nested({"offline": OneOf(("auto", True, False)), "anonymous": OneOf((True, False, None)),
-                                    "project": Matches(r"\s*\S.*", "a name (a non-empty string)", nullable=True)}),
+                                    "project": NAME, "name": NAME}),
                    "tensorboard": Nested({"default_hp_metric": FLAG, "log_graph": FLAG}),
                    "mlflow": Nested({"synchronous": OneOf((True, False, None)),
                                      "experiment_name": Matches(r"\s*\S.*", "a name (a non-empty string)")})}
@@ -71,6 +74,23 @@ def where(name: str, run_dir: Path, settings: dict) -> dict:
         offline = settings.get("offline", "auto")
         return {**folder, "offline": not wandb_key_set() if offline == "auto" else bool(offline)}
     return folder
+
+
+def check_reachable(cfg: DictConfig) -> None:
+    """An MLflow server's address (logger.mlflow.tracking_uri) answers, any HTTP status will do, within a few
+    seconds: checked at start-up, as MLflow itself retries an unreachable server for minutes, then fails with a
+    traceback."""
+    uri = str(OmegaConf.select(cfg, "logger.mlflow.tracking_uri", default=None) or "")
+    if urlparse(uri).scheme not in ("http", "https"):
+        return
+    try:
+        urllib.request.urlopen(uri, timeout=5).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", e)
+        raise UserError(f"logger.mlflow.tracking_uri={uri} cannot be reached ({reason}); start the MLflow server there, or drop "
+                        "tracking_uri (the run is then logged in <run dir>/mlruns)") from None
 
 
 def make_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None) -> list[Logger]:

@@ -19,6 +19,7 @@ from ssl_zoo.report import icl_table
 from ssl_zoo.results import read_json, record, write_json
 from ssl_zoo.run.checkpoint_io import changed_on_resume, checkpoint_for_resume
 from ssl_zoo.run.folder import RunFolder
+from ssl_zoo.run.loggers import check_reachable
 from ssl_zoo.run.precision import settle_precision
 from ssl_zoo.run.probe import knn_monitor, probe_block
 from ssl_zoo.run.record import RunRecord
@@ -62,6 +63,7 @@ def check_start(cfg: DictConfig) -> ICLConfig | None:
     """A run's settings, checked before anything is built (each job of a sweep too); returns its icl settings."""
     build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
     build.require_values(cfg, **TRAINING)
+    check_reachable(cfg)  # an MLflow server
     return in_context_settings(cfg)
 
 
