@@ -16,11 +16,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ssl-zoo train experiment=zoo_demo hydra.sweep.dir=outputs/demo
 
+# Two workers, each with half the cores (tests/conftest.py): most of a test's time is one core's (starting a
+# command, Python); worksteal evens out the long tests. A single test: pytest tests/x.py::name (one process).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -n 2 --dist worksteal -m slow
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'

@@ -51,9 +51,7 @@ FREE_TEXT_KEYS = ("prompt", "text")
 ADDED_KEYS = {"serve": r"checkpoint\d+"}  # keys a command takes with + (serve: a third model, +checkpoint3=...)
 # keys of a shared group that a command leaves unread, and what it does read
 UNREAD_KEYS = {"embed_plot": [(r"\+?probe\.(?!batch_size$).*", "embed-plot reads probe.batch_size only (to extract the features)")],
-               "probe": [(r"probe\.enabled", "probe.enabled is read by train (whether a run is probed); the probe command always probes"),
-                         (r"\+?data\.(block_size|stride|val_windows)", "the probe reads text in snippets of data.probe_length tokens; "
-                          "data.block_size, data.stride and data.val_windows set pretraining's windows (train reads them)")]}
+               "probe": [(r"probe\.enabled", "probe.enabled is read by train (whether a run is probed); the probe command always probes")]}
 
 
 def fail(error: BaseException) -> None:

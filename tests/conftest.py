@@ -13,6 +13,9 @@ from hydra import compose, initialize_config_dir
 from ssl_zoo import config_dir
 
 ROOT = Path(__file__).resolve().parents[1]
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):  # workers share the cores (make test: two), not each all of them;
+    # set before torch is imported, and inherited by the commands a test runs (tests/conftest.run_cli)
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 # Tokenizers and token ids are cached here, not in the user's ~/.cache (the CLI subprocesses inherit it).
 os.environ["SSL_ZOO_CACHE"] = tempfile.mkdtemp(prefix="ssl_zoo_test_cache_")
 atexit.register(shutil.rmtree, os.environ["SSL_ZOO_CACHE"], ignore_errors=True)

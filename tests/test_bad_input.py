@@ -428,7 +428,6 @@ CASES = [
     (["train", "hydra.job.name=''"], "hydra.job.name is empty"),
     (["train", "-m", "seed=0,1", "hydra.sweep.dir={files}/sweep", "hydra.sweep.subdir=''"], "would be the same folder for each of the 2 jobs"),
     ("serve checkpoint={gpt} checkpoint2={gpt}", "checkpoint {gpt} is given more than once"),
-    ("probe checkpoint={bert} data=python_stdlib data.block_size=256", "data.block_size, data.stride and data.val_windows set pretraining's"),
     ("train logger=mlflow logger.mlflow.tracking_uri=http://127.0.0.1:9", "logger.mlflow.tracking_uri=http://127.0.0.1:9 cannot be reached"),
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]

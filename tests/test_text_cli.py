@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import one_error_line, run_cli
+from conftest import one_error_line, own_copy, run_cli
 
 
 def test_gpt_trains_reports_validation_loss_and_a_sample(gpt_run):
@@ -67,13 +67,13 @@ def test_generate_with_compile_writes_the_eager_text(gpt_run):
     assert compiled.stderr.count("\n") <= eager.stderr.count("\n") + 2  # no autotuning tables printed
 
 
-def test_icl_writes_accuracy_per_shot_into_results(gpt_run):
-    ckpt = gpt_run[0] / "checkpoints" / "last.ckpt"
+def test_icl_writes_accuracy_per_shot_into_results(gpt_run, tmp_path):
+    ckpt = own_copy(gpt_run[0], tmp_path)  # icl writes into the run's results.json: not into the shared run
     result = run_cli("icl", f"checkpoint={ckpt}", "task=[addition,reverse]", "shots=[0,1]", "num_queries=5", "describe=false",
                      "controls=[random]", "control_tasks=[reverse]")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| addition | unseen | 1 | 5 |" in result.stdout and "contamination (queries whose whole line" in result.stdout
-    results = json.loads((gpt_run[0] / "results.json").read_text())
+    results = json.loads((ckpt.parents[1] / "results.json").read_text())
     icl, meta = results["icl"], results["icl_meta"]
     assert set(icl) == {"addition", "reverse"} and set(icl["addition"]) == {"0", "1"}
     assert icl["addition"]["0"]["n"] == 5 and 0 <= icl["addition"]["0"]["exact_match"] <= 1
@@ -86,7 +86,7 @@ def test_icl_warns_when_a_user_tasks_queries_are_in_the_training_text(gpt_run, c
     sums = [line.split(" => ") for line in corpus.read_text().splitlines() if " => " in line][:12]
     task = tmp_path / "copied.jsonl"
     task.write_text("".join(json.dumps({"input": q, "output": a}) + "\n" for q, a in sums))
-    result = run_cli("icl", f"checkpoint={gpt_run[0] / 'checkpoints' / 'last.ckpt'}", f"task={task}", "shots=[1]", "num_queries=6")
+    result = run_cli("icl", f"checkpoint={own_copy(gpt_run[0], tmp_path)}", f"task={task}", "shots=[1]", "num_queries=6")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "warning: 100.0% of the queries of task 'copied' occur in the training text" in result.stdout
 
@@ -120,6 +120,13 @@ def test_python_stdlib_train_then_probe_with_the_stored_tokenizer(tmp_path):
     assert probe["knn_acc"] == pytest.approx(first["knn_acc"])  # the stored tokenizer reads the text the same way
     assert 0 <= probe["finetune_acc"] <= 1 and 0 <= probe["random_init_finetune_acc"] <= 1
     assert "fine-tuned:" in again.stdout
+    # the same data named on the command line with another context: read with the model's, and said
+    named = run_cli("probe", f"checkpoint={run_dir / 'checkpoints' / 'last.ckpt'}", "data=python_stdlib", "data.max_chars=150000",
+                    "data.block_size=64", "data.probe_length=32", "data.probe_train_per_class=20", "data.probe_test_per_class=5",
+                    "probe.steps=20", "probe.weight_decays=[0.0]")
+    assert named.returncode == 0, named.stderr[-2000:]
+    assert "data.block_size is read as the encoder was trained: 32 (not 64)" in named.stdout
+    assert json.loads((run_dir / "results.json").read_text())["probe"]["knn_acc"] == pytest.approx(first["knn_acc"])
 
 
 @pytest.mark.parametrize("text", ["The capital of France is [MASK].", "it's a, b=c", "x ${y} z", 'say "hi"', "back\\", "a\\nb", ""])

@@ -133,6 +133,9 @@ class TextDataModule(SSLDataModule):
         return None
 
     probe_task = "none"
+    # a trained model reads text with its own tokenizer and vocabulary, and its context is its own: other text
+    # probed is read with them (said when given otherwise); the probe's snippets are data.probe_length long
+    bound_to_encoder = ("tokenizer", "vocab_size", "block_size")
 
     # --- preparation ---------------------------------------------------------------------------
     def prepare(self) -> None:
