@@ -27,10 +27,12 @@ def compose(*overrides: str, config_name: str = "train") -> DictConfig:
 
 
 def train(*overrides: str, run_dir: str | Path) -> dict:
-    """Pretrain and probe as `ssl-zoo train overrides...`, into run_dir; the results.json contents."""
+    """Pretrain and probe as `ssl-zoo train overrides...`, into run_dir; the results.json contents. A run
+    already in run_dir is replaced (a notebook's cell run again), unless resume= is given (resume=auto: continued)."""
     from ssl_zoo.run.train import train as train_run
 
-    return train_run(compose(*overrides), run_dir)
+    resume = [] if any(o.startswith("resume=") for o in overrides) else ["resume=false"]
+    return train_run(compose(*overrides, *resume), run_dir)
 
 
 def checkpoint_of(run_dir: str | Path) -> Path:

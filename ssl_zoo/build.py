@@ -114,6 +114,9 @@ def check_relations(values: dict) -> None:
                                 ("zero_frac", "replace_frac", "masked frames zeroed and replaced by others")):
         if isinstance(a := method.get(masked), (int, float)) and isinstance(b := method.get(other), (int, float)) and a + b > 1:
             raise BadValue(f"method.{other}", f"method.{masked}={a} + method.{other}={b} is more than 1 (the shares of the {what})")
+    if method.get("mask_frac") == 0 and method.get("random_frac") == 0:  # BERT's selected tokens all kept as they are
+        raise BadValue("method.mask_frac", "method.mask_frac=0 and method.random_frac=0 hide none of the selected tokens: the model "
+                       "would learn to copy its input; give method.mask_frac above 0 (BERT's recipe: 0.8, random_frac 0.1)")
     if isinstance(dim := method.get("decoder_dim"), int) and isinstance(heads := method.get("decoder_heads"), int) and heads and dim % heads:
         raise BadValue("method.decoder_heads", f"method.decoder_heads={heads} does not divide method.decoder_dim={dim}; pick a "
                        f"divisor, e.g. method.decoder_heads={_divisor(dim, heads)}")
@@ -139,9 +142,11 @@ def check_relations(values: dict) -> None:
         if isinstance(count := trainer.get(key), int) and count > MAX_STEPS:
             raise BadValue(f"trainer.{key}", f"trainer.{key}={count} is more than a run can count (2**53 = {MAX_STEPS:,}); "
                            f"give a smaller trainer.{key}")
-    if isinstance(least := trainer.get("min_steps"), int) and isinstance(most := trainer.get("max_steps"), int) and 0 < most < least:
-        raise BadValue("trainer.min_steps", f"trainer.min_steps={least} is more than trainer.max_steps={most}; the run "
-                       f"stops at max_steps: give trainer.min_steps of at most {most}")
+    for unit in ("steps", "epochs"):
+        if isinstance(least := trainer.get(f"min_{unit}"), int) and isinstance(most := trainer.get(f"max_{unit}"), int) \
+                and 0 < most < least:
+            raise BadValue(f"trainer.min_{unit}", f"trainer.min_{unit}={least} is more than trainer.max_{unit}={most}; the run "
+                           f"stops at max_{unit}: give trainer.min_{unit} of at most {most}")
     if trainer.get("max_epochs") == 0:
         raise BadValue("trainer.max_epochs", "trainer.max_epochs=0 trains nothing; give a number of epochs, or "
                        "trainer.max_epochs=-1 to train by trainer.max_steps")

@@ -53,6 +53,29 @@ ADDED_KEYS = {"serve": r"checkpoint\d+"}  # keys a command takes with + (serve: 
 UNREAD_KEYS = {"embed_plot": [(r"\+?probe\.(?!batch_size$).*", "embed-plot reads probe.batch_size only (to extract the features)")],
                "probe": [(r"probe\.enabled", "probe.enabled is read by train (whether a run is probed); the probe command always probes")]}
 
+# keys read only in some settings: typed on the command line where they are not read, refused (they would be
+# recorded in config.yaml and never used); (key, read given the config and the key's node, when it is read)
+READ_ONLY_WITH = ((r"data\.vocab_size", lambda cfg, node: node.get("tokenizer") == "bpe",
+                   "data.tokenizer=bpe (a char vocabulary is the text's own characters)"),
+                  (r"data\.test_fraction", lambda cfg, node: node.get("test_path") is None and node.get("name") != "fsdd",
+                   "no data.test_path (and not data=fsdd, whose split is its own)"),
+                  (r"data\.crop_scale", lambda cfg, node: bool(node.get("pretrain_crops")), "data.pretrain_crops=2 (crops cut by the loader)"),
+                  (r"method\.(views|view_a|view_b)\.crop_scale", lambda cfg, node: not (cfg.get("data") or {}).get("pretrain_crops"),
+                   "data the views crop (data=image_folder crops in its loader: set data.crop_scale)"),
+                  (r"method\.(views|view_a|view_b)\.blur_sigma", lambda cfg, node: (node.get("blur_prob") or 0) > 0,
+                   "the views' blur_prob above 0"))
+
+
+def check_read(cfg, typed) -> None:
+    """A key typed on the command line that the run would not read (READ_ONLY_WITH), refused in one line."""
+    from omegaconf import OmegaConf
+
+    for key in typed:
+        for pattern, read, when in READ_ONLY_WITH:
+            node = OmegaConf.select(cfg, key.rpartition(".")[0])
+            if re.fullmatch(pattern, key) and OmegaConf.is_dict(node) and not read(cfg, node):
+                raise UserError(f"{key} is read only with {when}; drop it, or set that too")
+
 
 def fail(error: BaseException) -> None:
     print(f"ssl-zoo: error: {one_line(error)}", file=sys.stderr)
@@ -132,7 +155,7 @@ def check_overrides(config_name: str, overrides: list[str], check_job=None) -> N
     if any(arg.startswith("-") for arg in overrides if arg not in ("-m", "--multirun")):
         return
     plain = [arg for arg in overrides if not arg.startswith("-")]
-    multirun = "-m" in overrides or "--multirun" in overrides
+    multirun = bool({"-m", "--multirun", "hydra.mode=MULTIRUN"} & set(overrides))  # the last: Hydra's other spelling of -m
     values, given = [], {}  # per argument: the override of each of its values (one unless a sweep)
     for arg in plain:
         key, each = _override_values(config_name, arg, multirun)
@@ -141,7 +164,9 @@ def check_overrides(config_name: str, overrides: list[str], check_job=None) -> N
         given[key] = arg
         values.append(each)
     first = [each[0] for each in values]
+    warn_experiment_over_choice(given)
     cfg = _checked_compose(config_name, first, check_job)
+    check_read(cfg, [key.lstrip("+~") for key in given])
     for i, each in enumerate(values):
         for other in each[1:]:  # a sweep's other values
             _checked_compose(config_name, [*first[:i], other, *first[i + 1:]], check_job)
@@ -154,6 +179,15 @@ def check_overrides(config_name: str, overrides: list[str], check_job=None) -> N
                                 f"config.yaml does not record; set it instead ({key}={value})")
     sweep = "-m" in overrides or "--multirun" in overrides or str(cfg.hydra.mode).endswith("MULTIRUN")
     check_output_dir(cfg, "hydra.sweep.dir" if sweep else "hydra.run.dir")
+    if config_name == "train" and not sweep:  # before Hydra writes its .hydra/ into the folder (each job of a sweep: in train)
+        from ssl_zoo.run.checkpoint_io import check_new_run
+
+        from omegaconf.errors import InterpolationResolutionError
+
+        try:
+            check_new_run(cfg.resume, OmegaConf.select(cfg, "hydra.run.dir"))
+        except InterpolationResolutionError:  # a folder only Hydra's run names (${hydra:...}): checked again in train
+            pass
     check_job_names(cfg, jobs=math.prod(map(len, values)) if sweep else 1)
     check_launcher(cfg, sweep)
 
@@ -168,6 +202,24 @@ def check_job_names(cfg, jobs: int) -> None:
     if jobs > 1 and "${" not in subdir:
         raise UserError(f"hydra.sweep.subdir={subdir!r} would be the same folder for each of the {jobs} jobs, which would write "
                         "over each other; leave it out, or make it differ per job (hydra.sweep.subdir=run_${hydra.job.num})")
+
+
+def warn_experiment_over_choice(given: dict[str, str]) -> None:
+    """An experiment's own settings come after every group (conf/train.yaml): trainer=debug beside experiment=X
+    still trains X's trainer.max_steps. Said for each setting of a group chosen on the command line that the
+    experiment sets and the command line does not."""
+    from omegaconf import OmegaConf
+
+    name = given.get("experiment", "").partition("=")[2]
+    path = config_dir() / "experiment" / f"{name}.yaml"
+    if not name or not path.is_file():
+        return
+    experiment = OmegaConf.to_container(OmegaConf.load(path))
+    for group in (g for g in GROUPS if g in given and isinstance(experiment.get(g), dict)):
+        for key, value in experiment[group].items():
+            if f"{group}.{key}" not in given and not isinstance(value, dict):
+                print(f"ssl-zoo: warning: experiment={name} sets {group}.{key}={value} over {given[group]}'s; give "
+                      f"{group}.{key}=... on the command line to change it", file=sys.stderr)
 
 
 def check_launcher(cfg, sweep: bool) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import torch
 from torch import nn
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.settings import Numbers, OneOf, Range
 
 
@@ -25,6 +25,15 @@ class OptimConfig:
     min_lr_ratio: Annotated[float, Range(0, 1)] = 0.0  # cosine decays from lr to lr * min_lr_ratio
     scale_lr: bool = False  # linear scaling rule: lr * global_batch / 256 (SimCLR, BYOL)
     exclude_bias_and_norm: bool = True  # biases and norm weights: no weight decay, no LARS adaptation
+
+    @classmethod
+    def check_together(cls, prefix: str, values: dict) -> None:
+        """momentum (sgd, lars) and trust (lars) given to an optimizer that does not read them are refused."""
+        name = values.get("name", cls.name)
+        for key, readers in (("momentum", ("sgd", "lars")), ("trust", ("lars",))):
+            if key in values and values[key] != getattr(cls, key) and name not in readers:
+                raise BadValue(f"{prefix}{key}", f"{prefix}{key}={values[key]} is read only by {' and '.join(readers)}, not "
+                               f"{prefix}name={name}; drop it, or choose {prefix}name={readers[0]}")
 
 
 class LARS(torch.optim.Optimizer):

@@ -26,7 +26,8 @@ def summary(results: dict, run_dir: Path) -> str:
     t, p, extra = results["train"], results["probe"] or {}, results.get("extra") or {}
     lines = [f"\n{results['method']} on {results['data']} ({results['model']}, {results['params'] / 1e6:.2f}M params)"]
     if t.get("steps") is not None:
-        lines.append(f"  trained {t['steps']} steps in {t['seconds']:.0f}s, final loss {t['final_loss']:.4f}")
+        loss = "none (no step)" if t["final_loss"] is None else f"{t['final_loss']:.4f}"
+        lines.append(f"  trained {t['steps']} steps in {t['seconds']:.0f}s, final loss {loss}")
     if "val_perplexity" in extra:
         best = f", best {extra['val_best_loss']:.3f} over the run" if "val_best_loss" in extra else ""
         lines.append(f"  validation loss {extra['val_loss']:.3f} nats/token at the end{best} (perplexity {extra['val_perplexity']:.1f}); "

@@ -221,6 +221,9 @@ def check(prefix: str, values: dict, component) -> None:
             elif values[name] is not None:
                 raise BadValue(f"{prefix}{name}", f"{prefix}{name}={as_typed(values[name])} is a group of settings, not a value; "
                                f"set one of them ({prefix}{name}.<name>=...)")
+            elif isinstance(setting.component, type):  # null: the code's defaults, which the run's config.yaml would not say
+                raise BadValue(f"{prefix}{name}", f"{prefix}{name}=null would leave its settings to defaults the run does not "
+                               f"record; set the ones to change ({prefix}{name}.<name>=...) and leave {prefix}{name} itself out")
         else:
             setting.check(f"{prefix}{name}", values[name])
     if callable(together := getattr(component, "check_together", None)):  # the component's relations between its settings

@@ -13,6 +13,7 @@ import torch
 
 from conftest import TINY, compose_train, run_cli
 from ssl_zoo import cli
+from ssl_zoo.errors import UserError
 from ssl_zoo.run.train import train
 
 TINY_SPEECH = ["data=spoken_words", "data.words=[yes,no]", "data.num_voices=3", "data.takes=4", "data.test_takes=1",
@@ -367,7 +368,7 @@ CASES = [
     ("train method=gpt data.block_size=null", "data.block_size=null is out of range; it must be a whole number at least 1"),
     ("train method=gpt data.vocab_size=null", "data.vocab_size=null is out of range"),
     ("train method=gpt data.probe_length=500", "data.probe_length=500 is longer than the model reads (data.block_size=128)"),
-    ("probe checkpoint={gpt} data=python_stdlib data.probe_length=100", "data.probe_length=100 is longer than this model reads (48 tokens)"),
+    ("probe checkpoint={gpt} data=python_stdlib data.probe_length=100", "data.probe_length=100 is longer than the model reads (data.block_size=48)"),
     ("train method=gpt data=icl_mix data.words=[able,about]", "data.words has 2 different word(s); an episode of up to data.max_shots=8"),
     ("train method=gpt data=icl_mix data.families=[reverse]", "data.families=[reverse] gives the probe (which family a line belongs to) 1 class(es)"),
     ("train method=gpt data=icl_mix data.families=[reverse,upper] data.context_share=0.5", "data.context_share=0.5 is the share of context"),
@@ -429,6 +430,39 @@ CASES = [
     (["train", "-m", "seed=0,1", "hydra.sweep.dir={files}/sweep", "hydra.sweep.subdir=''"], "would be the same folder for each of the 2 jobs"),
     ("serve checkpoint={gpt} checkpoint2={gpt}", "checkpoint {gpt} is given more than once"),
     ("train logger=mlflow logger.mlflow.tracking_uri=http://127.0.0.1:9", "logger.mlflow.tracking_uri=http://127.0.0.1:9 cannot be reached"),
+    ("train data=image_folder data.path={files}/one_class data.pretrain_crops=1", "data.pretrain_crops=1 is not one of: 0, 2"),
+    ("train +trainer.max_time=00:00:00:00", "trainer.max_time=00:00:00:00 is not a duration DD:HH:MM:SS above zero"),
+    ("train logger=tensorboard +logger.tensorboard.save_dir={files}/a_file", "logger.tensorboard.save_dir"),
+    ("lm-eval --model_args checkpoint={gpt} --tasks lambada_openai", "--model is not given"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --model_args device=cpu --tasks lambada_openai",
+     "--model_args is given more than once"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --tasks lambada_openai --limit=0", "--limit 0 is out of range"),
+    ("lm-eval --model ssl-zoo --model_args checkpoint={gpt} --tasks x --include_path={files}/missing",
+     "--include_path {files}/missing is not a folder"),
+    *([] if torch.cuda.is_available() else [("train trainer.accelerator=cuda data.num_train=256",
+                                             "trainer.accelerator=cpu where the command line sets trainer.accelerator")]),
+    (["train", "hydra.mode=MULTIRUN", "seed=0,1", "hydra.sweep.dir={files}/sweep", "hydra.sweep.subdir=''"],
+     "would be the same folder for each of the 2 jobs"),
+    (["train", "method=gpt", "data=text_file", "data.path={files}/words.txt", "data.block_size=16", "method.sample_prompt='☃ '"],
+     "method.sample_prompt: the text has characters"),
+    ("train method=bert method.mask_frac=0 method.random_frac=0", "hide none of the selected tokens"),
+    ("train +trainer.min_epochs=3 trainer.max_epochs=1", "trainer.min_epochs=3 is more than trainer.max_epochs=1"),
+    ("train +method.optim.momentum=0.5", "method.optim.momentum=0.5 is read only by sgd and lars"),
+    ("train method.optim.name=sgd +method.optim.trust=0.02", "method.optim.trust=0.02 is read only by lars"),
+    ("train method.optim=null", "method.optim=null would leave its settings to defaults"),
+    ("train probe.weight_decays=[0.0,0.001] probe.l2_points=3", "probe.l2_points=3 is read only with probe.solver=lbfgs"),
+    ("train hydra.run.dir={results}", "holds a run already (last.ckpt)"),
+    ("serve checkpoint={gpt} limits.max_new_tokens=200000", "limits.max_new_tokens=200000 is out of range"),
+    ("probe encoder=hf:{files}/hf_pickle weights={files}/r18.pth data=python_stdlib", "weights={files}/r18.pth is read for encoder=torchvision"),
+    ("export checkpoint={gpt} format=hf out={files}/user_model", "is a folder with other files in it (notes.txt"),
+    ("train method=gpt data=text_file data.path={files}/words.txt data.vocab_size=50", "data.vocab_size is read only with data.tokenizer=bpe"),
+    ("train data=image_folder data.path={files}/one_class data.test_path={files}/one_class data.test_fraction=0.5",
+     "data.test_fraction is read only with no data.test_path"),
+    ("train data=image_folder data.path={files}/one_class data.pretrain_crops=0 data.crop_scale=[0.5,1.0]",
+     "data.crop_scale is read only with data.pretrain_crops=2"),
+    ("train data=image_folder data.path={files}/one_class method.views.crop_scale=[0.5,1.0]",
+     "method.views.crop_scale is read only with data the views crop"),
+    ("train +method.views.blur_sigma=[0.5,1.0]", "method.views.blur_sigma is read only with the views' blur_prob above 0"),
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
 
@@ -468,6 +502,9 @@ def bad_files(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), files / "r18.pth")  # a torchvision encoder's weights
     (files / "no_images" / "cat").mkdir(parents=True)
+    (files / "user_model").mkdir()  # a user's own model folder: not an earlier export to replace
+    (files / "user_model" / "config.json").write_text("{}")
+    (files / "user_model" / "notes.txt").write_text("mine\n")
     (files / "bad_results").mkdir()
     (files / "bad_results" / "results.json").write_text('{"method": 3, "probe": "x"}')
     (files / "one_class" / "only").mkdir(parents=True)
@@ -549,3 +586,19 @@ def test_the_crafted_checkpoint_runs_its_code_when_unpickled_without_weights_onl
 def test_a_key_given_twice_is_said_and_the_last_is_used(capfd):
     cli.check_overrides("train", ["seed=1", "trainer=debug", "seed=2"])
     assert "ssl-zoo: warning: seed is given twice (seed=1, then seed=2); the last is used" in capfd.readouterr().err
+
+
+def test_an_experiments_settings_over_a_group_chosen_on_the_command_line_are_said(capfd):
+    cli.check_overrides("train", ["experiment=gpt_shakespeare_char", "trainer=debug", "trainer.gradient_clip_val=0.5"])
+    err = capfd.readouterr().err
+    assert "warning: experiment=gpt_shakespeare_char sets trainer.max_steps=5000 over trainer=debug's" in err
+    assert "trainer.gradient_clip_val" not in err  # given on the command line: the command line's
+
+
+def test_weights_and_biases_online_without_a_key_is_refused_at_start(monkeypatch):
+    from ssl_zoo.run import loggers
+
+    monkeypatch.setattr(loggers, "wandb_key_set", lambda: False)
+    with pytest.raises(UserError, match="logger.wandb.offline=false needs a Weights & Biases API key"):
+        loggers.check_loggers(compose_train("logger=wandb", "logger.wandb.offline=false"))
+    loggers.check_loggers(compose_train("logger=wandb"))  # offline=auto: offline without a key

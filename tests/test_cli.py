@@ -103,6 +103,7 @@ def test_probe_a_saved_run_on_other_data(tmp_path):
     other = json.loads((run_dir / "results_image_folder.json").read_text())
     assert other["data"] == "image_folder" and other["probe"]["task"] == "folder_class"
     assert other["probe"]["linear_acc"] == 1.0  # red against green: any encoder separates them
+    assert "data.image_size is read as the encoder was trained: 32 (not 64)" in result.stdout  # the pictures at its size
     own = json.loads((run_dir / "results.json").read_text())  # the run's own results are not touched
     assert own["data"] == "shapes" and own["probe"] is None and own["train"]["steps"] == 4
     assert other["train"] == own["train"]  # the same encoder, trained the same way

@@ -351,3 +351,12 @@ def test_a_write_that_fails_inside_torch_save_is_one_line_and_the_last_good_chec
     assert line.startswith(f"ssl-zoo: error: cannot write {last}") and "last.ckpt is left as it was" in line, line
     assert [p.name for p in last.parent.iterdir()] == ["last.ckpt"]  # no temp file left
     assert read_checkpoint(last)["global_step"] == 2
+
+
+def test_a_gpt_run_without_validation_batches_writes_its_results_without_validation_figures(tmp_path, corpus):
+    from conftest import tiny_text
+
+    cfg = compose_train(*tiny_text("gpt", corpus, "unused")[1:-1], "+trainer.limit_val_batches=0", "probe.enabled=false")
+    results = train(cfg, tmp_path)
+    assert results["train"]["steps"] == 4 and "val_loss" not in results["extra"]
+    assert (tmp_path / "results.json").is_file()

@@ -230,11 +230,17 @@ def write_folder(out: Path, files: dict[str, bytes | str]) -> None:
         raise UserError(f"cannot write the export to {out}: {e.strerror or e}; give another folder with out=...") from None
 
 
+# what an export writes (every format): a folder of these only is an earlier export, replaced whole
+EXPORTED = {"config.json", "model.safetensors", "modeling_ssl_zoo.py", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "hubconf.py", Path(LAST_CHECKPOINT).parts[0], "__pycache__"}
+
+
 def check_out(out: Path) -> None:
     if out.is_file():
         raise UserError(f"out={out} is a file; give a folder for the export (out=DIR)")
-    if out.is_dir() and any(out.iterdir()) and not any((out / name).is_file() for name in ("config.json", "hubconf.py")):
-        raise UserError(f"out={out} is a folder with other files in it; give a new or empty folder (or an earlier export's)")
+    if out.is_dir() and (others := sorted(p.name for p in out.iterdir() if p.name not in EXPORTED)):
+        raise UserError(f"out={out} is a folder with other files in it ({', '.join(others[:3])}); give a new or empty folder "
+                        "(or an earlier export's, which is replaced whole)")
 
 
 def export(cfg: DictConfig) -> Path:

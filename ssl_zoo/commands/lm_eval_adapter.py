@@ -17,6 +17,7 @@ task files (commands/icl.py).
 """
 
 import os
+import re
 import sys
 import traceback
 
@@ -125,13 +126,26 @@ class SslZooLM(TemplateLM):
         return out
 
 
+def split_flags(argv: list[str]) -> list[str]:
+    """--flag=value as --flag value (argparse takes both; the checks read one form)."""
+    return [part for arg in argv for part in (arg.split("=", 1) if arg.startswith("--") and "=" in arg else [arg])]
+
+
 def check_arguments(argv: list[str]) -> None:
     """The arguments lm_eval would take in silence, or refuse only after loading its tasks, refused first."""
+    flags = [arg for arg in argv if arg.startswith("--") or re.fullmatch(r"-[A-Za-z]", arg)]  # not a value -1
+    if twice := next((flag for flag in flags if flags.count(flag) > 1), None):
+        raise UserError(f"{twice} is given more than once (lm_eval would keep only the last); give it once"
+                        + (", with its settings comma-separated (checkpoint=PATH,batch_size=8)" if twice == "--model_args" else ""))
+    model = next((value for flag, value in zip(argv, argv[1:]) if flag == "--model"), None)
+    if model is None and "--model_args" in argv and "pretrained=" not in " ".join(argv):
+        raise UserError("--model is not given (lm_eval's default, hf, loads pretrained=NAME); for an ssl-zoo GPT give "
+                        "--model ssl-zoo --model_args checkpoint=PATH")
     for flag, value in zip(argv, argv[1:]):
         if flag == "--include_path" and not os.path.isdir(value):
             raise UserError(f"--include_path {value} is not a folder; give the folder of task files (e.g. what "
                             "`ssl-zoo icl ... export_tasks=DIR` wrote)")
-        if flag == "--model_args" and [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--model"] == ["ssl-zoo"]:
+        if flag == "--model_args" and model == "ssl-zoo":
             check_model_args(utils.simple_parse_args_string(value))
         if flag in ("--limit", "--num_fewshot"):
             try:
@@ -149,8 +163,8 @@ def main(argv: list[str]) -> None:
     """`ssl-zoo lm-eval ARGS`: lm_eval's command line, with --model ssl-zoo known."""
     from lm_eval.__main__ import cli_evaluate
 
+    argv = split_flags(argv)
     check_arguments(argv)
-
     sys.argv = ["lm-eval", *argv]
     try:
         cli_evaluate()

@@ -45,7 +45,7 @@ from ssl_zoo.build import require_values
 from ssl_zoo.errors import BadValue, UserError, check_range
 from ssl_zoo.infer.engine import ENGINES, Engine
 from ssl_zoo.infer.load import load_text_model
-from ssl_zoo.infer.text import SamplingSettings, TextPieces, fill_masks, prompt_ids, top_1
+from ssl_zoo.infer.text import MAX_NEW_TOKENS, SamplingSettings, TextPieces, fill_masks, prompt_ids, top_1
 from ssl_zoo.results import encoder_parameters
 from ssl_zoo.settings import Matches, Range
 
@@ -58,7 +58,7 @@ class Limits:
     """What keeps a shared server up: every request is bounded in size and in work."""
 
     max_prompt_chars: Annotated[int, Range(1, whole=True)] = 2000   # prompt (generate) and text (fill)
-    max_new_tokens: Annotated[int, Range(1, whole=True)] = 500
+    max_new_tokens: Annotated[int, Range(1, MAX_NEW_TOKENS, whole=True)] = 500  # within what one request may ask (infer.text)
     max_top_k: Annotated[int, Range(1, whole=True)] = 50            # candidates per [MASK]
     max_concurrent: Annotated[int, Range(1, whole=True)] = 8        # generations running at once; one more is told to retry (503)
     max_body_bytes: Annotated[int, Range(1, whole=True)] = 65536

@@ -25,6 +25,8 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 class ImageDataModule(SSLDataModule):
     modality = "image"
     leak_unit = "images, by their pixels (image folders: by their file's bytes)"
+    # an encoder sees images at the size it was trained at, normalised as it was: other images probed are read so
+    bound_to_encoder = ("image_size", "mean", "std")
 
     def __init__(self, image_size: Annotated[int | None, Range(1, whole=True, nullable=True)],
                  mean: Annotated[tuple, Numbers(Range(), length=3)] = (0.5, 0.5, 0.5),
@@ -244,7 +246,7 @@ class ImageFolder(ImageDataModule):
         image_size: Annotated[int, Range(1, whole=True)] = 64,
         test_fraction: Annotated[float, Range(0, 0.99)] = 0.2,
         test_path: str | None = None,
-        pretrain_crops: Annotated[int, Range(0, whole=True)] = 2,
+        pretrain_crops: Annotated[int, OneOf((0, 2))] = 2,  # two views (SimCLR, BYOL; the others read the first)
         crop_scale: Annotated[tuple[float, float], Numbers(Range(0, 1, above=True), length=2, ordered=True)] = (0.08, 1.0),
         verify: bool = True,
         mean=(0.485, 0.456, 0.406),

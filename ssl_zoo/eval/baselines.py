@@ -263,6 +263,9 @@ def check_encoder(spec: str, weights: str | None, modality: str, data_name: str)
     kind, name = parse_encoder(spec)
     if kind == "hf":
         hf_folder(name)
+        if weights is not None:  # a Hugging Face folder holds its weights
+            raise UserError(f"weights={weights} is read for encoder=torchvision:NAME or timm:NAME only; encoder=hf:DIR loads "
+                            "the weights in its folder: drop weights=")
         if modality not in ("text", "speech"):
             raise UserError(f"encoder=hf:... reads text or speech; data '{data_name}' is {modality}: use "
                             "encoder=torchvision:NAME or timm:NAME for images")

@@ -65,8 +65,10 @@ class ProbeConfig:
     def check_together(cls, prefix: str, values: dict) -> None:
         """A setting that the others leave unread is refused (it would be recorded, not used)."""
         tuned = (values.get("finetune_steps") or 0) > 0
+        grid = values.get("solver", "lbfgs") == "lbfgs" and values.get("weight_decays") is None  # the log grid of penalties
         for key, read_when, read in (("lrs", "solver=adamw", values.get("solver", "lbfgs") == "adamw"),
-                                     ("finetune_lr", "finetune_steps > 0", tuned), ("finetune_batch_size", "finetune_steps > 0", tuned)):
+                                     ("finetune_lr", "finetune_steps > 0", tuned), ("finetune_batch_size", "finetune_steps > 0", tuned),
+                                     *((k, "solver=lbfgs and weight_decays=null (its grid)", grid) for k in ("l2_low", "l2_high", "l2_points"))):
             if key in values and values[key] != getattr(cls(), key) and not read:
                 raise BadValue(f"{prefix}{key}", f"{prefix}{key}={as_typed(values[key])} is read only with {prefix}{read_when}; "
                                f"set that too, or drop {prefix}{key}")

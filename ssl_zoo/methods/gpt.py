@@ -4,6 +4,8 @@ from typing import Annotated
 
 from torchmetrics import MeanMetric
 
+from ssl_zoo.data.base import DataInfo
+from ssl_zoo.errors import BadValue, UserError
 from ssl_zoo.losses import token_cross_entropy, token_losses
 from ssl_zoo.methods.text import TextMethod
 from ssl_zoo.nn.transformer import Transformer
@@ -56,6 +58,16 @@ class GPT(TextMethod):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint[BEST_VAL_KEY] = self.best_val_loss  # a resumed run keeps the best of its first part
+
+    def use_data(self, info: DataInfo) -> None:
+        super().use_data(info)
+        if self.sample_tokens:  # the sample after training reads its prompt with this vocabulary: checked now, not then
+            from ssl_zoo.infer.text import prompt_ids
+
+            try:
+                prompt_ids(self, self.sample_prompt)
+            except UserError as e:
+                raise BadValue("method.sample_prompt", f"method.sample_prompt: {e}") from None
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)

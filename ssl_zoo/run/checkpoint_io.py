@@ -18,12 +18,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
+def check_new_run(resume, run_dir: str | Path) -> None:
+    """resume=null (unset) does not start a new run over a folder that holds one (its checkpoint, its results)."""
+    folder = RunFolder(run_dir)
+    if resume is None and (held := next((p for p in (folder.last_checkpoint, folder.results) if p.is_file()), None)):
+        raise UserError(f"{run_dir} holds a run already ({held.name}); continue it with resume=auto, start over in it with "
+                        "resume=false, or give the new run another hydra.run.dir")
+
+
 def checkpoint_for_resume(cfg, run_dir: Path) -> tuple[str | None, dict | None]:
     """(path, contents) of the checkpoint to resume from, read and checked before anything is built;
-    (None, None) for a new run."""
+    (None, None) for a new run. resume=null (unset) does not start a new run over a folder holding one."""
+    folder = RunFolder(run_dir)
+    check_new_run(cfg.resume, run_dir)
     if cfg.resume in (None, False):
         return None, None
-    path = RunFolder(run_dir).last_checkpoint if cfg.resume == "auto" else Path(cfg.resume)
+    path = folder.last_checkpoint if cfg.resume == "auto" else Path(cfg.resume)
     if cfg.resume == "auto" and not path.exists():
         print(f"resume=auto: no checkpoint at {path} yet, starting a new run")
         return None, None

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger
 
+from ssl_zoo.atomic import check_can_write
 from ssl_zoo.errors import UserError
 from ssl_zoo.run.folder import RunFolder
 from ssl_zoo.settings import FLAG, Matches, Nested, OneOf
@@ -76,10 +77,16 @@ def where(name: str, run_dir: Path, settings: dict) -> dict:
     return folder
 
 
-def check_reachable(cfg: DictConfig) -> None:
-    """An MLflow server's address (logger.mlflow.tracking_uri) answers, any HTTP status will do, within a few
-    seconds: checked at start-up, as MLflow itself retries an unreachable server for minutes, then fails with a
-    traceback."""
+def check_loggers(cfg: DictConfig) -> None:
+    """What would fail only once training starts, checked at start-up: a logger's own folder (save_dir) that
+    cannot be written, Weights & Biases online without an API key, an MLflow server (tracking_uri) that does not
+    answer (any HTTP status will do; MLflow itself retries for minutes, then fails with a traceback)."""
+    for name, node in (cfg.get("logger") or {}).items():
+        if OmegaConf.is_dict(node) and node.get("save_dir"):
+            check_can_write(Path(str(node.save_dir)), f"logger.{name}.save_dir", folder=True)
+    if OmegaConf.select(cfg, "logger.wandb.offline", default=None) is False and not wandb_key_set():
+        raise UserError("logger.wandb.offline=false needs a Weights & Biases API key (wandb login, or WANDB_API_KEY); "
+                        "log in first, or leave offline=auto (online with a key, offline without)")
     uri = str(OmegaConf.select(cfg, "logger.mlflow.tracking_uri", default=None) or "")
     if urlparse(uri).scheme not in ("http", "https"):
         return

@@ -8,7 +8,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ssl_zoo.build import build_datamodule, check_modalities, random_init, require_values
 from ssl_zoo.checkpoint import load_method
-from ssl_zoo.errors import BadValue, UserError
+from ssl_zoo.errors import UserError
 from ssl_zoo.eval.monitor import KNNMonitor
 from ssl_zoo.eval.probe import ProbeConfig, probe_method
 from ssl_zoo.run.folder import RunFolder
@@ -64,10 +64,6 @@ def load_for_probe(cfg: DictConfig, **own):
         raise UserError(f"data '{run_cfg.data.name}' has no labels (no probe task); pick data with one, e.g. data=python_stdlib")
     check_modalities(run_cfg)
     require_values(run_cfg, probe=ProbeConfig)
-    reads = getattr(getattr(method.backbone, "cfg", None), "block_size", None)  # a transformer's longest input
-    if isinstance(length := run_cfg.data.get("probe_length"), int) and isinstance(reads, int) and length > reads:
-        raise BadValue("data.probe_length", f"data.probe_length={length} is longer than this model reads ({reads} tokens); "
-                       f"give data.probe_length=1..{reads}")
     return method, train_cfg, run_cfg, build_datamodule(run_cfg, **method.data_settings())
 
 

@@ -19,7 +19,7 @@ from ssl_zoo.report import icl_table
 from ssl_zoo.results import read_json, record, write_json
 from ssl_zoo.run.checkpoint_io import changed_on_resume, checkpoint_for_resume
 from ssl_zoo.run.folder import RunFolder
-from ssl_zoo.run.loggers import check_reachable
+from ssl_zoo.run.loggers import check_loggers
 from ssl_zoo.run.precision import settle_precision
 from ssl_zoo.run.probe import knn_monitor, probe_block
 from ssl_zoo.run.record import RunRecord
@@ -63,7 +63,7 @@ def check_start(cfg: DictConfig) -> ICLConfig | None:
     """A run's settings, checked before anything is built (each job of a sweep too); returns its icl settings."""
     build.check_modalities(cfg)  # first: a method's settings may refer to data settings that only its modality has
     build.require_values(cfg, **TRAINING)
-    check_reachable(cfg)  # an MLflow server
+    check_loggers(cfg)  # their folders, keys and servers
     return in_context_settings(cfg)
 
 
@@ -104,7 +104,8 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: list[Callback] = ()) 
     trainer.save_checkpoint(folder.last_checkpoint, weights_only=False)  # full: resumable
     val_metrics = {}
     if is_overridden("validation_step", method) and is_overridden("val_dataloader", datamodule):
-        [val_metrics] = trainer.validate(method, datamodule=datamodule, verbose=False)  # the whole held-out set
+        # the whole held-out set (none with trainer.limit_val_batches=0)
+        val_metrics = next(iter(trainer.validate(method, datamodule=datamodule, verbose=False)), {})
     if not trainer.is_global_zero:
         return None
     steps = {"steps": trainer.global_step, "seconds": round(run_record.elapsed(), 1), "final_loss": run_record.final_loss}

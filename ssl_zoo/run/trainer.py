@@ -34,7 +34,8 @@ TRAINING = {
                 "devices": Either((Range(1, whole=True), OneOf(("auto", -1)), Numbers(Range(0, whole=True)),
                                    Matches(r"\d+(,\d+)*,?", "")),
                                   "a number of devices at least 1, auto, -1 (all), or a list of device indices ([0, 1] or '0,1')"),
-                "max_time": Matches(r"\d+:\d\d:\d\d:\d\d", "a duration DD:HH:MM:SS (e.g. 00:12:00:00)", nullable=True, mapping=True),
+                "max_time": Matches(r"(?!0+:00:00:00$)\d+:\d\d:\d\d:\d\d", "a duration DD:HH:MM:SS above zero (e.g. 00:12:00:00)",
+                                    nullable=True, mapping=True),
                 "deterministic": OneOf((True, False, "warn", None)), "enable_progress_bar": OneOf((True, False, None)),
                 "enable_model_summary": OneOf((True, False, None)), "benchmark": OneOf((True, False, None)),
                 "inference_mode": FLAG, "detect_anomaly": FLAG, "min_steps": Range(-1, whole=True, nullable=True),
@@ -78,7 +79,8 @@ def make_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback], resu
     except (MisconfigurationException, ModuleNotFoundError) as e:
         said = " ".join(str(e).split())
         if any(word in said.lower() for word in MACHINE_WORDS):  # e.g. trainer=gpu on a machine without one
-            raise UserError(f"the trainer settings do not fit this machine ({said}); try trainer=cpu") from None
+            raise UserError(f"the trainer settings do not fit this machine ({said}); run on its CPU: trainer=cpu, or "
+                            "trainer.accelerator=cpu where the command line sets trainer.accelerator") from None
         raise UserError(f"Lightning refused the trainer settings: {said}; fix the trainer.<name> it names") from None
     except (ValueError, TypeError) as e:  # e.g. trainer.precision=bf17
         raise UserError(f"a trainer setting is invalid: {e}; fix it on the command line (trainer.<name>=...)") from None
