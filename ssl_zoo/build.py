@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
 from ssl_zoo import settings
-from ssl_zoo.errors import BadValue, UserError, l2_grid_problem, patch_grid_problem
+from ssl_zoo.errors import BadValue, UserError, l2_grid_problem, layer_problem, patch_grid_problem
 from ssl_zoo.settings import Range
 
 
@@ -130,6 +130,9 @@ def check_relations(values: dict) -> None:
     if isinstance(top_k := method.get("top_k"), int) and isinstance(n_layer := model.get("n_layer"), int) and top_k > n_layer:
         raise BadValue("method.top_k", f"method.top_k={top_k} is more than the model's {n_layer} layers; set "
                        f"method.top_k=1..{n_layer} (the teacher's top layers that give the targets)")
+    if "probe_layer" in method and isinstance(n_layer := model.get("n_layer"), int) and (
+            problem := layer_problem(method["probe_layer"], n_layer, "method.probe_layer")):
+        raise BadValue("method.probe_layer", problem)  # before the data is built (speech is synthesised)
     if isinstance(n_embd := model.get("n_embd"), int) and isinstance(n_head := model.get("n_head"), int) and n_embd % n_head:
         raise BadValue("model.n_head", f"model.n_head={n_head} does not divide model.n_embd={n_embd} (each head reads "
                        f"n_embd / n_head channels); pick a divisor, e.g. model.n_head={_divisor(n_embd, n_head)}")

@@ -64,6 +64,15 @@ def patch_grid_problem(image_size: int, patch_size: int) -> str | None:
     return None
 
 
+def layer_problem(layer, n_layer: int, name: str = "probe_layer") -> str | None:
+    """Why `layer` is no layer of a transformer of n_layer blocks (0 embeddings .. n_layer, -1 .. -(n_layer + 1), or
+    "weighted": all of them), or None (the start-up check and the model itself give the same line)."""
+    if layer == "weighted" or (isinstance(layer, int) and not isinstance(layer, bool) and -(n_layer + 1) <= layer <= n_layer):
+        return None
+    return (f"{name}={layer} is out of range: this model has layers 0 (embeddings) to {n_layer}, or -1 to -{n_layer + 1}, "
+            "or 'weighted' (all of them)")
+
+
 def one_line(error: BaseException) -> str:
     """The message of a UserError, also when a DataLoader worker re-raised it with its traceback."""
     text = str(error)

@@ -227,22 +227,29 @@ def load_strictly(net: nn.Module, state: dict[str, torch.Tensor], spec: str, pat
     net.load_state_dict(state, strict=True)
 
 
+def check_image_net(kind: str, name: str) -> None:
+    """torchvision or timm knows the network `name`."""
+    if kind == "torchvision":
+        import torchvision
+
+        if name not in torchvision.models.list_models():
+            raise UserError(f"torchvision has no model '{name}'; e.g. encoder=torchvision:resnet18")
+    elif not __import__("timm").is_model(name):
+        raise UserError(f"timm has no model '{name}'; e.g. encoder=timm:resnet18 (timm.list_models() names them)")
+
+
 def image_net(kind: str, name: str, weights: str | None, random_init: bool, seed: int) -> nn.Module:
     """torchvision's or timm's network `name` without its classifier, with the weights of the file
     (a 3x3 first convolution in the file: the CIFAR stem, rebuilt as ours), or random ones."""
     torch.manual_seed(seed)
+    check_image_net(kind, name)
     if kind == "torchvision":
         import torchvision
 
-        try:
-            net = torchvision.models.get_model(name, weights=None)
-        except ValueError:
-            raise UserError(f"torchvision has no model '{name}'; e.g. encoder=torchvision:resnet18") from None
+        net = torchvision.models.get_model(name, weights=None)
     else:
         import timm
 
-        if not timm.is_model(name):
-            raise UserError(f"timm has no model '{name}'; e.g. encoder=timm:resnet18 (timm.list_models() names them)")
         net = timm.create_model(name, pretrained=False)
     state = read_weights(weights) if weights else {}
     if hasattr(net, "conv1") and state.get("conv1.weight", torch.empty(0)).shape[-2:] == (3, 3):
@@ -273,6 +280,9 @@ def check_encoder(spec: str, weights: str | None, modality: str, data_name: str)
         raise UserError(f"encoder={kind}:... is an image network; data '{data_name}' is {modality}")
     elif weights is None:
         raise UserError(f"encoder={spec} needs its weights: weights=FILE (.safetensors or .pth; nothing is downloaded)")
+    else:  # the network and its weights file, before the data is read
+        check_image_net(kind, name)
+        read_weights(weights)
     return kind, name
 
 

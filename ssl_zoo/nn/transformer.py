@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssl_zoo.errors import UserError
+from ssl_zoo.errors import UserError, layer_problem
 from ssl_zoo.nn.kv_cache import CacheWrite, StaticCache
 from ssl_zoo.settings import Range
 
@@ -212,11 +212,9 @@ class Transformer(nn.Module):
     def check_layer(self, layer: int | str, name: str = "probe_layer") -> int | str:
         """A valid index into forward(all_layers=True)'s list: 0 (embeddings) .. n_layer, or -1 .. -(n_layer + 1);
         or "weighted": every layer, for a learned softmax-weighted sum (SUPERB)."""
-        n = self.cfg.n_layer
-        if layer == "weighted" or (isinstance(layer, int) and -(n + 1) <= layer <= n):
-            return layer
-        raise UserError(f"{name}={layer} is out of range: this model has layers 0 (embeddings) to {n}, or -1 to -{n + 1}, "
-                        "or 'weighted' (all of them)")
+        if problem := layer_problem(layer, self.cfg.n_layer, name):
+            raise UserError(problem)
+        return layer
 
     def pooled(self, inputs, key_padding_mask=None, layer: int | str = -1) -> torch.Tensor:
         """Features for the probe: one layer's hidden states averaged over the real positions, (B, C);

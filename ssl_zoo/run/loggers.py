@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger
 
@@ -77,11 +77,21 @@ def where(name: str, run_dir: Path, settings: dict) -> dict:
     return folder
 
 
+def not_importable(name: str, target) -> str:
+    return (f"logger.{name}._target_={target} is not a class that can be imported; give a Lightning logger's class "
+            f"(e.g. pytorch_lightning.loggers.CSVLogger), or logger={', '.join(PACKAGES)}")
+
+
 def check_loggers(cfg: DictConfig) -> None:
     """What would fail only once training starts, checked at start-up: a logger's own folder (save_dir) that
     cannot be written, Weights & Biases online without an API key, an MLflow server (tracking_uri) that does not
     answer (any HTTP status will do; MLflow itself retries for minutes, then fails with a traceback)."""
     for name, node in (cfg.get("logger") or {}).items():
+        if OmegaConf.is_dict(node) and node.get("_target_") and name not in PACKAGES:  # a class of one's own
+            try:
+                get_class(str(node._target_))
+            except Exception:
+                raise UserError(not_importable(name, node._target_)) from None
         if OmegaConf.is_dict(node) and node.get("save_dir"):
             check_can_write(Path(str(node.save_dir)), f"logger.{name}.save_dir", folder=True)
     if OmegaConf.select(cfg, "logger.wandb.offline", default=None) is False and not wandb_key_set():
@@ -113,9 +123,7 @@ def make_loggers(cfg: DictConfig, run_dir: Path, resume_step: int | None = None)
         except (InstantiationException, ModuleNotFoundError) as e:
             cause = e.__cause__ or e
             if name not in PACKAGES and "Error locating target" in str(e):
-                raise UserError(f"logger.{name}._target_={settings.get('_target_')} is not a class that can be imported; give "
-                                "a Lightning logger's class (e.g. pytorch_lightning.loggers.CSVLogger), or "
-                                f"logger={', '.join(PACKAGES)}") from None
+                raise UserError(not_importable(name, settings.get("_target_"))) from None
             if isinstance(cause, ModuleNotFoundError) or "not available" in str(cause) or "install" in str(cause).lower():
                 raise UserError(f"logger={name} needs the {PACKAGES.get(name, name)} package; pip install "
                                 f"{PACKAGES.get(name, name)} (or pip install 'ssl-zoo[loggers]'), or use logger=csv") from None
