@@ -69,10 +69,7 @@ def _check_built(node: dict, prefix: str) -> None:
         if not isinstance(child, dict):
             continue
         if isinstance(target := child.get("_target_"), str):
-            try:
-                component = get_class(target)
-            except Exception:  # a class that does not exist: building it says so, naming the node
-                component = None
+            component = settings.find_class(target)  # None: one that does not exist (building it says so, naming the node)
             if component is not None:
                 _check_keys(f"{prefix}{key}", child, component)
                 settings.check(f"{prefix}{key}.", child, component)
@@ -110,19 +107,7 @@ def check_relations(values: dict) -> None:
             problem := l2_grid_problem(probe["l2_low"], probe.get("l2_high", 1.0), probe.get("l2_points", 7))):
         raise BadValue(problem.split("=", 1)[0], problem)  # the key the line starts with
     method = values.get("method") or {}
-    for masked, other, what in (("mask_frac", "random_frac", "selected tokens masked and made random"),
-                                ("zero_frac", "replace_frac", "masked frames zeroed and replaced by others")):
-        if isinstance(a := method.get(masked), (int, float)) and isinstance(b := method.get(other), (int, float)) and a + b > 1:
-            raise BadValue(f"method.{other}", f"method.{masked}={a} + method.{other}={b} is more than 1 (the shares of the {what})")
-    if method.get("mask_frac") == 0 and method.get("random_frac") == 0:  # BERT's selected tokens all kept as they are
-        raise BadValue("method.mask_frac", "method.mask_frac=0 and method.random_frac=0 hide none of the selected tokens: the model "
-                       "would learn to copy its input; give method.mask_frac above 0 (BERT's recipe: 0.8, random_frac 0.1)")
-    if isinstance(dim := method.get("decoder_dim"), int) and isinstance(heads := method.get("decoder_heads"), int) and heads and dim % heads:
-        raise BadValue("method.decoder_heads", f"method.decoder_heads={heads} does not divide method.decoder_dim={dim}; pick a "
-                       f"divisor, e.g. method.decoder_heads={_divisor(dim, heads)}")
-    if isinstance(start := method.get("tau_base"), (int, float)) and isinstance(end := method.get("tau_end"), (int, float)) and end < start:
-        raise BadValue("method.tau_end", f"method.tau_end={end} is below method.tau_base={start}: the teacher's momentum "
-                       f"rises from tau_base to tau_end; give tau_end of at least {start}")
+    check_method_relations(method)
     model = values.get("model") or {}
     if isinstance(model.get("patch_size"), int) and isinstance(model.get("image_size"), int) and (
             problem := patch_grid_problem(model["image_size"], model["patch_size"])):
@@ -157,6 +142,30 @@ def check_relations(values: dict) -> None:
         raise BadValue("trainer.max_steps", "trainer.max_steps=-1 with trainer.max_epochs=-1 never ends; give "
                        "trainer.max_steps=N, or trainer.max_epochs=N to train by epochs")
     check_data_relations(values)
+
+
+def check_method_relations(method: dict) -> None:
+    """A method's settings that must agree with each other: shares that hide something, views, heads, momenta."""
+    for masked, other, what in (("mask_frac", "random_frac", "selected tokens masked and made random"),
+                                ("zero_frac", "replace_frac", "masked frames zeroed and replaced by others")):
+        if isinstance(a := method.get(masked), (int, float)) and isinstance(b := method.get(other), (int, float)) and a + b > 1:
+            raise BadValue(f"method.{other}", f"method.{masked}={a} + method.{other}={b} is more than 1 (the shares of the {what})")
+    for key in ("views", "view_a", "view_b"):
+        if key in method and method[key] is None:
+            raise BadValue(f"method.{key}", f"method.{key}=null leaves the method without the views it trains on; leave it out "
+                           f"(the method's own), or change its settings (method.{key}.<name>=...)")
+    if method.get("zero_frac") == 0 and method.get("replace_frac") == 0 and not method.get("freq_mask_width"):
+        raise BadValue("method.zero_frac", "method.zero_frac=0 and method.replace_frac=0 (and no frequency mask) hide none of the "
+                       "masked frames: the model would learn to copy its input; give method.zero_frac above 0 (the recipe: 0.8)")
+    if method.get("mask_frac") == 0 and method.get("random_frac") == 0:  # BERT's selected tokens all kept as they are
+        raise BadValue("method.mask_frac", "method.mask_frac=0 and method.random_frac=0 hide none of the selected tokens: the model "
+                       "would learn to copy its input; give method.mask_frac above 0 (BERT's recipe: 0.8, random_frac 0.1)")
+    if isinstance(dim := method.get("decoder_dim"), int) and isinstance(heads := method.get("decoder_heads"), int) and heads and dim % heads:
+        raise BadValue("method.decoder_heads", f"method.decoder_heads={heads} does not divide method.decoder_dim={dim}; pick a "
+                       f"divisor, e.g. method.decoder_heads={_divisor(dim, heads)}")
+    if isinstance(start := method.get("tau_base"), (int, float)) and isinstance(end := method.get("tau_end"), (int, float)) and end < start:
+        raise BadValue("method.tau_end", f"method.tau_end={end} is below method.tau_base={start}: the teacher's momentum "
+                       f"rises from tau_base to tau_end; give tau_end of at least {start}")
 
 
 def check_data_relations(values: dict) -> None:

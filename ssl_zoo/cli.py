@@ -63,7 +63,11 @@ READ_ONLY_WITH = ((r"data\.vocab_size", lambda cfg, node: node.get("tokenizer") 
                   (r"method\.(views|view_a|view_b)\.crop_scale", lambda cfg, node: not (cfg.get("data") or {}).get("pretrain_crops"),
                    "data the views crop (data=image_folder crops in its loader: set data.crop_scale)"),
                   (r"method\.(views|view_a|view_b)\.blur_sigma", lambda cfg, node: (node.get("blur_prob") or 0) > 0,
-                   "the views' blur_prob above 0"))
+                   "the views' blur_prob above 0"),
+                  (r"method\.(views|view_a|view_b)\.(brightness|contrast|saturation|hue)",
+                   lambda cfg, node: (node.get("jitter_prob") or 0) > 0, "the views' jitter_prob above 0"),
+                  (r"trainer\.gradient_clip_algorithm", lambda cfg, node: bool(node.get("gradient_clip_val")),
+                   "trainer.gradient_clip_val set (above 0)"))
 
 
 def check_read(cfg, typed) -> None:
@@ -316,6 +320,9 @@ def check_output_dir(cfg, key: str) -> None:
         raise UserError(f"{key}: {problem}; give the folder itself ({key}=outputs/my_run)") from None
     if not str(folder or "").strip():
         raise UserError(f"{key} is empty; give the run a folder ({key}=outputs/my_run), or leave {key} out")
+    if str(folder).startswith("~"):  # the shell expands ~ only where it is not quoted: here it would name a folder "~"
+        raise UserError(f"{key}={folder} starts with ~, which is not expanded here (a folder named ~ would be made); give the "
+                        "path itself, e.g. $HOME/...")
     check_can_write(folder, key, folder=True)
 
 
@@ -392,10 +399,9 @@ def main(argv: list[str] | None = None) -> None:
         module, function = target.split(":")
         task = getattr(import_module(module), function)
         check_job = None
-        if command == "train":
+        if command == "train":  # the settings of the run (each job of a sweep), before Hydra starts or the first job trains
             task = partial(task, [sys.argv[0], *argv])
-            if "-m" in rest or "--multirun" in rest:  # each job's settings, before the first trains
-                check_job = import_module("ssl_zoo.run.train").check_start
+            check_job = import_module("ssl_zoo.run.train").check_start
         run_hydra_app(config_name, task, rest, check_job)
     except UserError as e:
         fail(e)

@@ -16,6 +16,7 @@ constructor of ours (Lightning's trainer, a command's own keys) are declared as 
 """
 
 import functools
+import importlib
 import inspect
 import re
 from dataclasses import dataclass
@@ -191,6 +192,16 @@ def declared(component: type) -> dict[str, Range | OneOf | Nested]:
             elif ours(klass) and _hashable(hint) and hint in PLAIN and name not in found:  # a base's declaration says more
                 found[name] = PLAIN[hint]  # (another library's plain bool may take more: a logger's offline=auto)
     return found
+
+
+def find_class(target: str):
+    """The class (or function) a `_target_` names, or None where it cannot be imported (hydra's get_class would
+    log an error of its own: a line before the one-line refusal)."""
+    module, _, attribute = str(target).rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def ours(klass: type) -> bool:

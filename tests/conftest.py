@@ -37,11 +37,64 @@ def compose_train(*overrides: str):
         return compose(config_name="train", overrides=list(overrides))
 
 
-def run_cli(*args: str, cwd=None, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "ssl_zoo", *args], cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout, env=env
-    )
+def run_cli(*args: str, cwd=None, timeout=600, fresh_process: bool = False) -> subprocess.CompletedProcess:
+    """`ssl-zoo args...` as a user runs it: its exit code, stdout and stderr. In this process (through cli.main, as
+    the console script calls it; a new Python would spend seconds importing Lightning each time), or in a fresh
+    one (fresh_process: what needs its own process, such as DDP's launcher re-running the command line)."""
+    if fresh_process or os.environ.get("SSL_ZOO_TEST_SUBPROCESS") == "1":
+        env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+        return subprocess.run([sys.executable, "-m", "ssl_zoo", *args], cwd=cwd or ROOT, capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    return _in_process(list(args), cwd or ROOT)
+
+
+def _in_process(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """cli.main(args) with its stdout and stderr caught at the file descriptors (what C code and Python write)."""
+    import io
+    import traceback
+    import warnings
+
+    from ssl_zoo import cli
+
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    streams, argv, here = (sys.stdout, sys.stderr), sys.argv[:], os.getcwd()
+    for stream in streams:
+        stream.flush()
+    saved = [os.dup(1), os.dup(2)]
+    os.dup2(files[0].fileno(), 1)
+    os.dup2(files[1].fileno(), 2)
+    # on the descriptors themselves: a logging handler made during the run that writes after it writes to what fd 1
+    # and 2 are then (pytest's capture), not to a closed file
+    sys.stdout, sys.stderr = (io.TextIOWrapper(open(fd, "wb", closefd=False), write_through=True) for fd in (1, 2))
+    code = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = ["ssl-zoo", *args]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # as PYTHONWARNINGS=ignore for a fresh process
+            try:
+                cli.main(args)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:
+                traceback.print_exc()  # as Python prints what nothing caught, and exits 1
+                code = 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = streams
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
+        os.chdir(here)
+        sys.argv = argv
+    texts = []
+    for f in files:
+        f.seek(0)
+        texts.append(f.read().decode(errors="replace"))
+        f.close()
+    return subprocess.CompletedProcess(["ssl-zoo", *args], code, *texts)
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:

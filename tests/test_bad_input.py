@@ -463,6 +463,16 @@ CASES = [
     ("train data=image_folder data.path={files}/one_class method.views.crop_scale=[0.5,1.0]",
      "method.views.crop_scale is read only with data the views crop"),
     ("train +method.views.blur_sigma=[0.5,1.0]", "method.views.blur_sigma is read only with the views' blur_prob above 0"),
+    ("train method.views=null", "method.views=null leaves the method without the views it trains on"),
+    ("train method=byol method.view_b=null", "method.view_b=null leaves the method without the views"),
+    ("train logger=tensorboard +logger.tensorboard.flush_secs=abc", "logger.tensorboard.flush_secs=abc is out of range"),
+    ("train method=byol method.tau_schedule=null", "method.tau_schedule=null is not one of: cosine, linear, constant"),
+    ("train data=image_folder data.path={files}/a_file", "image folder {files}/a_file is a file, not a folder"),
+    ("train method.views.jitter_prob=0 method.views.brightness=0.8", "method.views.brightness is read only with the views' jitter_prob"),
+    ("train method=masked_speech " + SPEECH + " method.zero_frac=0 method.replace_frac=0", "hide none of the masked frames"),
+    ("export checkpoint={gpt} format=hf out={files}/export/model.safetensors", "names a file; an export is a folder of files"),
+    ("train +trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm is read only with trainer.gradient_clip_val"),
+    (["train", "hydra.run.dir='~/ssl_zoo_run'"], "hydra.run.dir=~/ssl_zoo_run starts with ~, which is not expanded here"),
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
 
@@ -560,7 +570,8 @@ def test_there_are_enough_cases_over_every_command():
     ["embed-plot", "checkpoint=/no/such.ckpt", "max_points=0"],
 ])
 def test_the_command_line_answers_a_bad_value_in_one_line_before_any_work(args, tmp_path):
-    result = run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}" if args[0] == "train" else "hydra.run.dir=.", cwd=tmp_path)
+    result = run_cli(*args, f"hydra.run.dir={tmp_path / 'run'}" if args[0] == "train" else "hydra.run.dir=.", cwd=tmp_path,
+                     fresh_process=True)  # the console script's own start, from a new Python
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 2 and lines[-1].startswith("ssl-zoo: error: ") and "Traceback" not in result.stderr
     assert len(lines) == 1, result.stderr

@@ -13,6 +13,7 @@ def test_two_process_ddp_simclr(tmp_path):
         "trainer.enable_progress_bar=false", "data.num_train=256", "data.num_test=100", "data.batch_size=16",
         "probe.max_train=200", "probe.steps=20", "probe.weight_decays=[0.0]",
         "probe.random_init_baseline=false", f"hydra.run.dir={run_dir}",
+        fresh_process=True,  # Lightning's DDP launcher starts the second rank by running the command line again
     )
     assert result.returncode == 0, result.stderr[-4000:]
     results = json.loads((run_dir / "results.json").read_text())

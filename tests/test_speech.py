@@ -245,7 +245,7 @@ def test_a_learned_layer_mix_finds_the_informative_layer():
 
 
 def test_clips_shorter_than_a_mask_span_are_named_in_one_line():
-    from ssl_zoo.methods.masked_speech import short_clip_note
+    from ssl_zoo.methods.speech import short_clip_note
 
     assert short_clip_note(torch.tensor([98, 20, 7]), span=7, hop_seconds=0.01) is None
     note = short_clip_note(torch.tensor([98, 6, 3]), span=7, hop_seconds=0.01)

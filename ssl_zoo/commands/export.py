@@ -238,6 +238,9 @@ EXPORTED = {"config.json", "model.safetensors", "modeling_ssl_zoo.py", "tokenize
 def check_out(out: Path) -> None:
     if out.is_file():
         raise UserError(f"out={out} is a file; give a folder for the export (out=DIR)")
+    if not out.exists() and out.suffix.lower() in (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".json", ".onnx"):
+        raise UserError(f"out={out} names a file; an export is a folder of files (config.json, model.safetensors, ...): "
+                        f"give the folder, e.g. out={out.parent / out.stem}")
     if out.is_dir() and (others := sorted(p.name for p in out.iterdir() if p.name not in EXPORTED)):
         raise UserError(f"out={out} is a folder with other files in it ({', '.join(others[:3])}); give a new or empty folder "
                         "(or an earlier export's, which is replaced whole)")

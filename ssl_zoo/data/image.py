@@ -262,7 +262,8 @@ class ImageFolder(ImageDataModule):
         """(files, labels, classes) of a folder of images; labels -1 where a file is not in a class
         sub-folder; with classes given (the test folder), its sub-folders must be among them."""
         if not path.is_dir():
-            raise UserError(f"image folder {path} does not exist; set {key} to a folder of images")
+            problem = "is a file, not a folder" if path.exists() else "does not exist"
+            raise UserError(f"image folder {path} {problem}; set {key} to a folder of images (its sub-folders: the classes)")
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         if not files:
             raise UserError(f"image folder {path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "

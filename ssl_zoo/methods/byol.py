@@ -7,9 +7,9 @@ from torch import nn
 
 from ssl_zoo.losses import byol_loss
 from ssl_zoo.methods.image import ImageMethod
-from ssl_zoo.methods.teacher import MomentumTeacher, ema_copy
+from ssl_zoo.methods.teacher import SCHEDULES, MomentumTeacher, ema_copy
 from ssl_zoo.nn.heads import mlp
-from ssl_zoo.settings import Range
+from ssl_zoo.settings import OneOf, Range
 
 
 class BYOL(MomentumTeacher, ImageMethod):
@@ -17,7 +17,8 @@ class BYOL(MomentumTeacher, ImageMethod):
     objective = "joint-embedding"
 
     def __init__(self, backbone: nn.Module, view_a: nn.Module, view_b: nn.Module, projector_hidden_dim: Annotated[int, Range(1, whole=True)] = 1024,
-                 projector_dim: Annotated[int, Range(1, whole=True)] = 256, tau_base: Annotated[float, Range(0, 1)] = 0.99, tau_schedule: str = "cosine", **base):
+                 projector_dim: Annotated[int, Range(1, whole=True)] = 256, tau_base: Annotated[float, Range(0, 1)] = 0.99,
+                 tau_schedule: Annotated[str, OneOf(SCHEDULES)] = "cosine", **base):
         # Asymmetric views: blur 1.0 / 0.1, solarize 0 / 0.2 (conf/method/byol.yaml).
         super().__init__(backbone, [view_a, view_b], projector_hidden_dim, projector_dim, **base)
         self.init_momentum(tau_schedule, tau_base)  # the paper: cosine from 0.99 to 1

@@ -3,7 +3,6 @@ transformer reconstructs spans of log-mel frames that were hidden from it."""
 
 from typing import Annotated
 
-from ssl_zoo.data.base import DataInfo
 from ssl_zoo.losses import masked_l1
 from ssl_zoo.masking import mask_frames
 from ssl_zoo.methods.speech import SpeechMethod
@@ -24,13 +23,6 @@ class MaskedSpeech(SpeechMethod):
         self.freq_mask_width = freq_mask_width
         self.head = self.prediction_head(hidden_layers=1)
 
-    def use_data(self, info: DataInfo) -> None:
-        super().use_data(info)
-        if info.clip_lengths is not None:
-            frames, hop_seconds = self.frontend.frames(info.clip_lengths), self.frontend.hop / self.frontend.sample_rate
-            if note := short_clip_note(frames, self.span, hop_seconds):
-                print(note)
-
     def ssl_step(self, waves):
         feats, mask = self.log_mel(waves)  # (B, T, F), (B, T)
         inputs, masked = mask_frames(feats, mask, self.step_generator(), self.mask_prob, self.span, self.zero_frac,
@@ -38,12 +30,3 @@ class MaskedSpeech(SpeechMethod):
         hidden = self.backbone(inputs, mask)  # (B, T, C)
         loss = masked_l1(self.head(hidden), feats, masked)  # reconstruct the original where it was masked
         return loss, mean_pool(hidden, mask)
-
-
-def short_clip_note(frames, span: int, hop_seconds: float) -> str | None:
-    """One line about clips shorter than a mask span (span_mask gives each one shorter span)."""
-    short = int((frames < span).sum())
-    if not short:
-        return None
-    return (f"{short} of {len(frames)} clips are shorter than a {span}-frame mask span ({1000 * hop_seconds * span:.0f} ms): "
-            "each gets one shorter span instead")

@@ -6,7 +6,7 @@ log-mel input itself as a baseline."""
 import torch
 from torch import nn
 
-from ssl_zoo.data.base import Waves
+from ssl_zoo.data.base import DataInfo, Waves
 from ssl_zoo.methods.base import SSLMethod
 from ssl_zoo.nn.logmel import LogMel
 from ssl_zoo.nn.transformer import Transformer, mean_pool
@@ -22,6 +22,13 @@ class SpeechMethod(SSLMethod):
         backbone.use_attention(self.causal, f"method={self.name}")
         self.probe_layer = backbone.check_layer(probe_layer, "method.probe_layer")
         self.frontend = LogMel(sample_rate, **(features or {}))
+
+    def use_data(self, info: DataInfo) -> None:
+        super().use_data(info)
+        if getattr(self, "span", None) and info.clip_lengths is not None:  # a method that masks spans of frames
+            frames, hop_seconds = self.frontend.frames(info.clip_lengths), self.frontend.hop / self.frontend.sample_rate
+            if note := short_clip_note(frames, self.span, hop_seconds):
+                print(note)
 
     def log_mel(self, waves: Waves) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T, n_mels) normalised log-mel frames and (B, T) mask of the real ones."""
@@ -42,3 +49,12 @@ class SpeechMethod(SSLMethod):
     def baseline_embeddings(self) -> dict:
         """SUPERB's FBANK row: the mean-pooled log-mel frames, exactly as the encoder reads them."""
         return {"logmel": lambda waves: mean_pool(*self.log_mel(waves))}
+
+
+def short_clip_note(frames, span: int, hop_seconds: float) -> str | None:
+    """One line about clips shorter than a mask span (span_mask gives each one shorter span)."""
+    short = int((frames < span).sum())
+    if not short:
+        return None
+    return (f"{short} of {len(frames)} clips are shorter than a {span}-frame mask span ({1000 * hop_seconds * span:.0f} ms): "
+            "each gets one shorter span instead")

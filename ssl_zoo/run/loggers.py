@@ -10,20 +10,21 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from ssl_zoo.atomic import check_can_write
 from ssl_zoo.errors import UserError
 from ssl_zoo.run.folder import RunFolder
-from ssl_zoo.settings import FLAG, Matches, Nested, OneOf
+from ssl_zoo.settings import FLAG, Matches, Nested, OneOf, Range, find_class
 
 # the loggers' flags (Lightning's classes declare nothing of ours; offline=auto is ours, see `where`)
 NAME = Matches(r"\s*\S.*", "a name (a non-empty string)", nullable=True)
 LOGGER_SETTINGS = {"wandb": Nested({"offline": OneOf(("auto", True, False)), "anonymous": OneOf((True, False, None)),
                                     "project": NAME, "name": NAME}),
-                   "tensorboard": Nested({"default_hp_metric": FLAG, "log_graph": FLAG}),
+                   "tensorboard": Nested({"default_hp_metric": FLAG, "log_graph": FLAG, "flush_secs": Range(1, whole=True),
+                                           "max_queue": Range(1, whole=True)}),
                    "mlflow": Nested({"synchronous": OneOf((True, False, None)),
                                      "experiment_name": Matches(r"\s*\S.*", "a name (a non-empty string)")})}
 PACKAGES = {"tensorboard": "tensorboardX", "wandb": "wandb", "mlflow": "mlflow-skinny"}  # what pip installs for each
@@ -88,10 +89,8 @@ def check_loggers(cfg: DictConfig) -> None:
     answer (any HTTP status will do; MLflow itself retries for minutes, then fails with a traceback)."""
     for name, node in (cfg.get("logger") or {}).items():
         if OmegaConf.is_dict(node) and node.get("_target_") and name not in PACKAGES:  # a class of one's own
-            try:
-                get_class(str(node._target_))
-            except Exception:
-                raise UserError(not_importable(name, node._target_)) from None
+            if find_class(node._target_) is None:
+                raise UserError(not_importable(name, node._target_))
         if OmegaConf.is_dict(node) and node.get("save_dir"):
             check_can_write(Path(str(node.save_dir)), f"logger.{name}.save_dir", folder=True)
     if OmegaConf.select(cfg, "logger.wandb.offline", default=None) is False and not wandb_key_set():
