@@ -5,7 +5,7 @@ import copy
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import MissingMandatoryValue
 
@@ -220,7 +220,11 @@ _ABSENT = object()
 def check_modalities(cfg: DictConfig) -> None:
     """The method, the data and the encoder agree on the modality, and data2vec's centred text targets
     get batches of two sequences or more."""
-    method, data, model = (get_class(cfg[group]._target_) for group in ("method", "data", "model"))
+    classes = {group: settings.find_class(cfg[group]._target_) for group in ("method", "data", "model")}
+    if missing := next((group for group, klass in classes.items() if klass is None), None):
+        raise UserError(f"{missing}._target_={cfg[missing]._target_} is not a class that can be imported; choose a "
+                        f"{missing} by name ({missing}=<name>), or give an importable class")
+    method, data, model = classes.values()
     if method.modality != data.modality:
         raise UserError(
             f"method '{cfg.method.name}' is for {method.modality} but data '{cfg.data.name}' is {data.modality}; "

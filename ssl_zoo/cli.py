@@ -388,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
             return import_module("ssl_zoo.commands.compare").main(rest)
         if command == "lm-eval":
             return lm_eval_command(rest)
+        if flag := next((a for a in rest if re.match(r"(--config-(name|path|dir)|-c[npd])(=|$)", a)), None):
+            raise UserError(f"{flag.partition('=')[0]} is not an option of ssl-zoo (each command has its own config); choose a "
+                            "preset with experiment=<name>, or set the settings on the command line")
         if command not in HYDRA_COMMANDS:
             raise UserError(f"unknown command '{command}'; choose one of: {', '.join(HYDRA_COMMANDS)}, compare, lm-eval "
                             "(ssl-zoo --help)")

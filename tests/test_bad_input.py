@@ -473,6 +473,9 @@ CASES = [
     ("export checkpoint={gpt} format=hf out={files}/export/model.safetensors", "names a file; an export is a folder of files"),
     ("train +trainer.gradient_clip_algorithm=value", "trainer.gradient_clip_algorithm is read only with trainer.gradient_clip_val"),
     (["train", "hydra.run.dir='~/ssl_zoo_run'"], "hydra.run.dir=~/ssl_zoo_run starts with ~, which is not expanded here"),
+    ("train method._target_=ssl_zoo.methods.simclr.SimCLRX", "method._target_=ssl_zoo.methods.simclr.SimCLRX is not a class that can be"),
+    ("lm-eval --model hf --model_args checkpoint={gpt} --tasks lambada_openai", "is read by --model ssl-zoo, not --model hf"),
+    ("train --config-name=trian", "--config-name is not an option of ssl-zoo"),
     ("nope", "unknown command 'nope'; choose one of: train, probe"),
 ]
 

@@ -138,6 +138,8 @@ def check_arguments(argv: list[str]) -> None:
         raise UserError(f"{twice} is given more than once (lm_eval would keep only the last); give it once"
                         + (", with its settings comma-separated (checkpoint=PATH,batch_size=8)" if twice == "--model_args" else ""))
     model = next((value for flag, value in zip(argv, argv[1:]) if flag == "--model"), None)
+    if model not in (None, "ssl-zoo") and "checkpoint=" in " ".join(argv):
+        raise UserError(f"--model_args checkpoint=... is read by --model ssl-zoo, not --model {model}; give --model ssl-zoo")
     if model is None and "--model_args" in argv and "pretrained=" not in " ".join(argv):
         raise UserError("--model is not given (lm_eval's default, hf, loads pretrained=NAME); for an ssl-zoo GPT give "
                         "--model ssl-zoo --model_args checkpoint=PATH")
